@@ -1,0 +1,49 @@
+# Every target does its own set-up on a fresh Debian machine.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_ARGS ?=
+DURATION ?= 10m
+
+.PHONY: setup system-deps demo test lint typecheck unit bench soak lock clean
+
+$(STAMP): requirements.lock pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+system-deps:
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || \
+	  { $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus; }
+	@# the Debian package starts a system Prometheus on :9090; the project never uses it
+	@-$(SUDO) systemctl stop prometheus >/dev/null 2>&1 || true
+
+setup: system-deps $(STAMP)
+
+demo: setup
+	$(BIN)/prom-keycloak-proxy demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check proxy tests bench policies
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: setup lint typecheck
+	$(BIN)/pytest -q -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/python bench/run.py
+
+soak: setup
+	$(BIN)/pytest -q -p no:xdist tests/reliability/test_soak.py --soak-duration=$(DURATION) -s
+
+lock:
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra fast --extra otel --generate-hashes -o requirements.lock
+
+clean:
+	rm -rf $(VENV) .demo .tmp

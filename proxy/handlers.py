@@ -1,0 +1,414 @@
+"""Request handlers: the one place that composes authn → promql → authz → rewrite → upstream."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import re
+import time
+import zlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import structlog
+from aiohttp import web
+from multidict import CIMultiDict
+
+from proxy import errors, metrics, promql
+from proxy.authn import Authenticator, Identity
+from proxy.authz import Authorizer
+from proxy.config import Settings
+from proxy.durations import parse_duration
+from proxy.fairuse import FairUse
+from proxy.filters import filter_alerts, filter_metadata, filter_rules
+from proxy.params import RequestParams, read_params
+from proxy.promql.scope import Holdings, LabelModel, labels_visible
+from proxy.upstream import Upstream, UpstreamRequest, read_bounded, stream
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# Matches every series; the anchor for injecting a caller's scope where no match[] was given.
+ALL_SERIES = '{__name__=~".+"}'
+LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+FILTERED_BODY_LIMIT = 64 * 1024 * 1024
+
+
+@dataclass
+class Services:
+    """Everything a handler needs, built once per application."""
+
+    settings: Settings
+    upstream: Upstream
+    authn: Authenticator
+    authz: Authorizer
+    fair_use: FairUse
+    limits: promql.Limits
+    model: LabelModel
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+SERVICES = web.AppKey("services", Services)
+
+
+def services(request: web.Request) -> Services:
+    """The application's services."""
+    return request.app[SERVICES]
+
+
+def note(request: web.Request, **fields: Any) -> None:
+    """Add fields to the request's log line."""
+    request.setdefault("log", {}).update(fields)
+
+
+async def authenticate(request: web.Request) -> Identity:
+    """Authenticate the caller and bind the subject to the request's log context."""
+    identity = await services(request).authn.authenticate(request.headers.get("Authorization"))
+    note(request, subject=identity.subject)
+    structlog.contextvars.bind_contextvars(subject=identity.subject)
+    return identity
+
+
+async def holdings_for(
+    request: web.Request, identity: Identity, analysis: promql.Analysis, narrow: bool
+) -> Holdings:
+    """Ask Keycloak what the analysed request needs: exact names, or everything held."""
+    svc = services(request)
+    reach = analysis.reach()
+    note(
+        request,
+        clusters=sorted(reach.clusters),
+        namespaces=sorted({p for ps in reach.projects.values() for p in ps}),
+    )
+    if not analysis.has_selectors or (narrow and not reach.bounded):
+        return await svc.authz.holdings(identity, None, {})
+    return await svc.authz.holdings(identity, reach.clusters, reach.projects)
+
+
+def _mode(svc: Services) -> promql.Mode:
+    return svc.settings.enforce_mode
+
+
+def _enforce(request: web.Request, call: Callable[[], Any]) -> Any:
+    """Run a PromQL engine step, mapping its typed errors to HTTP errors."""
+    try:
+        return call()
+    except promql.PromQLError as exc:
+        if isinstance(exc, promql.QueryLimitError | promql.QuerySyntaxError):
+            reason = exc.limit if isinstance(exc, promql.QueryLimitError) else "syntax"
+            metrics.QUERY_REJECTIONS.labels(reason).inc()
+        decision = "denied" if isinstance(exc, promql.AccessDenied) else "refused"
+        note(request, decision=decision)
+        if isinstance(exc, promql.VerificationFailed):
+            log.error("rewrite_not_verified", error=str(exc))
+        raise errors.from_promql(exc) from exc
+
+
+def _parse_time(value: str) -> float | None:
+    """Prometheus' time formats: unix seconds or RFC 3339; None when unparseable."""
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _parse_step(value: str) -> float | None:
+    try:
+        return float(value)
+    except ValueError:
+        try:
+            return parse_duration(value)
+        except ValueError:
+            return None
+
+
+def check_range(svc: Services, params: RequestParams) -> None:
+    """Fair use of a shared upstream: bounded range length and points per series (SPEC §12)."""
+    start_s = params.single("start", required=False)
+    end_s = params.single("end", required=False)
+    step_s = params.single("step", required=False)
+    if start_s is None or end_s is None or step_s is None:
+        return  # Prometheus itself answers the missing-parameter error
+    start, end, step = _parse_time(start_s), _parse_time(end_s), _parse_step(step_s)
+    if (
+        start is None
+        or end is None
+        or step is None
+        or not all(map(math.isfinite, (start, end, step)))
+    ):
+        return
+    if end - start > svc.settings.max_range:
+        raise errors.BadRequest(
+            f"query range {end - start:.0f}s exceeds the limit of {svc.settings.max_range:.0f}s"
+        )
+    if step > 0 and (end - start) / step > svc.settings.max_points:
+        raise errors.BadRequest(
+            f"exceeded maximum resolution of {svc.settings.max_points} points per timeseries. "
+            "Try decreasing the query resolution (?step=XX)"
+        )
+
+
+def _cap_timeout(svc: Services, url: list[tuple[str, str]], body: list[tuple[str, str]]) -> None:
+    """A caller's `timeout` parameter never exceeds the proxy's upstream timeout."""
+    cap = svc.settings.prometheus_timeout
+    for params in (url, body):
+        for i, (key, value) in enumerate(params):
+            if key != "timeout":
+                continue
+            try:
+                asked = parse_duration(value)
+            except ValueError:
+                continue
+            if asked > cap:
+                params[i] = (key, f"{int(cap * 1000)}ms")
+
+
+async def _forward(
+    request: web.Request, built: UpstreamRequest, identity: Identity
+) -> web.StreamResponse:
+    """Send a built request upstream under the caller's fair-use share and stream the answer."""
+    svc = services(request)
+    async with svc.fair_use.slot(identity.subject):
+        response = await svc.upstream.send(
+            built, svc.upstream.headers_for(request, built.form is not None)
+        )
+        return await stream(request, response)
+
+
+async def query(request: web.Request) -> web.StreamResponse:
+    """`/api/v1/query`, `query_range`, `query_exemplars`: analyse, authorize, rewrite, forward."""
+    svc = services(request)
+    identity = await authenticate(request)
+    await svc.fair_use.admit(identity.subject)
+    params = await read_params(request, svc.settings.max_body_bytes)
+    text = params.single("query")
+    assert text is not None
+    if route_name(request) == "query_range":
+        check_range(svc, params)
+    analysis = _enforce(request, lambda: promql.analyse_query(text, svc.limits, svc.model))
+    holdings = await holdings_for(request, identity, analysis, _mode(svc) == "narrow")
+    rewritten: str = _enforce(request, lambda: promql.enforce_query(analysis, holdings, _mode(svc)))
+    note(request, decision="narrowed" if holdings_narrowed(analysis, holdings) else "allowed")
+    url, body = params.replaced("query", [rewritten])
+    _cap_timeout(svc, url, body)
+    built = UpstreamRequest(
+        request.method, route_path(request), tuple(url), tuple(body) if params.had_body else None
+    )
+    return await _forward(request, built, identity)
+
+
+def holdings_narrowed(analysis: promql.Analysis, holdings: Holdings) -> bool:
+    """Whether the decision restricted an unbounded request to the caller's holdings."""
+    return not holdings.hub_wide and not analysis.reach().bounded
+
+
+async def scoped_matches(
+    request: web.Request, identity: Identity, matches: list[str]
+) -> list[str] | None:
+    """The verified `match[]` list for the caller; None when nothing needs to be added."""
+    svc = services(request)
+    injected = not matches
+    analysis = _enforce(
+        request,
+        lambda: promql.analyse_selectors(matches or [ALL_SERIES], svc.limits, svc.model),
+    )
+    # Scope injection narrows by construction; explicit selectors follow the configured mode.
+    narrow = injected or _mode(svc) == "narrow"
+    holdings = await holdings_for(request, identity, analysis, narrow)
+    if injected and holdings.hub_wide:
+        return None
+    mode: promql.Mode = "narrow" if narrow else "deny"
+    result: list[str] = _enforce(
+        request, lambda: promql.enforce_selectors(analysis, holdings, mode)
+    )
+    note(
+        request,
+        decision="narrowed" if injected or holdings_narrowed(analysis, holdings) else "allowed",
+    )
+    return result
+
+
+async def selectors(request: web.Request) -> web.StreamResponse:
+    """`series`, `labels`, `label/<name>/values`, `federate`: every `match[]` enforced."""
+    svc = services(request)
+    identity = await authenticate(request)
+    await svc.fair_use.admit(identity.subject)
+    params = await read_params(request, svc.settings.max_body_bytes)
+    name = request.match_info.get("name")
+    if name is not None and not LABEL_NAME.match(name):
+        raise errors.BadRequest(f"invalid label name {name!r}")
+    enforced = await scoped_matches(request, identity, params.all("match[]"))
+    url, body = params.replaced("match[]", enforced if enforced is not None else [])
+    if enforced is None:
+        url, body = list(params.url), list(params.body)
+    method = request.method
+    if ROUTE_GET_ONLY_UPSTREAM.get(route_name(request), False):
+        url, body, method = url + body, [], "GET"
+    form = tuple(body) if params.had_body and method == "POST" else None
+    built = UpstreamRequest(method, route_path(request), tuple(url), form)
+    return await _forward(request, built, identity)
+
+
+# Routes Prometheus only serves with GET: a POST from the caller is sent upstream as GET.
+ROUTE_GET_ONLY_UPSTREAM = {"label_values": True, "federate": True}
+
+
+def route_name(request: web.Request) -> str:
+    """The route table's name of the matched route ("" when none matched)."""
+    resource = request.match_info.route.resource
+    return (resource.name or "") if resource is not None else ""
+
+
+def route_path(request: web.Request) -> str:
+    """The upstream path: from the route table, with `<name>` re-encoded."""
+    info = request.match_info.route.resource
+    assert info is not None
+    canonical = info.canonical
+    name = request.match_info.get("name")
+    return canonical.replace("{name}", name) if name is not None else canonical
+
+
+def _decode_json(raw: bytes, encoding: str) -> Any:
+    """Decode a (possibly gzip/deflate) upstream JSON body; 502 when it is not JSON."""
+    try:
+        if encoding == "gzip":
+            raw = gzip.decompress(raw)
+        elif encoding == "deflate":
+            raw = zlib.decompress(raw)
+        elif encoding not in ("", "identity"):
+            raise ValueError(encoding)
+        return json.loads(raw)
+    except (OSError, ValueError, zlib.error) as exc:
+        raise errors.UpstreamUnavailable("upstream answer could not be decoded") from exc
+
+
+async def _filtered(
+    request: web.Request,
+    identity: Identity,
+    built: UpstreamRequest,
+    transform: Callable[[Any], Any],
+) -> web.StreamResponse:
+    """Fetch a JSON answer, apply `transform` to its `data` on success, pass errors through."""
+    svc = services(request)
+    async with svc.fair_use.slot(identity.subject):
+        response = await svc.upstream.send(built, _filter_headers(request, svc))
+        status, encoding = response.status, response.headers.get("Content-Encoding", "")
+        raw = await read_bounded(response, FILTERED_BODY_LIMIT)
+    doc = _decode_json(raw, encoding.lower())
+    if status == 200 and isinstance(doc, dict) and doc.get("status") == "success":
+        doc = {**doc, "data": transform(doc.get("data"))}
+    return web.json_response(doc, status=status)
+
+
+def _filter_headers(request: web.Request, svc: Services) -> CIMultiDict[str]:
+    headers = svc.upstream.headers_for(request, False)
+    headers.popall("Accept-Encoding", None)
+    headers["Accept-Encoding"] = "gzip"
+    return headers
+
+
+async def rules(request: web.Request) -> web.StreamResponse:
+    """`/api/v1/rules` and `/api/v1/alerts`: the upstream answer filtered to the caller's grant."""
+    svc = services(request)
+    identity = await authenticate(request)
+    params = await read_params(request, svc.settings.max_body_bytes)
+    holdings = await svc.authz.holdings(identity, None, {})
+    if not holdings.holds_anything():
+        raise errors.Forbidden("you hold no permission on this hub")
+    note(request, decision="filtered")
+
+    def visible(labels: Any) -> bool:
+        return labels_visible(labels, holdings, svc.model)
+
+    is_alerts = route_name(request) == "alerts"
+
+    def transform(data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        return (
+            filter_alerts(data, visible)
+            if is_alerts
+            else filter_rules(data, visible, holdings.hub_wide)
+        )
+
+    built = UpstreamRequest("GET", route_path(request), params.url)
+    return await _filtered(request, identity, built, transform)
+
+
+async def metadata(request: web.Request) -> web.StreamResponse:
+    """`/api/v1/metadata` limited to the metric names visible to the caller."""
+    svc = services(request)
+    identity = await authenticate(request)
+    params = await read_params(request, svc.settings.max_body_bytes)
+    names = await visible_metric_names(request, identity)
+    built = UpstreamRequest("GET", route_path(request), params.url)
+    return await _filtered(
+        request, identity, built, lambda data: filter_metadata(data or {}, names)
+    )
+
+
+async def visible_metric_names(request: web.Request, identity: Identity) -> frozenset[str] | None:
+    """Metric names in the caller's scope (None for hub-wide holders), cached per token."""
+    svc = services(request)
+    cache: dict[str, tuple[float, frozenset[str] | None]] = svc.extra.setdefault("metric_names", {})
+    hit = cache.get(identity.token_hash)
+    if hit is not None and hit[0] > time.monotonic():
+        return hit[1]
+    enforced = await scoped_matches(request, identity, [])
+    names: frozenset[str] | None = None
+    if enforced is not None:
+        built = UpstreamRequest(
+            "GET", "/api/v1/label/__name__/values", tuple(("match[]", m) for m in enforced)
+        )
+        response = await svc.upstream.send(built, _filter_headers(request, svc))
+        encoding = response.headers.get("Content-Encoding", "").lower()
+        raw = await read_bounded(response, FILTERED_BODY_LIMIT)
+        doc = _decode_json(raw, encoding)
+        if response.status != 200 or not isinstance(doc, dict):
+            raise errors.UpstreamUnavailable("upstream could not list metric names")
+        names = frozenset(str(n) for n in doc.get("data") or [])
+    if len(cache) > 10000:
+        cache.clear()
+    ttl = min(svc.settings.authz_cache_ttl, max(0.0, identity.exp - time.time()))
+    cache[identity.token_hash] = (time.monotonic() + ttl, names)
+    return names
+
+
+async def passthrough(request: web.Request) -> web.StreamResponse:
+    """Authenticated endpoints without series data (buildinfo, format_query, parse_query)."""
+    svc = services(request)
+    identity = await authenticate(request)
+    params = await read_params(request, svc.settings.max_body_bytes)
+    if not identity.subject:
+        raise errors.Unauthorized("no subject")
+    note(request, decision="passthrough")
+    form = params.body if params.had_body else None
+    built = UpstreamRequest(request.method, route_path(request), params.url, form)
+    return await _forward(request, built, identity)
+
+
+async def root(request: web.Request) -> web.StreamResponse:
+    """`GET /`: a short text, for prometheus-api-client's connection check."""
+    return web.Response(text="prom-keycloak-proxy: authorizing PromQL proxy\n")
+
+
+async def healthz(request: web.Request) -> web.StreamResponse:
+    """Liveness: the process answers."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.StreamResponse:
+    """Readiness: configuration loaded and the JWKS fetched once."""
+    svc = services(request)
+    if not svc.authn.ready:
+        return web.json_response(
+            {"status": "not ready", "reason": "JWKS not fetched yet"}, status=503
+        )
+    return web.json_response({"status": "ready"})

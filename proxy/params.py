@@ -1,0 +1,95 @@
+"""Reading request parameters from the URL and a form body, exactly once and strictly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import parse_qsl
+
+from aiohttp import web
+
+from proxy import errors
+
+FORM = "application/x-www-form-urlencoded"
+
+
+@dataclass(frozen=True)
+class RequestParams:
+    """Parameters as they arrived: `url` from the query string, `body` from a form body."""
+
+    url: tuple[tuple[str, str], ...]
+    body: tuple[tuple[str, str], ...]
+    had_body: bool
+
+    def all(self, name: str) -> list[str]:
+        """Every value of `name`, URL first then body (Prometheus' union for `match[]`)."""
+        return [v for k, v in self.url if k == name] + [v for k, v in self.body if k == name]
+
+    def single(self, name: str, *, required: bool = True) -> str | None:
+        """The one value of `name`; refuse it repeated or present in both places."""
+        values = self.all(name)
+        if len(values) > 1:
+            raise errors.BadRequest(
+                f"parameter {name!r} given {len(values)} times (URL and body, or repeated); "
+                "send it once"
+            )
+        if not values:
+            if required:
+                raise errors.BadRequest(f"missing parameter {name!r}")
+            return None
+        return values[0]
+
+    def replaced(
+        self, name: str, values: list[str]
+    ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """URL and body params with every `name` removed and `values` put where it first arrived."""
+        in_body = not any(k == name for k, _ in self.url) and any(k == name for k, _ in self.body)
+        url = [(k, v) for k, v in self.url if k != name]
+        body = [(k, v) for k, v in self.body if k != name]
+        target = body if in_body else url
+        target.extend((name, v) for v in values)
+        return url, body
+
+
+def _decode(raw: bytes | str, where: str) -> tuple[tuple[str, str], ...]:
+    """Parse `a=b&c=d` strictly as UTF-8 (non-UTF-8 bytes are refused, never guessed)."""
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        pairs = parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict")
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise errors.BadRequest(f"{where} is not valid UTF-8 form data") from exc
+    return tuple(pairs)
+
+
+def _check_media_type(request: web.Request) -> None:
+    """Refuse bodies the proxy would interpret differently from the upstream (SPEC §5)."""
+    if request.headers.get("Content-Encoding", "").strip():
+        raise errors.UnsupportedMediaType("request bodies with a Content-Encoding are not accepted")
+    if request.content_type != FORM:
+        raise errors.UnsupportedMediaType(
+            f"request body must be {FORM}, not {request.content_type or 'unspecified'}"
+        )
+    charset = request.charset
+    if charset is not None and charset.lower().replace("_", "-") not in ("utf-8", "utf8"):
+        raise errors.UnsupportedMediaType(f"request body charset must be UTF-8, not {charset}")
+
+
+async def read_params(request: web.Request, max_body: int) -> RequestParams:
+    """Read URL and body parameters; 413 for oversized bodies, 415 for foreign bodies."""
+    url = _decode(request.rel_url.raw_query_string, "query string")
+    if request.method not in ("POST", "PUT", "PATCH"):
+        return RequestParams(url, (), False)
+    length = request.content_length
+    if length is not None and length > max_body:
+        raise errors.PayloadTooLarge(f"request body over {max_body} bytes")
+    if not request.body_exists:
+        return RequestParams(url, (), False)
+    buffer = bytearray()
+    while chunk := await request.content.read(65536):
+        buffer.extend(chunk)
+        if len(buffer) > max_body:  # chunked bodies have no Content-Length to check first
+            raise errors.PayloadTooLarge(f"request body over {max_body} bytes")
+    raw = bytes(buffer)
+    if not raw:
+        return RequestParams(url, (), False)  # prometheus-api-client POSTs empty bodies
+    _check_media_type(request)
+    return RequestParams(url, _decode(raw, "request body"), True)

@@ -1,0 +1,1 @@
+"""The access model as code: `policies/*.yaml` loaded, validated, exported and applied to Keycloak."""

@@ -1,0 +1,192 @@
+"""The typed, frozen access model a policies file describes, and the resources it grants."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from proxy.policies import names
+
+GranteeKind = Literal["group", "user", "client"]
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """One cluster of the hub and its projects (namespaces)."""
+
+    name: str
+    projects: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ResourceServer:
+    """The proxy's own client: it owns the resources and answers UMA `audience`."""
+
+    client_id: str
+    secret: str | None
+    audience_mapper: bool
+
+
+@dataclass(frozen=True)
+class User:
+    """A realm user the file declares."""
+
+    username: str
+    password: str | None
+    email: str | None
+    first_name: str
+    last_name: str
+    groups: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Client:
+    """A realm client the file declares (researcher script, Grafana, …)."""
+
+    client_id: str
+    secret: str | None
+    public: bool
+    service_account: bool
+    standard_flow: bool
+    direct_access: bool
+    redirect_uris: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Grantee:
+    """Who a grant is for."""
+
+    kind: GranteeKind
+    name: str
+
+    @property
+    def policy_name(self) -> str:
+        """Name of the Keycloak policy matching this grantee."""
+        return names.grantee_policy(self.kind, self.name)
+
+
+@dataclass(frozen=True)
+class Grant:
+    """Read access for one grantee: whole hubs, clusters or single projects."""
+
+    grantee: Grantee
+    all_hubs: bool
+    hub: bool
+    clusters: tuple[str, ...]
+    projects: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class AccessModel:
+    """Everything one policies file declares about one realm."""
+
+    realm: str
+    hub: str
+    resource_server: ResourceServer
+    hub_resource: bool
+    groups_claim: bool
+    clusters: tuple[Cluster, ...]
+    groups: tuple[str, ...]
+    users: tuple[User, ...]
+    clients: tuple[Client, ...]
+    grants: tuple[Grant, ...]
+
+    def resource_names(self) -> list[str]:
+        """Every resource name the realm needs, hub first, in a stable order."""
+        out = [names.TOP_HUB] if self.hub_resource else []
+        out.append(names.hub_resource(self.hub))
+        out += [names.cluster_resource(self.hub, c.name) for c in self.clusters]
+        out += [
+            names.project_resource(self.hub, c.name, p) for c in self.clusters for p in c.projects
+        ]
+        return out
+
+    def grant_resources(self, grant: Grant) -> list[str]:
+        """The resource names one grant covers directly."""
+        out = [names.TOP_HUB] if grant.all_hubs else []
+        if grant.hub:
+            out.append(names.hub_resource(self.hub))
+        out += [names.cluster_resource(self.hub, c) for c in grant.clusters]
+        out += [names.project_resource(self.hub, c, p) for c, p in grant.projects]
+        return out
+
+    def grantees(self) -> list[Grantee]:
+        """Every grantee in first-mention order, without repeats."""
+        return list(dict.fromkeys(g.grantee for g in self.grants))
+
+    def granted_to(self, grantee: Grantee) -> frozenset[str]:
+        """The resource names a grantee holds directly through the file's grants."""
+        return frozenset(r for g in self.grants if g.grantee == grantee for r in self.grant_resources(g))
+
+    def resource_grantees(self) -> Iterator[tuple[str, list[Grantee]]]:
+        """Each resource with the grantees granted it, in resource order."""
+        for resource in self.resource_names():
+            granted = [g for g in self.grantees() if resource in self.granted_to(g)]
+            yield resource, granted
+
+
+def build(data: Mapping[str, Any]) -> AccessModel:
+    """Build the model from schema-valid plain data (see `loader.load` for the checked path)."""
+    rs = data["resource_server"]
+    return AccessModel(
+        realm=data["realm"],
+        hub=data["hub"],
+        resource_server=ResourceServer(
+            client_id=rs["client_id"],
+            secret=rs.get("secret"),
+            audience_mapper=bool(rs.get("audience_mapper", False)),
+        ),
+        hub_resource=bool(data.get("hub_resource", False)),
+        groups_claim=bool(data.get("groups_claim", False)),
+        clusters=tuple(
+            Cluster(name, tuple((spec or {}).get("projects", [])))
+            for name, spec in data["clusters"].items()
+        ),
+        groups=tuple(data.get("groups", [])),
+        users=tuple(_user(u) for u in data.get("users", [])),
+        clients=tuple(_client(c) for c in data.get("clients", [])),
+        grants=tuple(_grant(g) for g in data.get("grants", [])),
+    )
+
+
+def _user(raw: Mapping[str, Any]) -> User:
+    username = raw["username"]
+    return User(
+        username=username,
+        password=raw.get("password"),
+        email=raw.get("email"),
+        # KC ≥ 24's user profile requires both names before a password grant works.
+        first_name=raw.get("first_name", username),
+        last_name=raw.get("last_name", username),
+        groups=tuple(raw.get("groups", [])),
+    )
+
+
+def _client(raw: Mapping[str, Any]) -> Client:
+    public = bool(raw.get("public", False))
+    return Client(
+        client_id=raw["client_id"],
+        secret=raw.get("secret"),
+        public=public,
+        service_account=bool(raw.get("service_account", not public)),
+        standard_flow=bool(raw.get("standard_flow", False)),
+        direct_access=bool(raw.get("direct_access", False)),
+        redirect_uris=tuple(raw.get("redirect_uris", [])),
+    )
+
+
+def _grant(raw: Mapping[str, Any]) -> Grant:
+    kind: GranteeKind = "group" if "group" in raw else "user" if "user" in raw else "client"
+    projects = tuple(
+        (cluster, project)
+        for cluster, plist in (raw.get("projects") or {}).items()
+        for project in plist
+    )
+    return Grant(
+        grantee=Grantee(kind, raw[kind]),
+        all_hubs=bool(raw.get("all_hubs", False)),
+        hub=bool(raw.get("hub", False)),
+        clusters=tuple(raw.get("clusters", [])),
+        projects=projects,
+    )

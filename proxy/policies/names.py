@@ -1,0 +1,53 @@
+"""Keycloak object names shared with the Go proxy and the telemetry portal (SPEC §4.1, §7)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+SCOPE: Final = "GET"
+TOP_HUB: Final = "HUB"
+MANAGED_BY_KEY: Final = "managed-by"
+MANAGED_BY_VALUE: Final = "prom-keycloak-proxy"
+DESCRIPTION_PREFIX: Final = "[managed-by: prom-keycloak-proxy]"
+# Keycloak stores resource, policy and group names in VARCHAR(255) columns.
+MAX_NAME_LENGTH: Final = 255
+
+
+def hub_resource(hub: str) -> str:
+    """Name of the resource granting everything on one hub."""
+    return f"HUB-{hub}"
+
+
+def cluster_resource(hub: str, cluster: str) -> str:
+    """Name of the resource granting every namespace of one cluster."""
+    return f"HUB-{hub}-CLUSTER-{cluster}"
+
+
+def project_resource(hub: str, cluster: str, project: str) -> str:
+    """Name of the resource granting one namespace of one cluster."""
+    return f"HUB-{hub}-CLUSTER-{cluster}-PROJECT-{project}"
+
+
+def portal_group(resource: str) -> str:
+    """Realm group (and its group policy) the portal creates for a resource."""
+    return f"{resource}-{SCOPE}"
+
+
+def permission(resource: str) -> str:
+    """Scope permission the portal creates for a resource."""
+    return f"{resource}-{SCOPE}-permission"
+
+
+def grantee_policy(kind: str, name: str) -> str:
+    """Policy matching one grantee of the file: `group-…`, `user-…` or `client-…`."""
+    return f"{kind}-{name}"
+
+
+def described(text: str) -> str:
+    """A policy/permission description carrying the marker `apply` recognises as its own."""
+    return f"{DESCRIPTION_PREFIX} {text}"
+
+
+def is_marked_description(description: str | None) -> bool:
+    """Whether a policy or permission description says `apply` created it."""
+    return bool(description) and str(description).startswith(DESCRIPTION_PREFIX)

@@ -1,0 +1,93 @@
+"""Pre-parse guard: one linear scan that bounds what promql-parser is ever asked to parse.
+
+The parser crashes the process on deep nesting, is quadratic in tree depth and compiles every
+matcher regex while holding the GIL, so nothing reaches it before this scan has measured bytes,
+bracket depth, operator tokens and regex compile cost. The scan respects string literals and
+comments so brackets inside strings do not count and brackets outside them cannot hide.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from proxy.promql.errors import QueryLimitError, QuerySyntaxError
+from proxy.promql.limits import Limits
+from proxy.promql.regex import regex_cost
+from proxy.promql.strings import unquote
+
+_TOKEN = re.compile(
+    r"""
+      (?P<str>"(?:[^"\\\n]|\\[^\n])*"|'(?:[^'\\\n]|\\[^\n])*'|`[^`]*`)
+    | (?P<comment>\#[^\n]*)
+    | (?P<open>[(\[{])
+    | (?P<close>[)\]}])
+    | (?P<op>==|!=|<=|>=|=~|!~|[-+*/%^<>])
+    | (?P<word>[A-Za-z_][A-Za-z0-9_:.]*)
+    | (?P<at>@)
+    | (?P<bad>["'`])
+    """,
+    re.VERBOSE,
+)
+_PAIRS = {")": "(", "]": "[", "}": "{"}
+_WORD_OPERATORS = frozenset({"and", "or", "unless", "atan2"})
+
+
+@dataclass(frozen=True, slots=True)
+class GuardReport:
+    """What the guard measured on an accepted query."""
+
+    bytes: int
+    depth: int
+    operators: int
+    regex_cost: int
+
+
+def check(query: str, limits: Limits) -> GuardReport:
+    """Measure `query` and raise QueryLimitError/QuerySyntaxError before any parse happens."""
+    try:
+        size = len(query.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise QuerySyntaxError("query is not valid UTF-8") from None
+    if size > limits.max_bytes:
+        raise QueryLimitError("size (bytes)", size, limits.max_bytes)
+    if not query.strip():
+        raise QuerySyntaxError("empty query")
+    stack: list[str] = []
+    max_depth = 0
+    operators = 0
+    cost = 0
+    prev = ""  # previous significant token text
+    for tok in _TOKEN.finditer(query):
+        kind = tok.lastgroup
+        text = tok.group()
+        if kind == "comment":
+            continue
+        if kind == "str":
+            if prev in ("=~", "!~"):
+                cost += regex_cost(unquote(text))
+                if cost > limits.max_regex_cost:
+                    raise QueryLimitError("regex cost", cost, limits.max_regex_cost)
+        elif kind == "open":
+            stack.append(text)
+            if len(stack) > max_depth:
+                max_depth = len(stack)
+                if max_depth > limits.max_depth:
+                    raise QueryLimitError("nesting depth", max_depth, limits.max_depth)
+        elif kind == "close":
+            if not stack or stack.pop() != _PAIRS[text]:
+                raise QuerySyntaxError(f"unbalanced {text!r} in query")
+        elif kind == "op" or (kind == "word" and text.lower() in _WORD_OPERATORS):
+            # inside {} these are matcher operators, not arithmetic the parser nests on
+            if not stack or stack[-1] != "{" or kind == "word":
+                operators += 1
+                if operators > limits.max_operators:
+                    raise QueryLimitError("operator count", operators, limits.max_operators)
+            if kind == "op" and text == "-" and prev == "@":
+                raise QuerySyntaxError("negative @ timestamps are not supported")
+        elif kind == "bad":
+            raise QuerySyntaxError("unterminated string literal in query")
+        prev = text
+    if stack:
+        raise QuerySyntaxError(f"unclosed {stack[-1]!r} in query")
+    return GuardReport(size, max_depth, operators, cost)

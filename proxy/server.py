@@ -1,0 +1,135 @@
+"""Running the proxy: listeners, optional TLS, workers sharing the port, graceful SIGTERM drain."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import signal
+import ssl
+import sys
+from contextlib import suppress
+
+import structlog
+from aiohttp import web
+
+from proxy import logs
+from proxy.app import create_app, create_metrics_app
+from proxy.config import Settings, split_host_port
+
+log = structlog.get_logger(__name__)
+
+
+def _listener_ssl(settings: Settings) -> ssl.SSLContext | None:
+    """TLS for the proxy's own listener, when a certificate is configured."""
+    if not (settings.tls_cert and settings.tls_key):
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(settings.tls_cert), str(settings.tls_key))
+    return ctx
+
+
+async def _reload_listener_cert(settings: Settings, ctx: ssl.SSLContext) -> None:
+    """Re-read the listener certificate when it changes (new handshakes use the new one)."""
+    assert settings.tls_cert and settings.tls_key
+    last = (settings.tls_cert.stat().st_mtime, settings.tls_key.stat().st_mtime)
+    while True:
+        await asyncio.sleep(settings.cert_reload_interval)
+        try:
+            now = (settings.tls_cert.stat().st_mtime, settings.tls_key.stat().st_mtime)
+            if now != last:
+                ctx.load_cert_chain(str(settings.tls_cert), str(settings.tls_key))
+                last = now
+                log.info("listener_tls_reloaded")
+        except (OSError, ssl.SSLError) as exc:
+            log.error("listener_tls_reload_failed", error=str(exc))
+
+
+async def serve_async(settings: Settings, stop: asyncio.Event, reuse_port: bool = False) -> None:
+    """Serve until `stop` is set, then drain in-flight requests for up to the shutdown timeout."""
+    app = create_app(settings)
+    runner = web.AppRunner(
+        app, access_log=None, shutdown_timeout=settings.shutdown_timeout, handle_signals=False
+    )
+    await runner.setup()
+    metrics_runner = web.AppRunner(create_metrics_app(app), access_log=None, handle_signals=False)
+    await metrics_runner.setup()
+    host, port = split_host_port(settings.listen)
+    mhost, mport = split_host_port(settings.metrics_listen)
+    tls = _listener_ssl(settings)
+    site = web.TCPSite(
+        runner, host or None, port, ssl_context=tls, reuse_port=reuse_port or None, backlog=1024
+    )
+    msite = web.TCPSite(metrics_runner, mhost or None, mport, reuse_port=reuse_port or None)
+    await site.start()
+    await msite.start()
+    reloader = asyncio.create_task(_reload_listener_cert(settings, tls)) if tls else None
+    log.info(
+        "listening",
+        listen=settings.listen,
+        metrics=settings.metrics_listen,
+        tls=tls is not None,
+        enforce_mode=settings.enforce_mode,
+    )
+    if not settings.auth_audiences and not settings.auth_allowed_azp:
+        log.warning("no_audience_check", hint="set PROXY_AUTH_AUDIENCES or PROXY_AUTH_ALLOWED_AZP")
+    await stop.wait()
+    log.info("draining", timeout_s=settings.shutdown_timeout)
+    if reloader:
+        reloader.cancel()
+    # Stops accepting first, then waits for in-flight handlers up to shutdown_timeout.
+    await runner.cleanup()
+    await metrics_runner.cleanup()
+    log.info("stopped")
+
+
+def _install_loop() -> None:
+    """uvloop when installed: a measurably faster event loop."""
+    with suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def _run_one(settings: Settings, reuse_port: bool) -> None:
+    """One worker process: serve until SIGTERM/SIGINT."""
+    logs.configure(settings.log_level, settings.log_format)
+    _install_loop()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await serve_async(settings, stop, reuse_port)
+
+    asyncio.run(main())
+
+
+def run(settings: Settings) -> int:
+    """Run one process, or `workers` processes sharing the port with SO_REUSEPORT."""
+    if settings.workers <= 1:
+        _run_one(settings, reuse_port=False)
+        return 0
+    ctx = multiprocessing.get_context("spawn")
+    procs = [
+        ctx.Process(target=_run_one, args=(settings, True), daemon=False)
+        for _ in range(settings.workers)
+    ]
+    for proc in procs:
+        proc.start()
+
+    def forward(signum: int, _: object) -> None:
+        for proc in procs:
+            if proc.pid is not None:
+                with suppress(ProcessLookupError):
+                    proc.terminate() if signum == signal.SIGTERM else proc.kill()
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, lambda *_: forward(signal.SIGTERM, None))
+    for proc in procs:
+        proc.join()
+    return 0 if all(p.exitcode == 0 for p in procs) else 1
+
+
+if __name__ == "__main__":
+    sys.exit("use `prom-keycloak-proxy serve`")

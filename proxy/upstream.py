@@ -1,0 +1,281 @@
+"""The upstream (Prometheus / Thanos / Observatorium): one mTLS session, requests built, never copied."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote, urlencode
+
+import aiohttp
+import structlog
+from aiohttp import web
+from multidict import CIMultiDict
+
+from proxy import errors, metrics
+from proxy.config import Settings
+
+log = structlog.get_logger(__name__)
+
+# Only these request headers of the caller reach the upstream (SPEC §5); never credentials.
+FORWARDED_REQUEST_HEADERS = (
+    "Accept",
+    "Accept-Encoding",
+    "User-Agent",
+    "X-Request-Id",
+    "traceparent",
+    "tracestate",
+)
+# Response headers passed back to the caller; WWW-Authenticate and Set-Cookie never are.
+PASSED_RESPONSE_HEADERS = (
+    "Content-Type",
+    "Content-Encoding",
+    "Cache-Control",
+    "Vary",
+    "Expires",
+    "Last-Modified",
+    "ETag",
+    "Warning",
+)
+# The upstream refusing the proxy's own credentials is the proxy's fault, not the caller's.
+CREDENTIAL_STATUSES = frozenset({401, 403, 407})
+CHUNK = 64 * 1024
+
+Params = Sequence[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class UpstreamRequest:
+    """A request the proxy built for the upstream: path from the route table, re-encoded params."""
+
+    method: str
+    path: str
+    query: Params = ()
+    form: Params | None = None
+
+    def url_query(self) -> str:
+        """The re-encoded query string."""
+        return urlencode(list(self.query), quote_via=quote)
+
+    def body(self) -> bytes | None:
+        """The form body the proxy serialised itself, as UTF-8."""
+        if self.form is None:
+            return None
+        return urlencode(list(self.form), quote_via=quote).encode("utf-8")
+
+
+def _file_stamp(paths: Iterable[Path | None]) -> tuple[tuple[str, float, int], ...]:
+    """A fingerprint of the TLS files, changing when any of them is replaced."""
+    stamp: list[tuple[str, float, int]] = []
+    for path in paths:
+        if path is None:
+            continue
+        try:
+            st = path.stat()  # follows symlinks: Kubernetes swaps a ..data symlink
+            stamp.append((str(path), st.st_mtime, st.st_ino))
+        except OSError:
+            stamp.append((str(path), -1.0, -1))
+    return tuple(stamp)
+
+
+def build_ssl_context(settings: Settings) -> ssl.SSLContext:
+    """The SSLContext for the upstream: CA bundle and optional client certificate."""
+    ctx = ssl.create_default_context(
+        cafile=str(settings.prometheus_ca_cert) if settings.prometheus_ca_cert else None
+    )
+    if settings.prometheus_tls_cert and settings.prometheus_tls_key:
+        ctx.load_cert_chain(str(settings.prometheus_tls_cert), str(settings.prometheus_tls_key))
+    return ctx
+
+
+class Upstream:
+    """Sends built requests to the upstream and streams answers back; reloads TLS files."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._base = settings.prometheus_base_url
+        self._session: aiohttp.ClientSession | None = None
+        self._stamp: tuple[tuple[str, float, int], ...] = ()
+        self._checked = 0.0
+        self._old_sessions: list[aiohttp.ClientSession] = []
+        self._lock = asyncio.Lock()
+
+    def _files(self) -> tuple[Path | None, ...]:
+        s = self._settings
+        return (s.prometheus_ca_cert, s.prometheus_tls_cert, s.prometheus_tls_key)
+
+    def _new_session(self) -> aiohttp.ClientSession:
+        s = self._settings
+        use_tls = self._base.startswith("https://")
+        connector = aiohttp.TCPConnector(
+            ssl=build_ssl_context(s) if use_tls else False,
+            limit=256,
+            limit_per_host=0,
+            keepalive_timeout=30,
+            enable_cleanup_closed=True,
+        )
+        return aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(
+                total=s.prometheus_timeout, sock_connect=s.prometheus_connect_timeout
+            ),
+            auto_decompress=False,  # Content-Encoding passes through untouched
+            skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept"),
+        )
+
+    async def start(self) -> None:
+        """Create the session (called from the application's cleanup context)."""
+        self._stamp = _file_stamp(self._files())
+        self._checked = time.monotonic()
+        self._session = self._new_session()
+
+    async def close(self) -> None:
+        """Close every session this upstream opened."""
+        for session in [self._session, *self._old_sessions]:
+            if session is not None:
+                await session.close()
+        self._session = None
+        self._old_sessions.clear()
+
+    async def _current(self) -> aiohttp.ClientSession:
+        """The session, rebuilt when a certificate, key or CA file changed on disk."""
+        now = time.monotonic()
+        if self._session is None:
+            raise errors.UpstreamUnavailable("upstream session is not started")
+        if now - self._checked < self._settings.cert_reload_interval:
+            return self._session
+        async with self._lock:
+            if now - self._checked < self._settings.cert_reload_interval:
+                return self._session
+            self._checked = now
+            stamp = _file_stamp(self._files())
+            if stamp != self._stamp:
+                try:
+                    fresh = self._new_session()
+                except (OSError, ssl.SSLError) as exc:
+                    log.error("upstream_tls_reload_failed", error=str(exc))
+                    return self._session
+                old, self._session, self._stamp = self._session, fresh, stamp
+                # In-flight responses still read from the old session; close it later.
+                self._old_sessions.append(old)
+                asyncio.get_running_loop().call_later(
+                    self._settings.prometheus_timeout + 1, self._close_old, old
+                )
+                log.info("upstream_tls_reloaded")
+        return self._session
+
+    def _close_old(self, session: aiohttp.ClientSession) -> None:
+        if session in self._old_sessions:
+            self._old_sessions.remove(session)
+            asyncio.ensure_future(session.close())  # noqa: RUF006 - fire and forget cleanup
+
+    def url(self, path: str) -> str:
+        """Join the base URL (which may carry a path) and an API path."""
+        return self._base + path
+
+    def headers_for(self, request: web.Request, has_body: bool) -> CIMultiDict[str]:
+        """The allow-listed caller headers plus the proxy's own."""
+        out: CIMultiDict[str] = CIMultiDict()
+        for name in FORWARDED_REQUEST_HEADERS:
+            value = request.headers.get(name)
+            if value is not None:
+                out[name] = value
+        peer = request.remote or ""
+        prior = request.headers.get("X-Forwarded-For")
+        out["X-Forwarded-For"] = f"{prior}, {peer}" if prior else peer
+        out["X-Forwarded-Proto"] = request.scheme
+        if request.host:
+            out["X-Forwarded-Host"] = request.host
+        if has_body:
+            out["Content-Type"] = "application/x-www-form-urlencoded; charset=utf-8"
+        if self._settings.prometheus_token:
+            out["Authorization"] = f"Bearer {self._settings.prometheus_token}"
+        return out
+
+    async def send(
+        self, built: UpstreamRequest, headers: CIMultiDict[str]
+    ) -> aiohttp.ClientResponse:
+        """Send the built request; map transport failures and credential refusals to errors."""
+        session = await self._current()
+        qs = built.url_query()
+        url = self.url(built.path) + (f"?{qs}" if qs else "")
+        started = time.perf_counter()
+        try:
+            response = await session.request(
+                built.method,
+                aiohttp.client.URL(url, encoded=True),
+                data=built.body(),
+                headers=headers,
+                allow_redirects=False,
+                server_hostname=self._settings.prometheus_tls_server_name,
+            )
+        except TimeoutError as exc:
+            metrics.UPSTREAM_SECONDS.labels("timeout").observe(time.perf_counter() - started)
+            raise errors.UpstreamTimeout("upstream did not answer in time") from exc
+        except (aiohttp.ClientError, OSError, ssl.SSLError) as exc:
+            metrics.UPSTREAM_UP.set(0)
+            metrics.UPSTREAM_SECONDS.labels("error").observe(time.perf_counter() - started)
+            log.warning("upstream_unreachable", error=type(exc).__name__, detail=str(exc)[:200])
+            raise errors.UpstreamUnavailable("upstream is unreachable") from exc
+        metrics.UPSTREAM_UP.set(1)
+        metrics.UPSTREAM_SECONDS.labels(str(response.status)).observe(time.perf_counter() - started)
+        if response.status in CREDENTIAL_STATUSES:
+            response.release()
+            log.error("upstream_refused_proxy_credentials", status=response.status)
+            raise errors.UpstreamUnavailable(
+                f"upstream refused the proxy's credentials ({response.status})"
+            )
+        return response
+
+
+def response_headers(response: aiohttp.ClientResponse) -> CIMultiDict[str]:
+    """The upstream response headers that are passed back to the caller."""
+    out: CIMultiDict[str] = CIMultiDict()
+    for name in PASSED_RESPONSE_HEADERS:
+        for value in response.headers.getall(name, ()):
+            out.add(name, value)
+    return out
+
+
+async def stream(
+    request: web.Request, response: aiohttp.ClientResponse, extra: CIMultiDict[str] | None = None
+) -> web.StreamResponse:
+    """Stream an upstream response to the caller chunk by chunk (no whole-body buffering)."""
+    out = web.StreamResponse(status=response.status, headers=response_headers(response))
+    if extra:
+        out.headers.update(extra)
+    if response.content_length is not None:
+        out.content_length = response.content_length
+    try:
+        await out.prepare(request)
+        async for chunk in response.content.iter_chunked(CHUNK):
+            await out.write(chunk)
+        await out.write_eof()
+    except TimeoutError:
+        # Headers already went out: all we can do is cut the connection.
+        log.warning("upstream_body_timeout")
+        if request.transport is not None:
+            request.transport.close()
+    finally:
+        response.release()
+    return out
+
+
+async def read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """Read a whole upstream body up to `limit` bytes (for endpoints whose answer is filtered)."""
+    data = bytearray()
+    try:
+        async for chunk in response.content.iter_chunked(CHUNK):
+            data.extend(chunk)
+            if len(data) > limit:
+                raise errors.UpstreamUnavailable("upstream answer too large to filter")
+    except TimeoutError as exc:
+        raise errors.UpstreamTimeout("upstream did not answer in time") from exc
+    except aiohttp.ClientError as exc:
+        raise errors.UpstreamUnavailable("upstream connection failed") from exc
+    finally:
+        response.release()
+    return bytes(data)
