@@ -112,7 +112,7 @@ async def call(
     method: str,
     url: str,
     *,
-    timeout: float,
+    time_limit: float,
     data: Form | None = None,
     params: Mapping[str, str] | None = None,
     headers: Mapping[str, str] | None = None,
@@ -120,7 +120,7 @@ async def call(
     """Make one Keycloak call; transport failures and timeouts raise `KeycloakUnavailable`."""
     started = time.perf_counter()
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(time_limit):
             async with session.request(
                 method,
                 url,
@@ -134,7 +134,7 @@ async def call(
                 status = response.status
     except TimeoutError:
         raise _failed(
-            name, "timeout", f"Keycloak did not answer ({name}) within {timeout:g}s"
+            name, "timeout", f"Keycloak did not answer ({name}) within {time_limit:g}s"
         ) from None
     except (aiohttp.ClientError, OSError) as exc:
         raise _failed(
@@ -200,10 +200,10 @@ class Discovery:
 
 
 async def discover(
-    session: aiohttp.ClientSession, endpoints: Endpoints, base_url: str, timeout: float
+    session: aiohttp.ClientSession, endpoints: Endpoints, base_url: str, time_limit: float
 ) -> Discovery:
     """Fetch discovery; its `jwks_uri` is used only on the back-channel origin."""
-    reply = await call(session, "discovery", "GET", endpoints.discovery, timeout=timeout)
+    reply = await call(session, "discovery", "GET", endpoints.discovery, time_limit=time_limit)
     body = reply.body
     if reply.status != 200 or not isinstance(body, dict):
         raise unexpected("discovery", reply)

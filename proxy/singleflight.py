@@ -24,7 +24,8 @@ class SingleFlight(Generic[K, V]):
     async def do(self, key: K, work: Callable[[], Coroutine[Any, Any, V]]) -> V:
         """Join the flight for `key`, starting `work()` if none is running."""
         task = self._tasks.get(key)
-        if task is None:
+        # A task that finished but whose clean-up callback has not run yet is not joined.
+        if task is None or task.done():
             task = asyncio.create_task(work())
             self._tasks[key] = task
             task.add_done_callback(lambda done: self._landed(key, done))

@@ -37,7 +37,7 @@ async def client_credentials(
     client_id: str,
     secret: str,
     *,
-    timeout: float,
+    time_limit: float,
 ) -> Reply:
     """One client-credentials grant; the raw answer, interpreted by the caller."""
     # Credentials in the form body (client_secret_post): no ambiguity about `:` or URL-encoding
@@ -47,7 +47,7 @@ async def client_credentials(
         ("client_id", client_id),
         ("client_secret", secret),
     ]
-    return await call(session, "token", "POST", endpoints.token, timeout=timeout, data=form)
+    return await call(session, "token", "POST", endpoints.token, time_limit=time_limit, data=form)
 
 
 def minted(reply: Reply) -> Minted | None:
@@ -100,7 +100,7 @@ class ServiceToken:
     async def _mint(self) -> str:
         """Mint and remember a new token."""
         reply = await client_credentials(
-            self._session, self._endpoints, self._client_id, self._secret, timeout=self._timeout
+            self._session, self._endpoints, self._client_id, self._secret, time_limit=self._timeout
         )
         result = minted(reply)
         if result is None:

@@ -110,7 +110,7 @@ class KeyStore:
 
     async def refresh(self) -> None:
         """Fetch now (joining a fetch already running); raise if it fails, keeping old keys."""
-        if self._inflight is None:
+        if self._inflight is None or self._inflight.done():
             self._last_attempt = self._clock()
             self._inflight = asyncio.create_task(self._replace())
             self._inflight.add_done_callback(self._landed)
@@ -124,7 +124,7 @@ class KeyStore:
         recent = self._last_attempt is not None and (
             self._clock() - self._last_attempt < self._interval
         )
-        if recent and self._inflight is None:
+        if recent and (self._inflight is None or self._inflight.done()):
             return None
         await self.refresh()
         return self._keys.get(kid)
@@ -139,6 +139,7 @@ class KeyStore:
 
     def _landed(self, task: asyncio.Task[None]) -> None:
         """Allow the next fetch; mark a failure retrieved even if every waiter left."""
-        self._inflight = None
+        if self._inflight is task:
+            self._inflight = None
         if not task.cancelled():
             task.exception()

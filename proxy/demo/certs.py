@@ -97,17 +97,13 @@ class Pki:
         self, *, not_before: dt.datetime | None = None, not_after: dt.datetime | None = None
     ) -> CertPair:
         """Write a new client cert/key from the same CA to the same paths (expiry adjustable)."""
-        return self.issue(
-            "client", CLIENT_IDENTITY, not_before=not_before, not_after=not_after
-        )
+        return self.issue("client", CLIENT_IDENTITY, not_before=not_before, not_after=not_after)
 
     def rotate_server(
         self, *, not_before: dt.datetime | None = None, not_after: dt.datetime | None = None
     ) -> CertPair:
         """Write a new server cert/key from the same CA to the same paths (expiry adjustable)."""
-        return self.issue(
-            "server", *SERVER_IDENTITIES, not_before=not_before, not_after=not_after
-        )
+        return self.issue("server", *SERVER_IDENTITIES, not_before=not_before, not_after=not_after)
 
     def client_context(
         self, *, cert: Path | None = None, key: Path | None = None, ca: Path | None = None

@@ -43,7 +43,7 @@ class Series:
     """One time series: its labels (including `__name__`) and `(unix seconds, value)` samples."""
 
     labels: Mapping[str, str]
-    samples: tuple[tuple[float, float], ...] = ()
+    samples: Sequence[tuple[float, float]] = ()
     kind: Kind = "gauge"
     _key: tuple[tuple[str, str], ...] = field(init=False, repr=False, compare=False)
 
@@ -154,20 +154,56 @@ _A100 = "NVIDIA A100-SXM4-40GB"
 _V100 = "Tesla V100-PCIE-32GB"
 
 _GPUS = (
-    _Gpu("nerc-ocp-prod", "wrk-10", 0, _A100, "GPU-5f2c6a8e-0b1d-4c3e-9a7f-1e2d3c4b5a60",
-         ("team-a", "llama-serve-7d9f8-x2k4p", "vllm")),
-    _Gpu("nerc-ocp-prod", "wrk-10", 1, _A100, "GPU-5f2c6a8e-0b1d-4c3e-9a7f-1e2d3c4b5a61",
-         ("team-a", "train-job-0-master-0", "pytorch")),
-    _Gpu("nerc-ocp-prod", "wrk-10", 2, _A100, "GPU-5f2c6a8e-0b1d-4c3e-9a7f-1e2d3c4b5a62",
-         ("team-b", "notebook-0", "jupyter")),
+    _Gpu(
+        "nerc-ocp-prod",
+        "wrk-10",
+        0,
+        _A100,
+        "GPU-5f2c6a8e-0b1d-4c3e-9a7f-1e2d3c4b5a60",
+        ("team-a", "llama-serve-7d9f8-x2k4p", "vllm"),
+    ),
+    _Gpu(
+        "nerc-ocp-prod",
+        "wrk-10",
+        1,
+        _A100,
+        "GPU-5f2c6a8e-0b1d-4c3e-9a7f-1e2d3c4b5a61",
+        ("team-a", "train-job-0-master-0", "pytorch"),
+    ),
+    _Gpu(
+        "nerc-ocp-prod",
+        "wrk-10",
+        2,
+        _A100,
+        "GPU-5f2c6a8e-0b1d-4c3e-9a7f-1e2d3c4b5a62",
+        ("team-b", "notebook-0", "jupyter"),
+    ),
     _Gpu("nerc-ocp-prod", "wrk-10", 3, _A100, "GPU-5f2c6a8e-0b1d-4c3e-9a7f-1e2d3c4b5a63", None),
-    _Gpu("nerc-ocp-prod", "wrk-11", 0, _A100, "GPU-8a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c40",
-         ("team-c", "finetune-1-worker-0", "trainer")),
+    _Gpu(
+        "nerc-ocp-prod",
+        "wrk-11",
+        0,
+        _A100,
+        "GPU-8a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c40",
+        ("team-c", "finetune-1-worker-0", "trainer"),
+    ),
     _Gpu("nerc-ocp-prod", "wrk-11", 1, _A100, "GPU-8a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c41", None),
-    _Gpu("nerc-ocp-test", "wrk-3", 0, _V100, "GPU-c0ffee00-1111-4222-8333-444455556660",
-         ("team-b", "notebook-1", "jupyter")),
-    _Gpu("nerc-ocp-test", "wrk-3", 1, _V100, "GPU-c0ffee00-1111-4222-8333-444455556661",
-         ("team-c", "mistral-serve-5c6b-q8r2t", "vllm")),
+    _Gpu(
+        "nerc-ocp-test",
+        "wrk-3",
+        0,
+        _V100,
+        "GPU-c0ffee00-1111-4222-8333-444455556660",
+        ("team-b", "notebook-1", "jupyter"),
+    ),
+    _Gpu(
+        "nerc-ocp-test",
+        "wrk-3",
+        1,
+        _V100,
+        "GPU-c0ffee00-1111-4222-8333-444455556661",
+        ("team-c", "mistral-serve-5c6b-q8r2t", "vllm"),
+    ),
 )
 
 _NODES = {
@@ -205,9 +241,9 @@ def _uid(*parts: str) -> str:
 
 
 def _dcgm_exporter_pod(cluster: str, node: str) -> str:
-    return "nvidia-dcgm-exporter-" + hashlib.blake2b(
-        f"{cluster}|{node}".encode(), digest_size=3
-    ).hexdigest()[:5]
+    return (
+        "nvidia-dcgm-exporter-" + hashlib.blake2b(f"{cluster}|{node}".encode(), digest_size=3).hexdigest()[:5]
+    )
 
 
 def _specs() -> list[tuple[dict[str, str], ValueFn, Kind]]:
@@ -337,8 +373,7 @@ def _specs() -> list[tuple[dict[str, str], ValueFn, Kind]]:
                 )
             )
         out.append(
-            ({"__name__": "cluster:cpu_cores:sum", "cluster": cluster},
-             _const(_CPU_CORES[cluster]), "gauge")
+            ({"__name__": "cluster:cpu_cores:sum", "cluster": cluster}, _const(_CPU_CORES[cluster]), "gauge")
         )
 
     # vLLM serving pods (the telemetry portal's LLM panels)
@@ -434,12 +469,12 @@ def to_openmetrics(series: Iterable[Series]) -> str:
         # OpenMetrics wants the samples of one series together and in time order
         for s in sorted(members, key=Series.key):
             parts = []
-            for k, v in sorted(s.labels.items()):
-                if k == "__name__":
+            for lname, lvalue in sorted(s.labels.items()):
+                if lname == "__name__":
                     continue
-                if not _LABEL_NAME.match(k):
-                    raise ValueError(f"invalid label name {k!r}")
-                parts.append(f'{k}="{_escape(v)}"')
+                if not _LABEL_NAME.match(lname):
+                    raise ValueError(f"invalid label name {lname!r}")
+                parts.append(f'{lname}="{_escape(lvalue)}"')
             head = s.name + ("{" + ",".join(parts) + "}" if parts else "")
             for t, v in sorted(s.samples):
                 lines.append(f"{head} {_number(v)} {_number(t)}")

@@ -59,7 +59,7 @@ _APT_LOCK = Path(tempfile.gettempdir()) / "prom-keycloak-proxy-apt.lock"
 DEMO_RULES = """\
 groups:
   - name: gpu.rules
-    interval: 2s
+    interval: 1s
     rules:
       - record: gpu:fb_used:gib
         expr: DCGM_FI_DEV_FB_USED / 1024
@@ -83,7 +83,7 @@ groups:
         labels:
           severity: critical
   - name: workload.rules
-    interval: 2s
+    interval: 1s
     rules:
       - record: namespace:vllm_num_requests_running:sum
         expr: sum by (cluster, namespace) (vllm:num_requests_running)
@@ -100,7 +100,7 @@ groups:
           namespace: team-c
           severity: warning
   - name: cluster.rules
-    interval: 2s
+    interval: 1s
     rules:
       - alert: ClusterCpuCapacityLow
         expr: cluster:cpu_cores:sum < 1000
@@ -155,9 +155,7 @@ def _find() -> Binaries | None:
     prom, tool = _which("prometheus"), _which("promtool")
     if prom is None or tool is None:
         return None
-    out = subprocess.run(
-        [str(prom), "--version"], capture_output=True, text=True, timeout=30, check=False
-    )
+    out = subprocess.run([str(prom), "--version"], capture_output=True, text=True, timeout=30, check=False)
     first = (out.stdout or out.stderr).splitlines()
     return Binaries(prom, tool, first[0] if first else "unknown")
 
@@ -315,7 +313,7 @@ class PrometheusServer:
         cfg = [
             "global:",
             "  scrape_interval: 30s",
-            "  evaluation_interval: 2s",
+            "  evaluation_interval: 1s",
             "scrape_configs: []",
             "storage:",
             "  tsdb:",
@@ -347,9 +345,11 @@ class PrometheusServer:
         log = self.workdir / "backfill.log"
         with log.open("wb") as fh:
             res = subprocess.run(
-                [str(promtool), "tsdb", "create-blocks-from", "openmetrics",
-                 str(om), str(self.data_dir)],
-                stdout=fh, stderr=subprocess.STDOUT, timeout=300, check=False,
+                [str(promtool), "tsdb", "create-blocks-from", "openmetrics", str(om), str(self.data_dir)],
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                timeout=300,
+                check=False,
             )
         if res.returncode != 0:
             raise PrometheusStartError(f"promtool backfill failed:\n{_tail(log)}")
@@ -399,7 +399,10 @@ class PrometheusServer:
         log.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(cmd)}\n".encode())
         log.flush()
         self._proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             cwd=self.workdir,
         )
         # if the owner forgets stop() (crashed test session, Ctrl-C in the demo) the server
@@ -429,12 +432,17 @@ class PrometheusServer:
         )
 
     def _wait_rules_evaluated(self) -> None:
-        # alerts only appear after each group's first evaluation, which Prometheus staggers
-        # within the group interval; callers expect /api/v1/alerts to have content at once
+        # Alerts appear in /api/v1/alerts after a group's first evaluation, but Prometheus 2.42
+        # writes `ALERTS` samples only once the rule's `for` state is restored, which is the
+        # third evaluation after start. Wait for that, so every rule output is queryable.
+        seen: dict[str, set[str]] = {}
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             groups = self.api("/api/v1/rules")["groups"]
-            if groups and all(not g["lastEvaluation"].startswith("0001-") for g in groups):
+            for g in groups:
+                if not g["lastEvaluation"].startswith("0001-"):
+                    seen.setdefault(f"{g['file']}/{g['name']}", set()).add(g["lastEvaluation"])
+            if groups and len(seen) == len(groups) and all(len(v) >= 3 for v in seen.values()):
                 return
             time.sleep(0.1)
         raise PrometheusStartError(f"rules never evaluated; log tail:\n{_tail(self.log_path)}")
@@ -489,7 +497,9 @@ class PrometheusServer:
             conn.close()
 
     def api(
-        self, path: str, params: Mapping[str, str | Sequence[str]] | None = None,
+        self,
+        path: str,
+        params: Mapping[str, str | Sequence[str]] | None = None,
         method: str = "GET",
     ) -> Any:
         """Call an API path and return the envelope's `data`; raise on a non-success answer."""

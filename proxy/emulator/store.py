@@ -95,9 +95,7 @@ class ResourceServer:
     def resource_named(self, name: str, owner: str | None = None) -> Resource | None:
         """The resource with this name and owner (the resource server when `owner` is None)."""
         owner = owner or self.id
-        return next(
-            (r for r in self.resources.values() if r.name == name and r.owner == owner), None
-        )
+        return next((r for r in self.resources.values() if r.name == name and r.owner == owner), None)
 
     def resource_by_id_or_name(self, ref: str) -> Resource | None:
         """Resolve a resource reference: id first, then server-owned name."""
@@ -194,9 +192,7 @@ class Realm:
 
     def service_account(self, client: Client) -> User | None:
         """The service-account user of a client."""
-        return next(
-            (u for u in self.users.values() if u.service_account_client == client.id), None
-        )
+        return next((u for u in self.users.values() if u.service_account_client == client.id), None)
 
     def group_path(self, group_id: str) -> str:
         """Full path of a group, `/parent/child`."""

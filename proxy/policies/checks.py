@@ -34,10 +34,7 @@ def check_text(text: str, file: str) -> tuple[AccessModel | None, list[Problem]]
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else 1
         return None, [Problem(file, line, "error", f"YAML: {exc.problem or exc}")]
-    problems = [
-        Problem(file, line, "error", f"duplicate key {path[-1]!r}")
-        for path, line in doc.duplicates
-    ]
+    problems = [Problem(file, line, "error", f"duplicate key {path[-1]!r}") for path, line in doc.duplicates]
     problems += _schema_problems(doc, file)
     if problems:
         return None, sorted(problems)
@@ -78,9 +75,7 @@ def _semantic(model: AccessModel, doc: LocatedDocument, file: str) -> Iterable[P
         return doc.line_of(path)
 
     yield from _duplicates(file, at, "groups", model.groups, "group")
-    yield from _duplicates(
-        file, at, "users", [u.username for u in model.users], "user", key="username"
-    )
+    yield from _duplicates(file, at, "users", [u.username for u in model.users], "user", key="username")
     client_ids = [c.client_id for c in model.clients]
     yield from _duplicates(file, at, "clients", client_ids, "client", key="client_id")
     for i, cid in enumerate(client_ids):

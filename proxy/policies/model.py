@@ -97,9 +97,7 @@ class AccessModel:
         out = [names.TOP_HUB] if self.hub_resource else []
         out.append(names.hub_resource(self.hub))
         out += [names.cluster_resource(self.hub, c.name) for c in self.clusters]
-        out += [
-            names.project_resource(self.hub, c.name, p) for c in self.clusters for p in c.projects
-        ]
+        out += [names.project_resource(self.hub, c.name, p) for c in self.clusters for p in c.projects]
         return out
 
     def grant_resources(self, grant: Grant) -> list[str]:
@@ -140,8 +138,7 @@ def build(data: Mapping[str, Any]) -> AccessModel:
         hub_resource=bool(data.get("hub_resource", False)),
         groups_claim=bool(data.get("groups_claim", False)),
         clusters=tuple(
-            Cluster(name, tuple((spec or {}).get("projects", [])))
-            for name, spec in data["clusters"].items()
+            Cluster(name, tuple((spec or {}).get("projects", []))) for name, spec in data["clusters"].items()
         ),
         groups=tuple(data.get("groups", [])),
         users=tuple(_user(u) for u in data.get("users", [])),
@@ -179,9 +176,7 @@ def _client(raw: Mapping[str, Any]) -> Client:
 def _grant(raw: Mapping[str, Any]) -> Grant:
     kind: GranteeKind = "group" if "group" in raw else "user" if "user" in raw else "client"
     projects = tuple(
-        (cluster, project)
-        for cluster, plist in (raw.get("projects") or {}).items()
-        for project in plist
+        (cluster, project) for cluster, plist in (raw.get("projects") or {}).items() for project in plist
     )
     return Grant(
         grantee=Grantee(kind, raw[kind]),

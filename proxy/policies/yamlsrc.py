@@ -58,7 +58,5 @@ def _convert(node: yaml.Node, path: Path_, doc: LocatedDocument) -> Any:
 def _scalar(node: yaml.Node) -> Any:
     # Reuse the safe constructor so `true`, `3` and `null` mean what YAML says they mean.
     if not isinstance(node, yaml.ScalarNode):
-        raise yaml.constructor.ConstructorError(
-            None, None, "mapping keys must be scalars", node.start_mark
-        )
+        raise yaml.constructor.ConstructorError(None, None, "mapping keys must be scalars", node.start_mark)
     return yaml.SafeLoader("").construct_object(node, deep=True)

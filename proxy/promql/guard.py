@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from proxy.promql.errors import QueryLimitError, QuerySyntaxError
 from proxy.promql.limits import Limits
 from proxy.promql.regex import regex_cost
-from proxy.promql.strings import unquote
+from proxy.promql.strings import quote, unquote
 
 _TOKEN = re.compile(
     r"""
@@ -24,6 +24,8 @@ _TOKEN = re.compile(
     | (?P<close>[)\]}])
     | (?P<op>==|!=|<=|>=|=~|!~|[-+*/%^<>])
     | (?P<word>[A-Za-z_][A-Za-z0-9_:.]*)
+    | (?P<dur>(?:[0-9]+(?:ms|[smhdwy]))+(?![A-Za-z0-9_.]))
+    | (?P<num>0[xX][0-9a-fA-F]+|(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)
     | (?P<at>@)
     | (?P<bad>["'`])
     """,
@@ -41,6 +43,9 @@ class GuardReport:
     depth: int
     operators: int
     regex_cost: int
+    # the query with raw `…` strings that contain a backslash respelled as "…" strings, which
+    # promql-parser 0.12 mis-lexes; the value of every string is unchanged
+    text: str
 
 
 def check(query: str, limits: Limits) -> GuardReport:
@@ -58,12 +63,15 @@ def check(query: str, limits: Limits) -> GuardReport:
     operators = 0
     cost = 0
     prev = ""  # previous significant token text
+    respelled: list[tuple[int, int, str]] = []
     for tok in _TOKEN.finditer(query):
         kind = tok.lastgroup
         text = tok.group()
         if kind == "comment":
             continue
         if kind == "str":
+            if text[0] == "`" and "\\" in text:
+                respelled.append((tok.start(), tok.end(), quote(text[1:-1])))
             if prev in ("=~", "!~"):
                 cost += regex_cost(unquote(text))
                 if cost > limits.max_regex_cost:
@@ -85,9 +93,34 @@ def check(query: str, limits: Limits) -> GuardReport:
                     raise QueryLimitError("operator count", operators, limits.max_operators)
             if kind == "op" and text == "-" and prev == "@":
                 raise QuerySyntaxError("negative @ timestamps are not supported")
+        elif kind == "num":
+            _check_number(text)
         elif kind == "bad":
             raise QuerySyntaxError("unterminated string literal in query")
         prev = text
     if stack:
         raise QuerySyntaxError(f"unclosed {stack[-1]!r} in query")
-    return GuardReport(size, max_depth, operators, cost)
+    if respelled:
+        query = _respell(query, respelled)
+    return GuardReport(size, max_depth, operators, cost, query)
+
+
+def _check_number(text: str) -> None:
+    """Refuse number literals outside float range (Prometheus rejects them; the parser says Inf)."""
+    try:
+        value = float(int(text, 16)) if text[:2] in ("0x", "0X") else float(text)
+    except OverflowError:
+        value = float("inf")
+    if value > 1.7976931348623157e308:
+        raise QuerySyntaxError(f"number {text[:40]} is out of range")
+
+
+def _respell(query: str, spans: list[tuple[int, int, str]]) -> str:
+    parts = []
+    last = 0
+    for start, end, replacement in spans:
+        parts.append(query[last:start])
+        parts.append(replacement)
+        last = end
+    parts.append(query[last:])
+    return "".join(parts)

@@ -195,6 +195,7 @@ def regex_cost(rx: str) -> int:
             if len(stack) > 1:
                 done = stack.pop()
                 atom = done[0] + done[1]
+                frame = stack[-1]
             i += 1
         elif ch == "{":
             rep = _parse_repeat(rx, i)

@@ -41,12 +41,13 @@ class Gpu:
 
 
 GPUS: tuple[Gpu, ...] = (
-    Gpu("nerc-ocp-prod", "gpu-node-1", 0, "ai-lab", "llama-finetune-0"),
-    Gpu("nerc-ocp-prod", "gpu-node-1", 1, "ai-lab", "llama-finetune-0"),
-    Gpu("nerc-ocp-prod", "gpu-node-2", 0, "climate-sim", "wrf-ensemble-3"),
-    Gpu("nerc-ocp-prod", "gpu-node-2", 1, "climate-sim", "wrf-ensemble-4"),
-    Gpu("nerc-ocp-test", "gpu-node-a", 0, "ai-lab", "vllm-serve-0"),
-    Gpu("nerc-ocp-test", "gpu-node-a", 1, "vision", "yolo-train-1"),
+    Gpu("nerc-ocp-prod", "gpu-node-1", 0, "team-a", "llama-finetune-0"),
+    Gpu("nerc-ocp-prod", "gpu-node-1", 1, "team-a", "llama-finetune-0"),
+    Gpu("nerc-ocp-prod", "gpu-node-2", 0, "team-b", "wrf-ensemble-3"),
+    Gpu("nerc-ocp-prod", "gpu-node-2", 1, "team-c", "yolo-train-1"),
+    Gpu("nerc-ocp-test", "gpu-node-a", 0, "team-a", "vllm-serve-0"),
+    Gpu("nerc-ocp-test", "gpu-node-a", 1, "team-b", "whisper-batch-2"),
+    Gpu("nerc-ocp-test", "gpu-node-b", 0, "team-c", "notebook-0"),
 )
 
 FAMILIES: tuple[tuple[str, str, str], ...] = (
@@ -156,7 +157,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         """Keep scrapes out of the compose log."""
 
 

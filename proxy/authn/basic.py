@@ -1,0 +1,167 @@
+"""Basic `client_id:client_secret`: a client-credentials token minted on the caller's behalf.
+
+Tokens are cached under SHA-256(id ‖ 0x00 ‖ secret), never the id alone (ids are not secret);
+failed mints are cached per key and rate-limited per client id and overall, so the proxy is
+no oracle for guessing secrets.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import aiohttp
+import structlog
+from cachetools import TLRUCache, TTLCache
+
+from proxy.authn.clientcreds import client_credentials, minted, reuse_until
+from proxy.authn.identity import Identity, TokenRejected
+from proxy.authn.ratelimit import FailureWindow
+from proxy.errors import TooManyRequests
+from proxy.keycloak import Endpoints, unexpected
+from proxy.metrics import CACHE_EVENTS, CACHE_SIZE
+from proxy.singleflight import SingleFlight
+
+log = structlog.get_logger(__name__)
+
+FAILURE_TTL = 10.0
+# Overall failures per minute, as a multiple of the per-client limit: spraying many client ids
+# must not turn the proxy into a guessing service either.
+GLOBAL_FACTOR = 10
+
+
+@dataclass(frozen=True)
+class _Held:
+    """A minted identity and when to stop reusing it."""
+
+    identity: Identity
+    until: float
+
+
+def parse_basic(credentials: str) -> tuple[str, str]:
+    """Split base64 `id:secret` at the first colon (secrets may contain colons)."""
+    try:
+        raw = base64.b64decode(credentials.strip(), validate=True)
+        text = raw.decode("utf-8")
+    except (binascii.Error, ValueError):
+        raise TokenRejected("malformed Basic credentials") from None
+    client_id, sep, secret = text.partition(":")
+    if not sep or not client_id or not secret:
+        raise TokenRejected("malformed Basic credentials")
+    return client_id, secret
+
+
+def credentials_key(client_id: str, secret: str) -> str:
+    """Cache key of a credential pair: SHA-256(id ‖ 0x00 ‖ secret)."""
+    return hashlib.sha256(client_id.encode() + b"\x00" + secret.encode()).hexdigest()
+
+
+class BasicMinter:
+    """Mint, cache and rate-limit client-credentials tokens for Basic callers."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        endpoints: Endpoints,
+        *,
+        own_client_id: str,
+        verify: Callable[[str], Awaitable[Identity]],
+        failures_per_minute: int,
+        timeout: float,
+        maxsize: int = 10000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """`verify` turns a minted token into an identity (the bearer checks apply to it too)."""
+        self._session = session
+        self._endpoints = endpoints
+        self._own = own_client_id
+        self._verify = verify
+        self._timeout = timeout
+        self._clock = clock
+        self._tokens: TLRUCache[str, _Held] = TLRUCache(
+            maxsize, ttu=lambda _k, held, _n: held.until, timer=clock
+        )
+        self._failures: TTLCache[str, str] = TTLCache(maxsize, ttl=FAILURE_TTL, timer=clock)
+        self._per_client = FailureWindow(failures_per_minute, clock=clock)
+        self._overall = FailureWindow(failures_per_minute * GLOBAL_FACTOR, clock=clock)
+        self._flight: SingleFlight[str, Identity] = SingleFlight()
+        self.mints = 0
+
+    async def authenticate(self, credentials: str) -> Identity:
+        """The identity for Basic credentials; TokenRejected, TooManyRequests or unavailable."""
+        client_id, secret = parse_basic(credentials)
+        if client_id == self._own:
+            raise TokenRejected("the proxy's own client cannot be used by callers")
+        key = credentials_key(client_id, secret)
+        held = self._tokens.get(key)
+        if held is not None:
+            CACHE_EVENTS.labels("token", "hit").inc()
+            return held.identity
+        CACHE_EVENTS.labels("token", "miss").inc()
+        failure = self._failures.get(key)
+        if failure is not None:
+            raise TokenRejected(failure)
+        self._check_rate(client_id)
+        return await self._flight.do(key, lambda: self._mint(key, client_id, secret))
+
+    def _check_rate(self, client_id: str) -> None:
+        """429 with Retry-After once this client id, or everyone, failed too often."""
+        wait = self._per_client.retry_after(client_id)
+        overall = self._overall.retry_after("*")
+        if overall is not None:
+            wait = max(wait or 0.0, overall)
+        if wait is not None:
+            seconds = max(1, math.ceil(wait))
+            raise TooManyRequests(
+                "too many failed Basic authentications; retry later",
+                headers={"Retry-After": str(seconds)},
+            )
+
+    async def _mint(self, key: str, client_id: str, secret: str) -> Identity:
+        """Ask Keycloak for a token; remember success until shortly before exp, failure for 10 s."""
+        self.mints += 1
+        reply = await client_credentials(
+            self._session, self._endpoints, client_id, secret, time_limit=self._timeout
+        )
+        result = minted(reply)
+        if result is None and reply.status not in (400, 401):
+            raise unexpected("token", reply)
+        try:
+            if result is None:
+                raise TokenRejected("client credentials rejected")
+            identity = await self._verify(result.token)
+        except TokenRejected as exc:
+            self._failed(key, client_id, str(exc))
+            raise
+        identity = _as_client(identity, client_id)
+        self._tokens[key] = _Held(identity, reuse_until(self._clock(), self._mono_exp(identity)))
+        CACHE_SIZE.labels("basic").set(len(self._tokens))
+        return identity
+
+    def _mono_exp(self, identity: Identity) -> float:
+        """The token's `exp` on this minter's clock (exp is wall time)."""
+        return self._clock() + (identity.exp - time.time())
+
+    def _failed(self, key: str, client_id: str, reason: str) -> None:
+        """Cache and count a failed mint."""
+        self._failures[key] = reason
+        self._per_client.record(client_id)
+        self._overall.record("*")
+        log.info("basic_auth_failed", client_id=client_id, reason=reason)
+
+
+def _as_client(identity: Identity, client_id: str) -> Identity:
+    """The minted token's identity, named by the client that authenticated."""
+    return Identity(
+        subject=identity.client_id or client_id,
+        token=identity.token,
+        token_hash=identity.token_hash,
+        exp=identity.exp,
+        claims=identity.claims,
+        client_id=client_id,
+    )

@@ -1,0 +1,85 @@
+"""Optional revocation check: Keycloak's introspection endpoint, answers cached at most 30 s."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiohttp
+from cachetools import TLRUCache
+
+from proxy.authn.identity import Identity, TokenRejected
+from proxy.keycloak import Endpoints, call, unexpected
+from proxy.metrics import CACHE_EVENTS
+from proxy.singleflight import SingleFlight
+
+INTROSPECT_TTL = 30.0
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """Whether a token was active, and until when that answer may be reused (wall time)."""
+
+    active: bool
+    until: float
+
+
+class Introspector:
+    """Ask Keycloak whether a token is still active (catches logout, revocation, disabling)."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        endpoints: Endpoints,
+        client_id: str,
+        secret: str,
+        timeout: float,
+        *,
+        maxsize: int = 10000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """Introspection authenticates with the proxy's own client credentials."""
+        self._session = session
+        self._endpoints = endpoints
+        self._client_id = client_id
+        self._secret = secret
+        self._timeout = timeout
+        self._clock = clock
+        self._answers: TLRUCache[str, _Answer] = TLRUCache(
+            maxsize, ttu=lambda _k, answer, _n: answer.until, timer=clock
+        )
+        self._flight: SingleFlight[str, _Answer] = SingleFlight()
+
+    async def check(self, identity: Identity) -> None:
+        """Return if the token is active; TokenRejected if Keycloak says it is not."""
+        answer = self._answers.get(identity.token_hash)
+        CACHE_EVENTS.labels("introspect", "miss" if answer is None else "hit").inc()
+        if answer is None:
+            answer = await self._flight.do(identity.token_hash, lambda: self._ask(identity))
+        if not answer.active:
+            raise TokenRejected("token is no longer active")
+
+    async def _ask(self, identity: Identity) -> _Answer:
+        """One introspection call, remembered for at most 30 s and never past `exp`."""
+        form = [
+            ("token", identity.token),
+            ("client_id", self._client_id),
+            ("client_secret", self._secret),
+        ]
+        reply = await call(
+            self._session,
+            "introspect",
+            "POST",
+            self._endpoints.introspect,
+            time_limit=self._timeout,
+            data=form,
+        )
+        if reply.status != 200 or not isinstance(reply.body, dict):
+            raise unexpected("introspect", reply)
+        answer = _Answer(
+            active=reply.body.get("active") is True,
+            until=min(self._clock() + INTROSPECT_TTL, identity.exp),
+        )
+        self._answers[identity.token_hash] = answer
+        return answer

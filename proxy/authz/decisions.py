@@ -1,0 +1,70 @@
+"""Allow and deny caches of authorization answers, bounded, never outliving the token."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cachetools import TLRUCache
+
+from proxy.metrics import CACHE_EVENTS, CACHE_SIZE
+from proxy.promql.scope import Holdings
+
+# (token hash, sorted names asked; HOLDINGS for the "everything held" call)
+Key = tuple[str, tuple[str, ...]]
+HOLDINGS: tuple[str, ...] = ("#GET",)
+
+
+@dataclass(frozen=True)
+class _Decision:
+    """An answer and its wall-clock expiry."""
+
+    holdings: Holdings
+    until: float
+
+
+class DecisionCache:
+    """Holdings by (token hash, names): granted answers in one cache, empty ones in another."""
+
+    def __init__(
+        self,
+        allow_ttl: float,
+        deny_ttl: float,
+        maxsize: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """TTLs from settings; `clock` is wall time because token `exp` is."""
+        self._ttl = {True: allow_ttl, False: deny_ttl}
+        self._clock = clock
+        self._caches = {
+            granted: TLRUCache[Key, _Decision](
+                maxsize, ttu=lambda _k, d, _n: d.until, timer=clock
+            )
+            for granted in (True, False)
+        }
+
+    def get(self, key: Key) -> Holdings | None:
+        """A cached answer, or None."""
+        for granted, cache in self._caches.items():
+            decision = cache.get(key)
+            if decision is not None:
+                CACHE_EVENTS.labels(_label(key, granted), "hit").inc()
+                return decision.holdings
+        CACHE_EVENTS.labels(_label(key, True), "miss").inc()
+        return None
+
+    def put(self, key: Key, holdings: Holdings, token_exp: float) -> None:
+        """Remember an answer for its TTL, but never past the token's expiry."""
+        granted = holdings.holds_anything()
+        until = min(self._clock() + self._ttl[granted], token_exp)
+        cache = self._caches[granted]
+        cache[key] = _Decision(holdings, until)
+        CACHE_SIZE.labels("allow" if granted else "deny").set(len(cache))
+
+
+def _label(key: Key, granted: bool) -> str:
+    """Metric label of a lookup."""
+    if key[1] == HOLDINGS:
+        return "holdings"
+    return "allow" if granted else "deny"

@@ -1,0 +1,102 @@
+"""Keycloak resource names (HUB / HUB-<hub> / …-CLUSTER-<c> / …-PROJECT-<p>) and back.
+
+Only Kubernetes-style label values become part of a name: `#` would inject scopes and `,`
+more names into Keycloak's `permission` parser.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from proxy.promql.scope import Holdings
+
+_SAFE = re.compile(r"[a-z0-9](?:[-a-z0-9.]*[a-z0-9])?")
+MAX_VALUE_LENGTH = 253
+# Characters with a meaning in Keycloak's `permission=NAME#SCOPE,SCOPE` syntax or on the wire.
+_UNSAFE_IN_KEYS = re.compile(r"[#,\s]")
+
+
+def is_safe(value: str) -> bool:
+    """True when a label value may become part of a resource name."""
+    return len(value) <= MAX_VALUE_LENGTH and _SAFE.fullmatch(value) is not None
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """What a resource name grants: the hub (`cluster` None), a cluster, or one project."""
+
+    cluster: str | None = None
+    project: str | None = None
+
+
+class ResourceNames:
+    """Build and parse the resource names of one hub."""
+
+    def __init__(self, hub_key: str, hub: str, cluster_key: str, project_key: str) -> None:
+        """Keys and hub come from configuration; ValueError if they could break the syntax."""
+        for part in (hub_key, hub, cluster_key, project_key):
+            if not part or _UNSAFE_IN_KEYS.search(part):
+                raise ValueError(f"unusable resource-name part {part!r}")
+        self.top = hub_key
+        self.hub = f"{hub_key}-{hub}"
+        self._cluster_prefix = f"{self.hub}-{cluster_key}-"
+        self._project_sep = f"-{project_key}-"
+
+    def cluster(self, cluster: str) -> str:
+        """Name of a whole cluster."""
+        return f"{self._cluster_prefix}{cluster}"
+
+    def project(self, cluster: str, project: str) -> str:
+        """Name of one project (namespace) of a cluster."""
+        return f"{self.cluster(cluster)}{self._project_sep}{project}"
+
+    def needed(
+        self, clusters: Iterable[str], projects: Mapping[str, Iterable[str]]
+    ) -> list[str]:
+        """Every name that could grant the request, hub-level first; unsafe values name nothing."""
+        names = [self.top, self.hub]
+        # A cluster grant covers its projects, so a project question asks about its cluster too.
+        for cluster in sorted(set(clusters) | set(projects)):
+            if is_safe(cluster):
+                names.append(self.cluster(cluster))
+        for cluster in sorted(projects):
+            if not is_safe(cluster):
+                continue
+            names.extend(self.project(cluster, p) for p in sorted(set(projects[cluster])) if is_safe(p))
+        return names
+
+    def parse(self, name: str) -> Parsed | None:
+        """What a name of this hub grants; None for other hubs, foreign or ambiguous names."""
+        if name in (self.top, self.hub):
+            return Parsed()
+        if not name.startswith(self._cluster_prefix):
+            return None
+        rest = name[len(self._cluster_prefix) :]
+        readings = [Parsed(cluster=rest)] if is_safe(rest) else []
+        start = rest.find(self._project_sep)
+        while start != -1:
+            cluster, project = rest[:start], rest[start + len(self._project_sep) :]
+            if is_safe(cluster) and is_safe(project):
+                readings.append(Parsed(cluster=cluster, project=project))
+            start = rest.find(self._project_sep, start + 1)
+        # Lower-case keys could make one name read two ways; such a name grants nothing.
+        return readings[0] if len(readings) == 1 else None
+
+    def holdings(self, granted: Iterable[str]) -> Holdings:
+        """Holdings from granted names (names of this hub only)."""
+        clusters: set[str] = set()
+        projects: dict[str, set[str]] = {}
+        for name in granted:
+            parsed = self.parse(name)
+            if parsed is None:
+                continue
+            if parsed.cluster is None:
+                return Holdings.everything()
+            if parsed.project is None:
+                clusters.add(parsed.cluster)
+            else:
+                projects.setdefault(parsed.cluster, set()).add(parsed.project)
+        held = {c: frozenset(p) for c, p in projects.items() if c not in clusters}
+        return Holdings(clusters=frozenset(clusters), projects=held)

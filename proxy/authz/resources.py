@@ -1,0 +1,174 @@
+"""Resource names → ids of the resource server's own resources, via the Protection API.
+
+Names are resolved before they are asked for: Keycloak fails the whole UMA call when the first
+name is unknown, and a grant only counts for an id resolved here (a user-owned resource that
+happens to be named `HUB-moc` must never grant anything).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import aiohttp
+import structlog
+from cachetools import TLRUCache
+
+from proxy.keycloak import Endpoints, Reply, call, unexpected
+from proxy.metrics import CACHE_EVENTS, CACHE_SIZE
+from proxy.singleflight import SingleFlight
+
+log = structlog.get_logger(__name__)
+
+# Resources change rarely (provisioning); unknown names are re-checked sooner so a newly
+# provisioned project works within a minute.
+KNOWN_TTL = 300.0
+UNKNOWN_TTL = 60.0
+PARALLEL_LOOKUPS = 8
+SCOPE = "GET"
+
+
+class ServiceTokens(Protocol):
+    """Source of the proxy's own access token (the authenticator)."""
+
+    async def service_token(self) -> str:
+        """A valid token of the resource-server client."""
+
+    def drop_service_token(self, token: str) -> None:
+        """Forget a token Keycloak rejected."""
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """A resolved id (None: no such resource-server resource) and when to look again."""
+
+    rsid: str | None
+    until: float
+
+
+class ResourceResolver:
+    """Cached, single-flight lookups of resource-server-owned resources by exact name."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        endpoints: Endpoints,
+        tokens: ServiceTokens,
+        owner: str,
+        timeout: float,
+        *,
+        maxsize: int = 10000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """`owner` is the resource-server client id; only its resources count."""
+        self._session = session
+        self._url = endpoints.resource_set
+        self._tokens = tokens
+        self._owner = owner
+        self._timeout = timeout
+        self._clock = clock
+        self._cache: TLRUCache[str, _Entry] = TLRUCache(
+            maxsize, ttu=lambda _k, entry, _n: entry.until, timer=clock
+        )
+        self._flight: SingleFlight[str, str | None] = SingleFlight()
+        self._parallel = asyncio.Semaphore(PARALLEL_LOOKUPS)
+        self.lookups = 0
+
+    async def resolve(self, names: Sequence[str]) -> dict[str, str]:
+        """Ids of the names that are resource-server resources with scope GET."""
+        found: dict[str, str] = {}
+        missing: list[str] = []
+        for name in dict.fromkeys(names):
+            entry = self._cache.get(name)
+            CACHE_EVENTS.labels("resource", "miss" if entry is None else "hit").inc()
+            if entry is None:
+                missing.append(name)
+            elif entry.rsid is not None:
+                found[name] = entry.rsid
+        looked_up = await asyncio.gather(*(self._resolve_one(name) for name in missing))
+        found.update({n: rsid for n, rsid in zip(missing, looked_up, strict=True) if rsid})
+        return found
+
+    async def _resolve_one(self, name: str) -> str | None:
+        """One name, sharing a lookup already in flight."""
+        return await self._flight.do(name, lambda: self._lookup(name))
+
+    def forget(self, names: Iterable[str]) -> None:
+        """Drop cached answers (after Keycloak said a resolved resource does not exist)."""
+        for name in names:
+            self._cache.pop(name, None)
+
+    async def _lookup(self, name: str) -> str | None:
+        """One Protection API lookup, retried once with a fresh token if the PAT was rejected."""
+        async with self._parallel:
+            reply, token = await self._ask(name)
+            if reply.status == 401:
+                self._tokens.drop_service_token(token)
+                reply, _ = await self._ask(name)
+        rsid = self._interpret(name, reply)
+        ttl = KNOWN_TTL if rsid is not None else UNKNOWN_TTL
+        self._cache[name] = _Entry(rsid, self._clock() + ttl)
+        CACHE_SIZE.labels("resource").set(len(self._cache))
+        return rsid
+
+    async def _ask(self, name: str) -> tuple[Reply, str]:
+        """GET resource_set by exact name, owned by the resource server, with scope GET."""
+        self.lookups += 1
+        token = await self._tokens.service_token()
+        # `owner` and `scope` filter server-side; `deep` returns owner and scopes so both are
+        # checked here again, in case a server ignores a filter.
+        params = {
+            "name": name,
+            "exactName": "true",
+            "owner": self._owner,
+            "scope": SCOPE,
+            "deep": "true",
+        }
+        reply = await call(
+            self._session,
+            "resource_set",
+            "GET",
+            self._url,
+            time_limit=self._timeout,
+            params=params,
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        return reply, token
+
+    def _interpret(self, name: str, reply: Reply) -> str | None:
+        """The one matching id; several matches are ambiguous and grant nothing."""
+        if reply.status != 200 or not isinstance(reply.body, list):
+            if reply.status == 403:
+                log.error("protection_api_forbidden", hint="the proxy's client needs uma_protection")
+            raise unexpected("resource_set", reply)
+        ids = [rsid for item in reply.body if (rsid := self._id_of(name, item)) is not None]
+        if len(set(ids)) > 1:
+            log.warning("resource_name_ambiguous", name=name, matches=len(ids))
+            return None
+        return ids[0] if ids else None
+
+    def _id_of(self, name: str, item: object) -> str | None:
+        """An id from a plain id list, or from a full representation that fits exactly."""
+        if isinstance(item, str):
+            return item or None
+        if not isinstance(item, dict) or item.get("name") != name:
+            return None
+        owner = item.get("owner")
+        owner_name = owner.get("name") if isinstance(owner, dict) else owner
+        if owner is not None and owner_name != self._owner:
+            return None
+        if "scopes" in item and SCOPE not in _scope_names(item["scopes"]):
+            return None
+        rsid = item.get("_id", item.get("id"))
+        return rsid if isinstance(rsid, str) and rsid else None
+
+
+def _scope_names(scopes: object) -> set[str]:
+    """Scope names of a representation (objects with `name`, or plain strings)."""
+    if not isinstance(scopes, list):
+        return set()
+    names = {s.get("name") if isinstance(s, dict) else s for s in scopes}
+    return {n for n in names if isinstance(n, str)}

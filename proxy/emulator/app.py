@@ -1,0 +1,19 @@
+"""The emulator's aiohttp application."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from proxy.emulator import http_admin, http_controls, http_oidc
+from proxy.emulator.emulator import Emulator
+from proxy.emulator.http_common import EMULATOR_KEY, keycloak_errors
+
+
+def build_app(emu: Emulator) -> web.Application:
+    """An application serving `emu`'s realms, admin API and test controls."""
+    app = web.Application(middlewares=[keycloak_errors])
+    app[EMULATOR_KEY] = emu
+    http_oidc.add_routes(app)
+    http_controls.add_routes(app)
+    http_admin.add_routes(app)
+    return app

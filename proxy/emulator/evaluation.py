@@ -1,0 +1,187 @@
+"""Keycloak's policy evaluation for one resource at a time (reference §4.1–§4.5)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from proxy.emulator.store import Client, Policy, Realm, Resource, ResourceServer, User
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who is evaluated: `id` is the user id, or the client's id for its own service account."""
+
+    id: str
+    user: User
+    client: Client
+    claims: dict[str, Any] = field(default_factory=dict)
+
+
+def identity_of(user: User, client: Client, claims: dict[str, Any]) -> Identity:
+    """Build the identity of a verified token (`KeycloakIdentity`, reference §4.3)."""
+    is_resource_server = user.service_account_client == client.id
+    return Identity(id=client.id if is_resource_server else user.id, user=user, client=client, claims=claims)
+
+
+@dataclass(frozen=True)
+class ResourcePermission:
+    """One resource (None for a scope-only permission) with the scope ids asked of it."""
+
+    resource: Resource | None
+    scope_ids: tuple[str, ...]
+
+
+def evaluate(
+    realm: Realm, rs: ResourceServer, identity: Identity, asked: ResourcePermission
+) -> set[str] | None:
+    """Scope ids granted on the resource, or None when the resource is not granted at all."""
+    wanted = set(asked.scope_ids)
+    if rs.enforcement_mode == "DISABLED":
+        return wanted
+    if asked.resource is not None and asked.resource.owner == identity.user.id:
+        # ResourcePermission.isGranted(): the owner of a user-owned resource always holds it.
+        return wanted
+    applicable = list(_applicable(rs, asked))
+    if not applicable:
+        return wanted if rs.enforcement_mode == "PERMISSIVE" else None
+    decided = []
+    for perm in applicable:
+        granted = _permission_granted(realm, rs, perm, identity)
+        if granted is not None:
+            decided.append((perm, granted))
+    if not decided:
+        return None
+    return _combine(asked, wanted, decided, rs.decision_strategy)
+
+
+def _applicable(rs: ResourceServer, asked: ResourcePermission) -> Iterable[Policy]:
+    wanted = set(asked.scope_ids)
+    resource = asked.resource
+    for perm in rs.policies.values():
+        if perm.type == "scope":
+            linked = resource is not None and resource.id in perm.resource_ids
+            unlinked = not perm.resource_ids and perm.resource_type is None
+            if (linked or unlinked) and wanted & set(perm.scope_ids):
+                yield perm
+        elif perm.type == "resource" and resource is not None:
+            typed = perm.resource_type is not None and perm.resource_type == resource.type
+            if resource.id in perm.resource_ids or typed:
+                yield perm
+
+
+def _permission_granted(realm: Realm, rs: ResourceServer, perm: Policy, identity: Identity) -> bool | None:
+    # A permission without policies records no decision (reference §4.4).
+    results = [
+        _policy_permits(realm, rs, rs.policies[p], identity, frozenset())
+        for p in perm.policy_ids
+        if p in rs.policies
+    ]
+    if not results:
+        return None
+    return _strategy(perm.decision_strategy, results)
+
+
+def _strategy(strategy: str, results: list[bool]) -> bool:
+    permits = sum(results)
+    if strategy == "AFFIRMATIVE":
+        return permits > 0
+    if strategy == "CONSENSUS":
+        return permits > len(results) - permits
+    return permits == len(results)
+
+
+def _policy_permits(
+    realm: Realm, rs: ResourceServer, policy: Policy, identity: Identity, seen: frozenset[str]
+) -> bool:
+    if policy.id in seen:
+        return False
+    matched = _matches(realm, rs, policy, identity, seen | {policy.id})
+    # grant() honours logic; no effect means DENY, which NEGATIVE turns into PERMIT.
+    return matched if policy.logic != "NEGATIVE" else not matched
+
+
+def _matches(
+    realm: Realm, rs: ResourceServer, policy: Policy, identity: Identity, seen: frozenset[str]
+) -> bool:
+    if policy.type == "client":
+        return identity.client.id in policy.clients
+    if policy.type == "user":
+        return identity.id in policy.users
+    if policy.type == "group":
+        return _group_matches(realm, policy, identity)
+    if policy.type == "aggregate":
+        results = [
+            _policy_permits(realm, rs, rs.policies[p], identity, seen)
+            for p in policy.policy_ids
+            if p in rs.policies
+        ]
+        return bool(results) and _strategy(policy.decision_strategy, results)
+    if policy.type == "js":
+        # Only the old "Default Policy" script is emulated: it always grants.
+        return "$evaluation.grant()" in policy.config.get("code", "")
+    return False
+
+
+def _group_matches(realm: Realm, policy: Policy, identity: Identity) -> bool:
+    if policy.groups_claim:
+        raw = identity.claims.get(policy.groups_claim, [])
+        held = [str(v) for v in (raw if isinstance(raw, list) else [raw])]
+    else:
+        held = [realm.group_path(g) for g in identity.user.group_ids if g in realm.groups]
+    for ref in policy.groups:
+        group = realm.groups.get(ref.id)
+        if group is None:
+            continue
+        path = realm.group_path(group.id)
+        for value in held:
+            if value in (path, group.name):
+                return True
+            if ref.extend_children and value.startswith(path + "/"):
+                return True
+    return False
+
+
+def _combine(
+    asked: ResourcePermission,
+    wanted: set[str],
+    decided: list[tuple[Policy, bool]],
+    rs_strategy: str,
+) -> set[str] | None:
+    # DecisionPermissionCollector.onComplete, as transcribed in reference §4.5.
+    resource = asked.resource
+    granted: set[str] = set()
+    denied: set[str] = set()
+    denied_typed: set[str] = set()
+    any_deny = False
+    by_resource_perm = False
+    for perm, ok in decided:
+        contains = resource is not None and resource.id in perm.resource_ids
+        if ok:
+            granted |= (wanted & set(perm.scope_ids)) if perm.type == "scope" else set(wanted)
+            if not by_resource_perm:
+                by_resource_perm = perm.type != "scope" and contains
+            continue
+        any_deny = True
+        if perm.type == "resource":
+            if contains or not by_resource_perm:
+                if perm.resource_type is not None or (resource is not None and resource.type):
+                    denied_typed |= wanted
+                else:
+                    denied |= wanted
+        elif contains or not perm.resource_ids:
+            denied |= set(perm.scope_ids)
+    if rs_strategy == "AFFIRMATIVE":
+        denied -= granted
+    if by_resource_perm:
+        denied_typed -= granted
+        denied |= denied_typed
+    if not denied:
+        denied |= denied_typed
+    granted -= denied
+    if not by_resource_perm and not granted and wanted:
+        return None
+    if any_deny and not granted:
+        return None
+    return granted

@@ -1,0 +1,123 @@
+"""Keycloak's realm endpoints: discovery, JWKS, token, introspection, userinfo, Protection API."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from proxy.emulator import discovery, endpoints, grants
+from proxy.emulator.errors import KeycloakError
+from proxy.emulator.http_common import emulator, enter, form_of, json_answer, query_of
+
+OIDC = "/realms/{realm}/protocol/openid-connect"
+
+
+async def openid_configuration(request: web.Request) -> web.Response:
+    """OIDC discovery document."""
+    realm = await enter(request, "discovery")
+    return json_answer(discovery.openid_configuration(emulator(request).issuer(realm.name)))
+
+
+async def uma2_configuration(request: web.Request) -> web.Response:
+    """UMA 2.0 discovery document."""
+    realm = await enter(request, "uma2-discovery")
+    return json_answer(discovery.uma2_configuration(emulator(request).issuer(realm.name)))
+
+
+async def realm_summary(request: web.Request) -> web.Response:
+    """Realm summary with `public_key`."""
+    realm = await enter(request, "realm")
+    return json_answer(discovery.realm_summary(realm, emulator(request).issuer(realm.name)))
+
+
+async def certs(request: web.Request) -> web.Response:
+    """JWKS: every published signing key, newest last."""
+    realm = await enter(request, "certs")
+    with emulator(request).lock:
+        keys = [k.jwk() for k in realm.keys]
+    return json_answer({"keys": keys})
+
+
+async def token(request: web.Request) -> web.Response:
+    """The token endpoint; counted per grant (`token.password`, `token.uma`, …)."""
+    form = await form_of(request)
+    await enter(request, grants.grant_key(form))
+    emu = emulator(request)
+    with emu.lock:
+        call = emu.call(
+            request.match_info["realm"],
+            form.pairs,
+            request.headers.get("Authorization"),
+            request.remote or "127.0.0.1",
+        )
+        return json_answer(grants.token(call))
+
+
+async def introspect(request: web.Request) -> web.Response:
+    """Token introspection."""
+    form = await form_of(request)
+    await enter(request, "introspect")
+    emu = emulator(request)
+    with emu.lock:
+        call = emu.call(
+            request.match_info["realm"],
+            form.pairs,
+            request.headers.get("Authorization"),
+            request.remote or "127.0.0.1",
+        )
+        return json_answer(endpoints.introspect(call))
+
+
+async def userinfo(request: web.Request) -> web.Response:
+    """UserInfo (GET or POST)."""
+    realm = await enter(request, "userinfo")
+    emu = emulator(request)
+    with emu.lock:
+        body = endpoints.userinfo(
+            realm, emu.issuer(realm.name), request.headers.get("Authorization"), emu.now()
+        )
+    return json_answer(body)
+
+
+async def resource_set(request: web.Request) -> web.Response:
+    """Protection API search: resource ids, or representations with `deep=true`."""
+    realm = await enter(request, "resource_set")
+    emu = emulator(request)
+    query = query_of(request)
+    with emu.lock:
+        rs = endpoints.protection_server(
+            realm, emu.issuer(realm.name), request.headers.get("Authorization"), emu.now()
+        )
+        found = endpoints.find_resources(rs, query)
+        if (query.get("deep") or "").lower() == "true":
+            owner = next(c.client_id for c, s in realm.resource_servers() if s is rs)
+            return json_answer([endpoints.resource_json(rs, r, owner) for r in found])
+        return json_answer([r.id for r in found])
+
+
+async def resource_set_one(request: web.Request) -> web.Response:
+    """Protection API read of one resource by id."""
+    realm = await enter(request, "resource_set")
+    emu = emulator(request)
+    with emu.lock:
+        rs = endpoints.protection_server(
+            realm, emu.issuer(realm.name), request.headers.get("Authorization"), emu.now()
+        )
+        resource = rs.resources.get(request.match_info["id"])
+        if resource is None:
+            raise KeycloakError(404, "not_found", "Resource not found")
+        owner = next(c.client_id for c, s in realm.resource_servers() if s is rs)
+        return json_answer(endpoints.resource_json(rs, resource, owner))
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the realm endpoints (Keycloak ≥ 17 paths, no `/auth`)."""
+    app.router.add_get("/realms/{realm}/.well-known/openid-configuration", openid_configuration)
+    app.router.add_get("/realms/{realm}/.well-known/uma2-configuration", uma2_configuration)
+    app.router.add_get("/realms/{realm}", realm_summary)
+    app.router.add_get(f"{OIDC}/certs", certs)
+    app.router.add_post(f"{OIDC}/token", token)
+    app.router.add_post(f"{OIDC}/token/introspect", introspect)
+    app.router.add_route("GET", f"{OIDC}/userinfo", userinfo)
+    app.router.add_route("POST", f"{OIDC}/userinfo", userinfo)
+    app.router.add_get("/realms/{realm}/authz/protection/resource_set", resource_set)
+    app.router.add_get("/realms/{realm}/authz/protection/resource_set/{id}", resource_set_one)

@@ -1,0 +1,145 @@
+"""The UMA grant: `permission` parsing, resolution to resources and the answer (reference §1)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from proxy.emulator.errors import KeycloakError
+from proxy.emulator.evaluation import Identity, ResourcePermission, evaluate
+from proxy.emulator.store import Realm, Resource, ResourceServer
+
+TYPE_PREFIXES = ("resource-type:", "resource-type-any:", "resource-type-instance:", "resource-type-owner:")
+
+
+@dataclass(frozen=True)
+class Granted:
+    """One emitted `Permission{rsid, rsname, scopes}`."""
+
+    resource: Resource | None
+    scope_names: tuple[str, ...]
+
+    def as_json(self, include_name: bool) -> dict[str, Any]:
+        """The permission as `response_mode=permissions` lists it (empty scopes omitted)."""
+        out: dict[str, Any] = {}
+        if self.resource is not None:
+            out["rsid"] = self.resource.id
+            if include_name:
+                out["rsname"] = self.resource.name
+        if self.scope_names:
+            out["scopes"] = list(self.scope_names)
+        return out
+
+
+def java_split(text: str, sep: str) -> list[str]:
+    """`String.split` as Java does it: trailing empty strings are dropped."""
+    if text == "":
+        return [""]
+    parts = text.split(sep)
+    while parts and parts[-1] == "":
+        parts.pop()
+    return parts
+
+
+def parse_permission(value: str) -> tuple[str, list[str] | None]:
+    """Split `NAME#S1,S2` like `addPermissionsById`: a third `#` part is ignored (§1.3)."""
+    parts = java_split(value, "#")
+    if not parts:
+        # "#" splits to an empty array: Keycloak fails with an unhandled exception.
+        raise KeycloakError(500, "unknown_error", "For more on this error consult the server log.")
+    if len(parts) == 1:
+        return parts[0], None
+    return parts[0], java_split(parts[1], ",")
+
+
+def requested(
+    realm: Realm, rs: ResourceServer, identity: Identity, permissions: Sequence[str], extra: list[str]
+) -> list[ResourcePermission]:
+    """Resolve `permission` parameters in request order, with §1.4's error rules."""
+    collected: dict[str | None, set[str]] = {}
+    order: list[str | None] = []
+    for raw in permissions:
+        rsid, scope_names = parse_permission(raw)
+        names = [*(scope_names or []), *extra]
+        scope_ids = _scope_ids(rs, names)
+        if not rsid:
+            for res_id, sids in _scope_permissions(rs, identity, scope_ids):
+                _merge(collected, order, res_id, sids)
+            continue
+        resource = _resource(rs, identity, rsid)
+        if resource is not None:
+            sids = set(resource.scope_ids) & scope_ids if names else set(resource.scope_ids)
+            if not names or sids:
+                _merge(collected, order, resource.id, sids)
+                continue
+        if not collected:
+            raise KeycloakError(400, "invalid_resource", f"Resource with id [{rsid}] does not exist.")
+    return [
+        ResourcePermission(rs.resources[k] if k is not None else None, tuple(collected[k])) for k in order
+    ]
+
+
+def everything(rs: ResourceServer, identity: Identity) -> list[ResourcePermission]:
+    """No `permission` parameter: every server-owned and identity-owned resource, all scopes."""
+    return [
+        ResourcePermission(r, tuple(r.scope_ids))
+        for r in rs.resources.values()
+        if r.owner in (rs.id, identity.user.id)
+    ]
+
+
+def decide(
+    realm: Realm, rs: ResourceServer, identity: Identity, asked: list[ResourcePermission]
+) -> list[Granted]:
+    """Evaluate each resource on its own and emit the granted ones in evaluation order."""
+    out = []
+    for perm in asked:
+        scopes = evaluate(realm, rs, identity, perm)
+        if scopes is None:
+            continue
+        if perm.resource is None and not scopes:
+            continue
+        names = tuple(rs.scopes[s].name for s in perm.scope_ids if s in scopes)
+        out.append(Granted(perm.resource, names))
+    return out
+
+
+def _scope_ids(rs: ResourceServer, names: list[str]) -> set[str]:
+    if not names:
+        return set()
+    found = {s.id for n in names if (s := rs.scope_named(n)) is not None}
+    if not found:
+        shown = ", ".join(dict.fromkeys(names))
+        raise KeycloakError(400, "invalid_scope", f"One of the given scopes [{shown}] is invalid")
+    return found
+
+
+def _resource(rs: ResourceServer, identity: Identity, ref: str) -> Resource | None:
+    if "-" in ref and ref in rs.resources:
+        return rs.resources[ref]
+    if ref.startswith(TYPE_PREFIXES):
+        return None
+    return rs.resource_named(ref, identity.user.id) or rs.resource_named(ref)
+
+
+def _scope_permissions(
+    rs: ResourceServer, identity: Identity, scope_ids: set[str]
+) -> list[tuple[str | None, set[str]]]:
+    if not scope_ids:
+        return []
+    hits: list[tuple[str | None, set[str]]] = [
+        (r.id, set(r.scope_ids) & scope_ids)
+        for r in rs.resources.values()
+        if r.owner in (rs.id, identity.user.id) and set(r.scope_ids) & scope_ids
+    ]
+    return hits or [(None, scope_ids)]
+
+
+def _merge(
+    collected: dict[str | None, set[str]], order: list[str | None], key: str | None, sids: set[str]
+) -> None:
+    if key not in collected:
+        collected[key] = set()
+        order.append(key)
+    collected[key] |= sids

@@ -1,0 +1,164 @@
+"""Apply per-selector plans to a tree: added matchers, and balanced unions where PromQL allows.
+
+Unions go only where a faithful form exists: instant-vector positions, and per-series range
+functions lifted whole (`rate(s[5m])` -> `(rate(s1[5m]) or rate(s2[5m]))`). Anything else with
+more than one branch is NarrowingImpossible.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from proxy.promql import nodes as n
+from proxy.promql.errors import NarrowingImpossible
+from proxy.promql.policy import Branch, Plan, guidance
+from proxy.promql.printer import matcher as matcher_text
+from proxy.promql.printer import to_text
+from proxy.promql.regex import regex_cost
+from proxy.promql.scope import LabelModel
+
+# Range functions computed per series independently, so f(a ∪ b) = f(a) ∪ f(b) for disjoint
+# series sets; absent_over_time is deliberately missing (its result depends on the whole set).
+LIFTABLE = frozenset(
+    {
+        "rate", "irate", "increase", "delta", "idelta", "deriv", "predict_linear",
+        "resets", "changes", "holt_winters", "double_exponential_smoothing",
+        "avg_over_time", "min_over_time", "max_over_time", "sum_over_time",
+        "count_over_time", "quantile_over_time", "stddev_over_time", "stdvar_over_time",
+        "last_over_time", "present_over_time", "mad_over_time",
+        "ts_of_min_over_time", "ts_of_max_over_time", "ts_of_last_over_time",
+        "first_over_time", "ts_of_first_over_time",
+    }
+)  # fmt: skip
+# Functions whose arguments may never be replaced by a union.
+NO_UNION = frozenset({"absent", "absent_over_time", "info"})
+MAX_UNION_LEAVES = 128
+
+
+@dataclass(slots=True)
+class Growth:
+    """How much a rewrite grew the query, to scale the verifier's guard limits."""
+
+    leaves: int = 0  # selector copies created by unions
+    union_depth: int = 0  # extra nesting an output path can gain
+    added_bytes: int = 0
+    added_regex_cost: int = 0
+
+
+def account(growth: Growth, branch: Branch) -> None:
+    """Add the bytes and regex cost of `branch`'s matchers to `growth`."""
+    for m in branch:
+        growth.added_bytes += len(matcher_text(m).encode()) + 1
+        if m.op == "=~":
+            growth.added_regex_cost += regex_cost(m.value)
+
+
+def apply(vs: n.VectorSelector, branch: Branch) -> n.VectorSelector:
+    """`vs` with `branch` appended to its matchers."""
+    if not branch:
+        return vs
+    return n.VectorSelector(vs.name, vs.matchers + branch, vs.offset_ms, vs.at)
+
+
+def balanced_union(items: Sequence[n.Expr]) -> n.Expr:
+    """`(a or b)`, `((a or b) or (c or d))`, … built pairwise so depth grows by log2."""
+    if len(items) == 1:
+        return items[0]
+    mid = (len(items) + 1) // 2
+    left = balanced_union(items[:mid])
+    right = balanced_union(items[mid:])
+    return n.Paren(n.Binary("or", left, right, n.default_binmod("or")))
+
+
+class _Rewriter:
+    def __init__(self, plans: Sequence[Plan], model: LabelModel) -> None:
+        self.plans = plans
+        self.index = 0
+        self.model = model
+        self.growth = Growth()
+
+    def _next(self) -> Plan:
+        plan = self.plans[self.index]
+        self.index += 1
+        for branch in plan:
+            account(self.growth, branch)
+        return plan
+
+    def _union(self, variants: Sequence[n.Expr]) -> n.Expr:
+        self.growth.leaves += len(variants)
+        self.growth.union_depth += math.ceil(math.log2(len(variants))) + 1
+        if self.growth.leaves > MAX_UNION_LEAVES:
+            raise NarrowingImpossible(
+                f"narrowing this query would need more than {MAX_UNION_LEAVES} copies of its "
+                "selectors; " + guidance(self.model)
+            )
+        return balanced_union(variants)
+
+    def _refuse(self, vs: n.VectorSelector, where: str) -> NarrowingImpossible:
+        return NarrowingImpossible(f"cannot narrow {to_text(vs)} {where}; " + guidance(self.model))
+
+    def expr(self, e: n.Expr, union_ok: bool) -> n.Expr:
+        if isinstance(e, n.VectorSelector):
+            plan = self._next()
+            variants = [apply(e, b) for b in plan]
+            if len(variants) == 1:
+                return variants[0]
+            if not union_ok:
+                raise self._refuse(e, "inside this function")
+            return self._union(variants)
+        if isinstance(e, n.MatrixSelector):
+            plan = self._next()
+            if len(plan) != 1:
+                raise self._refuse(e.vs, "in a range-vector position")
+            return n.MatrixSelector(apply(e.vs, plan[0]), e.range_ms)
+        if isinstance(e, n.Call):
+            return self._call(e, union_ok)
+        if isinstance(e, n.Binary):
+            lhs = self.expr(e.lhs, union_ok)
+            return n.Binary(e.op, lhs, self.expr(e.rhs, union_ok), e.mod)
+        if isinstance(e, n.Aggregate):
+            param = None if e.param is None else self.expr(e.param, union_ok)
+            return n.Aggregate(e.op, self.expr(e.expr, union_ok), param, e.grouping, e.labels)
+        if isinstance(e, n.Paren):
+            return n.Paren(self.expr(e.expr, union_ok))
+        if isinstance(e, n.Unary):
+            return n.Unary(self.expr(e.expr, union_ok))
+        if isinstance(e, n.Subquery):
+            inner = self.expr(e.expr, union_ok)
+            return n.Subquery(inner, e.range_ms, e.step_ms, e.offset_ms, e.at)
+        return e  # Number, String: no selectors
+
+    def _call(self, e: n.Call, union_ok: bool) -> n.Expr:
+        args_ok = union_ok and e.func not in NO_UNION
+        leaves_before = self.growth.leaves
+        args: list[n.Expr] = []
+        lifted: tuple[int, list[n.Expr]] | None = None
+        for i, arg in enumerate(e.args):
+            if not isinstance(arg, n.MatrixSelector):
+                args.append(self.expr(arg, args_ok))
+                continue
+            plan = self._next()
+            variants: list[n.Expr] = [n.MatrixSelector(apply(arg.vs, b), arg.range_ms) for b in plan]
+            args.append(variants[0])
+            if len(variants) > 1:
+                if e.func not in LIFTABLE or not union_ok or lifted is not None:
+                    raise self._refuse(arg.vs, f"inside {e.func}()")
+                lifted = (i, variants)
+        if lifted is None:
+            return n.Call(e.func, tuple(args))
+        index, variants = lifted
+        # unions inside the other arguments are copied into every lifted branch
+        self.growth.leaves += len(variants) * (self.growth.leaves - leaves_before)
+        copies = [n.Call(e.func, (*args[:index], v, *args[index + 1 :])) for v in variants]
+        return self._union(copies)
+
+
+def rewrite(tree: n.Expr, plans: Sequence[Plan], model: LabelModel) -> tuple[n.Expr, Growth]:
+    """Apply `plans` (one per selector, in `iter_selectors` order) to `tree`."""
+    rewriter = _Rewriter(plans, model)
+    out = rewriter.expr(tree, union_ok=True)
+    if rewriter.index != len(plans):
+        raise AssertionError("selector plans and tree disagree")
+    return out, rewriter.growth

@@ -1,0 +1,121 @@
+"""What one vector selector can reach: finite label-value sets under Prometheus matcher rules."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+
+from proxy.promql import nodes as n
+from proxy.promql.regex import literal_alternation
+from proxy.promql.scope import LabelModel
+
+NAME_LABEL = "__name__"
+
+
+def iter_selectors(e: n.Expr) -> Iterator[n.VectorSelector]:
+    """Every vector selector of `e` in the canonical order rewrite and analysis share."""
+    stack: list[n.Expr] = [e]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, n.VectorSelector):
+            yield node
+        elif isinstance(node, n.MatrixSelector):
+            yield node.vs
+        elif isinstance(node, n.Call):
+            stack.extend(reversed(node.args))
+        elif isinstance(node, n.Binary):
+            stack.append(node.rhs)
+            stack.append(node.lhs)
+        elif isinstance(node, n.Aggregate):
+            stack.append(node.expr)
+            if node.param is not None:
+                stack.append(node.param)
+        elif isinstance(node, n.Paren | n.Unary | n.Subquery):
+            stack.append(node.expr)
+
+
+def matchers_on(vs: n.VectorSelector, label: str) -> list[n.Matcher]:
+    """The selector's matchers on `label`, the metric name counting as `__name__=`."""
+    found = [m for m in vs.matchers if m.name == label]
+    if label == NAME_LABEL and vs.name is not None:
+        found.append(n.Matcher("=", NAME_LABEL, vs.name))
+    return found
+
+
+def accepts(m: n.Matcher, value: str) -> bool | None:
+    """Whether matcher `m` accepts `value` ("" = label absent); None when not decidable here."""
+    if m.op == "=":
+        return value == m.value
+    if m.op == "!=":
+        return value != m.value
+    finite = literal_alternation(m.value)
+    if finite is None:
+        return None
+    return (value in finite) == (m.op == "=~")
+
+
+def value_set(vs: n.VectorSelector, label: str) -> frozenset[str] | None:
+    """The finite set of values `label` can take on series `vs` selects, or None if unbounded.
+
+    Finite only through `=` and literal-alternation `=~` matchers (intersected); other matchers
+    can only remove values. "" in the set means series lacking the label are reachable.
+    """
+    found = matchers_on(vs, label)
+    finite: frozenset[str] | None = None
+    for m in found:
+        if m.op == "=":
+            values: frozenset[str] | None = frozenset((m.value,))
+        elif m.op == "=~":
+            values = literal_alternation(m.value)
+        else:
+            values = None
+        if values is not None:
+            finite = values if finite is None else finite & values
+    if finite is None:
+        return None
+    return frozenset(v for v in finite if all(accepts(m, v) is not False for m in found))
+
+
+@lru_cache(maxsize=256)
+def trust_pattern(regex: str) -> re.Pattern[str] | None:
+    """The compiled trust regex (ASCII classes, as RE2), or None when Python cannot read it."""
+    try:
+        return re.compile(regex, re.ASCII)
+    except re.error:
+        return None  # an operator regex Python cannot read trusts nothing (fail closed)
+
+
+def label_trusted(vs: n.VectorSelector, label: str, model: LabelModel) -> bool:
+    """Whether a project grant through `label` counts for `vs` (PROXY_PROJECT_LABEL_METRICS)."""
+    regex = model.project_label_metrics.get(label)
+    if regex is None:
+        return True
+    if any(m.op == "=~" and m.value == regex for m in matchers_on(vs, NAME_LABEL)):
+        return True  # the selector itself is restricted to the trusted metric names
+    names = value_set(vs, NAME_LABEL)
+    pattern = trust_pattern(regex)
+    if names is None or not names or pattern is None:
+        return False
+    return all(pattern.fullmatch(name) is not None for name in names)
+
+
+@dataclass(frozen=True, slots=True)
+class SelectorReach:
+    """The cluster, project and metric-name sets one selector can reach (None = unbounded)."""
+
+    selector: n.VectorSelector
+    clusters: frozenset[str] | None
+    projects: tuple[frozenset[str] | None, ...]  # parallel to LabelModel.project_labels
+    names: frozenset[str] | None
+
+
+def reach_of(vs: n.VectorSelector, model: LabelModel) -> SelectorReach:
+    """Compute the reach of one selector under `model`."""
+    return SelectorReach(
+        vs,
+        value_set(vs, model.cluster_label),
+        tuple(value_set(vs, label) for label in model.project_labels),
+        value_set(vs, NAME_LABEL),
+    )

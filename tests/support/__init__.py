@@ -1,0 +1,1 @@
+"""Shared test support: real Prometheus environments, the no-leak oracle, pytest fixtures."""

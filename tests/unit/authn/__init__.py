@@ -1,0 +1,1 @@
+"""Tests of bearer and Basic authentication against small loopback Keycloak fakes."""

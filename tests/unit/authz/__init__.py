@@ -1,0 +1,1 @@
+"""Tests of UMA authorization against small loopback Keycloak fakes and the emulator."""

@@ -1,0 +1,154 @@
+"""Configuration: every source, every spelling, and every problem reported at once."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from proxy.config import ConfigError, Settings, load_settings
+
+BASE = {
+    "PROXY_PROMETHEUS_BASE_URL": "https://thanos.example:9091/api/metrics/v1/default",
+    "PROXY_AUTH_BASE_URL": "https://keycloak.example",
+    "PROXY_AUTH_REALM": "nerc",
+    "PROXY_AUTH_CLIENT_ID": "prom-keycloak-proxy",
+    "PROXY_AUTH_CLIENT_SECRET": "s3cret",
+    "PROXY_ACM_HUB": "moc",
+}
+
+
+def test_defaults_match_the_spec() -> None:
+    """With only the required values set, every default is SPEC §2.1's."""
+    s = load_settings({}, BASE)
+    assert s.listen == "0.0.0.0:8080"
+    assert s.metrics_listen == "0.0.0.0:9091"
+    assert s.prometheus_timeout == 120.0
+    assert s.auth_timeout == 5.0
+    assert s.auth_tls_verify is True
+    assert s.auth_introspect is False
+    assert (s.hub_key, s.cluster_key, s.project_key) == ("HUB", "CLUSTER", "PROJECT")
+    assert s.cluster_label == "cluster"
+    assert s.project_labels == ("namespace", "exported_namespace")
+    assert s.enforce_mode == "narrow"
+    assert (s.authz_cache_ttl, s.authz_deny_cache_ttl) == (60.0, 10.0)
+    assert s.cors_allowed_origins == ()
+    assert (s.max_body_bytes, s.max_url_bytes) == (1048576, 65536)
+    assert s.max_uma_names == 64
+    assert s.workers == 1
+    assert s.shutdown_timeout == 25.0
+    assert (s.log_level, s.log_format) == ("info", "json")
+
+
+def test_every_problem_is_listed_at_once(tmp_path: Path) -> None:
+    """Missing values, bad URL, bad duration, bad mode, unreadable file and a lone cert all show."""
+    env = {
+        "PROXY_PROMETHEUS_BASE_URL": "ftp://nope",
+        "PROXY_AUTH_TIMEOUT": "5 parsecs",
+        "PROXY_ENFORCE_MODE": "maybe",
+        "PROXY_PROMETHEUS_TLS_CERT": str(tmp_path / "missing.pem"),
+    }
+    with pytest.raises(ConfigError) as info:
+        load_settings({}, env)
+    text = "\n".join(info.value.problems)
+    for expected in (
+        "PROXY_PROMETHEUS_BASE_URL",
+        "PROXY_AUTH_BASE_URL: required",
+        "PROXY_AUTH_REALM: required",
+        "PROXY_AUTH_CLIENT_ID: required",
+        "PROXY_ACM_HUB: required",
+        "PROXY_AUTH_CLIENT_SECRET: required",
+        "PROXY_AUTH_TIMEOUT",
+        "PROXY_ENFORCE_MODE",
+        "is not readable",
+        "must be set together",
+    ):
+        assert expected in text, expected
+
+
+def test_go_proxy_crt_spellings_are_accepted(tmp_path: Path) -> None:
+    """`PROXY_PROMETHEUS_CA_CRT` / `_TLS_CRT` (the Go proxy's README) mean `_CA_CERT` / `_TLS_CERT`."""
+    for name in ("ca.pem", "tls.pem", "tls.key"):
+        (tmp_path / name).write_text("x")
+    env = {
+        **BASE,
+        "PROXY_PROMETHEUS_CA_CRT": str(tmp_path / "ca.pem"),
+        "PROXY_PROMETHEUS_TLS_CRT": str(tmp_path / "tls.pem"),
+        "PROXY_PROMETHEUS_TLS_KEY": str(tmp_path / "tls.key"),
+    }
+    s = load_settings({}, env)
+    assert s.prometheus_ca_cert == tmp_path / "ca.pem"
+    assert s.prometheus_tls_cert == tmp_path / "tls.pem"
+
+
+def test_priority_is_yaml_then_env_then_flags(tmp_path: Path) -> None:
+    """A flag beats env, env beats YAML, YAML beats the default."""
+    cfg = tmp_path / "proxy.yaml"
+    cfg.write_text("acm_hub: from-yaml\nauth_realm: yaml-realm\nlog_level: debug\ncluster_label: c\n")
+    env = {k: v for k, v in BASE.items() if k not in ("PROXY_ACM_HUB", "PROXY_AUTH_REALM")}
+    env["PROXY_CLUSTER_LABEL"] = "from-env"
+    s = load_settings({"log_level": "warning"}, {**env, "PROXY_CONFIG": str(cfg)})
+    assert (s.acm_hub, s.auth_realm, s.log_level, s.cluster_label) == (
+        "from-yaml", "yaml-realm", "warning", "from-env")
+
+
+def test_secret_from_file(tmp_path: Path) -> None:
+    """`PROXY_AUTH_CLIENT_SECRET_FILE` reads the secret from a file (Kubernetes Secret volume)."""
+    secret = tmp_path / "secret"
+    secret.write_text("from-file\n")
+    env = {k: v for k, v in BASE.items() if k != "PROXY_AUTH_CLIENT_SECRET"}
+    s = load_settings({}, {**env, "PROXY_AUTH_CLIENT_SECRET_FILE": str(secret)})
+    assert s.auth_client_secret == "from-file"
+
+
+def test_unknown_yaml_key_is_a_problem(tmp_path: Path) -> None:
+    """A typo in the YAML file is reported, not silently ignored."""
+    cfg = tmp_path / "proxy.yaml"
+    cfg.write_text("acm_hubb: moc\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings({}, {**BASE, "PROXY_CONFIG": str(cfg)})
+    assert any("acm_hubb" in p for p in info.value.problems)
+
+
+def test_lists_and_durations_parse() -> None:
+    """CSV lists, label=regex maps and Prometheus durations parse from env strings."""
+    env = {
+        **BASE,
+        "PROXY_PROJECT_LABELS": "namespace, exported_namespace",
+        "PROXY_PROJECT_LABEL_METRICS": "exported_namespace=DCGM_.*",
+        "PROXY_AUTH_AUDIENCES": "a,b",
+        "PROXY_AUTHZ_CACHE_TTL": "1h30m",
+    }
+    s = load_settings({}, env)
+    assert s.project_labels == ("namespace", "exported_namespace")
+    assert dict(s.project_label_metrics) == {"exported_namespace": "DCGM_.*"}
+    assert s.auth_audiences == ("a", "b")
+    assert s.authz_cache_ttl == 5400.0
+
+
+def test_settings_are_immutable() -> None:
+    """Configuration is read once and passed down as an immutable object."""
+    s = load_settings({}, BASE)
+    with pytest.raises(Exception, match="frozen"):
+        s.acm_hub = "x"  # type: ignore[misc]
+
+
+def test_secrets_have_no_flag() -> None:
+    """`serve --help` documents every option, and no secret has a flag."""
+    out = subprocess.run([sys.executable, "-m", "proxy", "serve", "--help"], capture_output=True,
+                         text=True, check=True).stdout
+    assert "--auth-client-secret" not in out and "--prometheus-token" not in out
+    for name in Settings.model_fields:
+        if name not in ("auth_client_secret", "prometheus_token"):
+            assert "--" + name.replace("_", "-") in out, name
+    assert "PROXY_AUTH_CLIENT_SECRET_FILE" in out
+
+
+def test_invalid_config_exits_2_before_listening() -> None:
+    """The console entry exits with code 2 and one problem per line."""
+    proc = subprocess.run([sys.executable, "-m", "proxy", "serve"], capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin"}, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.count("required, not set") >= 5
