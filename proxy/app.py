@@ -16,7 +16,7 @@ from proxy.authn import Authenticator
 from proxy.authz import Authorizer
 from proxy.config import Settings
 from proxy.fairuse import FairUse
-from proxy.handlers import SERVICES, Handler, Services, note, route_name
+from proxy.handlers import LOG_FIELDS, SERVICES, Handler, Services, note, route_name
 from proxy.promql.scope import LabelModel
 from proxy.routes import API_ROUTES, HEALTH_ROUTES, Route, add_routes
 from proxy.upstream import Upstream
@@ -81,7 +81,7 @@ def request_context(settings: Settings) -> Middleware:
         )
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
-        request["log"] = {}
+        request[LOG_FIELDS] = {}
         route = route_name(request) or "unmatched"
         started = time.perf_counter()
         metrics.IN_FLIGHT.inc()
@@ -108,7 +108,7 @@ def request_context(settings: Settings) -> Middleware:
                 route=route,
                 status=status,
                 duration_ms=round(elapsed * 1000, 3),
-                **request.get("log", {}),
+                **request.get(LOG_FIELDS, {}),
             )
         if not response.prepared:
             response.headers[REQUEST_ID] = request_id

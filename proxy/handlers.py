@@ -52,6 +52,7 @@ class Services:
 
 
 SERVICES = web.AppKey("services", Services)
+LOG_FIELDS = web.RequestKey("log", dict[str, Any])
 
 
 def services(request: web.Request) -> Services:
@@ -61,7 +62,7 @@ def services(request: web.Request) -> Services:
 
 def note(request: web.Request, **fields: Any) -> None:
     """Add fields to the request's log line."""
-    request.setdefault("log", {}).update(fields)
+    request.setdefault(LOG_FIELDS, {}).update(fields)
 
 
 async def authenticate(request: web.Request) -> Identity:

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from proxy.promql import Limits, QueryLimitError, QuerySyntaxError
 from proxy.promql.guard import check
 
-PROBE = Path(__file__).with_name("promql_probe.py")
+PROBE = Path(__file__).resolve().parents[1] / "unit" / "promql" / "promql_probe.py"
 LIMITS = Limits()
 CAP = 1 << 30  # address-space cap of each child
 MAX_SECONDS = 0.050

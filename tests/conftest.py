@@ -1,0 +1,3 @@
+"""Shared fixtures: real Prometheus (mTLS), the Keycloak emulator and the proxy, all on loopback."""
+
+pytest_plugins = ["tests.support.fixtures", "tests.support.stack"]
