@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 import traceback
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from proxy import errors, keycloak, metrics, promql
@@ -22,7 +23,6 @@ from proxy.routes import API_ROUTES, HEALTH_ROUTES, Route, add_routes
 from proxy.upstream import Upstream
 
 log = structlog.get_logger("proxy.request")
-Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 REQUEST_ID = "X-Request-Id"
 
 

@@ -100,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "policies":
         from proxy.policies.cli import main as policies_main
 
-        return policies_main(rest)
+        return int(policies_main(rest))
     from proxy.emulator import main as emulator_main
 
     return int(emulator_main(rest) or 0)

@@ -136,10 +136,10 @@ class Settings(BaseSettings):
     cors_allowed_origins: CsvList = Field((), description="CORS allow-list (default: no CORS)")
     max_body_bytes: int = Field(1048576, ge=1, description="request body limit (413)")
     max_url_bytes: int = Field(65536, ge=1, description="request URL limit (413)")
-    max_query_bytes: int = Field(16384, ge=64, description="PromQL size limit (400)")
+    max_query_bytes: int = Field(12288, ge=64, description="PromQL size limit (400)")
     max_query_depth: int = Field(24, ge=1, description="PromQL bracket nesting limit")
     max_query_operators: int = Field(48, ge=1, description="PromQL operator count limit")
-    max_regex_cost: int = Field(2000, ge=1, description="PromQL regex compile-cost budget")
+    max_regex_cost: int = Field(12000, ge=1, description="PromQL regex compile-cost budget")
 
     max_concurrent_per_subject: int = Field(10, ge=1, description="upstream requests in flight")
     rate_per_subject: float = Field(20.0, gt=0, description="requests per second per subject")

@@ -14,6 +14,7 @@ import aiohttp
 import structlog
 from aiohttp import web
 from multidict import CIMultiDict
+from yarl import URL
 
 from proxy import errors, metrics
 from proxy.config import Settings
@@ -206,7 +207,7 @@ class Upstream:
         try:
             response = await session.request(
                 built.method,
-                aiohttp.client.URL(url, encoded=True),
+                URL(url, encoded=True),
                 data=built.body(),
                 headers=headers,
                 allow_redirects=False,

@@ -59,7 +59,9 @@ def proxy_environ(prometheus: PrometheusServer, keycloak_url: str, **extra: str)
 
 
 @pytest.fixture(scope="session")
-def proxy_server(prometheus: PrometheusServer, emulator_server: ThreadedEmulatorServer) -> Iterator[ProxyServer]:
+def proxy_server(
+    prometheus: PrometheusServer, emulator_server: ThreadedEmulatorServer
+) -> Iterator[ProxyServer]:
     """The proxy (narrow mode, defaults) in front of the full test Prometheus."""
     server = ProxyServer(make_settings(proxy_environ(prometheus, emulator_server.base_url))).start()
     yield server
@@ -67,11 +69,15 @@ def proxy_server(prometheus: PrometheusServer, emulator_server: ThreadedEmulator
 
 
 @pytest.fixture
-def proxy_factory(prometheus: PrometheusServer, emulator_server: ThreadedEmulatorServer) -> Iterator[ProxyFactory]:
+def proxy_factory(
+    prometheus: PrometheusServer, emulator_server: ThreadedEmulatorServer
+) -> Iterator[ProxyFactory]:
     """Start extra proxies with `PROXY_*` overrides; all stopped after the test."""
     started: list[ProxyServer] = []
 
-    def make(upstream: PrometheusServer | None = None, keycloak_url: str | None = None, **env: str) -> ProxyServer:
+    def make(
+        upstream: PrometheusServer | None = None, keycloak_url: str | None = None, **env: str
+    ) -> ProxyServer:
         environ = proxy_environ(upstream or prometheus, keycloak_url or emulator_server.base_url, **env)
         server = ProxyServer(make_settings(environ)).start()
         started.append(server)

@@ -132,7 +132,7 @@ def test_settings_are_immutable() -> None:
     """Configuration is read once and passed down as an immutable object."""
     s = load_settings({}, BASE)
     with pytest.raises(Exception, match="frozen"):
-        s.acm_hub = "x"  # type: ignore[misc]
+        s.acm_hub = "x"
 
 
 def test_secrets_have_no_flag() -> None:

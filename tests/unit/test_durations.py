@@ -9,7 +9,15 @@ from proxy.durations import parse_duration
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("90s", 90.0), ("5m", 300.0), ("1h30m", 5400.0), ("250ms", 0.25), ("2d", 172800.0), ("1.5", 1.5), ("0", 0.0)],
+    [
+        ("90s", 90.0),
+        ("5m", 300.0),
+        ("1h30m", 5400.0),
+        ("250ms", 0.25),
+        ("2d", 172800.0),
+        ("1.5", 1.5),
+        ("0", 0.0),
+    ],
 )
 def test_valid(text: str, seconds: float) -> None:
     """Each Prometheus duration form converts to seconds."""
