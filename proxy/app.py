@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import traceback
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import structlog
 from aiohttp import web
@@ -60,9 +60,7 @@ async def error_envelope(request: web.Request, handler: Handler) -> web.StreamRe
             raise
         headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
         reason = exc.reason or "error"
-        message = {404: "not found", 405: f"method {request.method} not allowed"}.get(
-            exc.status, reason
-        )
+        message = {404: "not found", 405: f"method {request.method} not allowed"}.get(exc.status, reason)
         return _error_response(exc.status, _HTTP_TYPES.get(exc.status, "error"), message, headers)
     except Exception as exc:  # unexpected: logged with its stack, never sent to the caller
         log.error("unhandled_exception", error=type(exc).__name__, stack=traceback.format_exc())
@@ -76,9 +74,7 @@ def request_context(settings: Settings) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         incoming = request.headers.get(REQUEST_ID, "")
-        request_id = (
-            incoming if 0 < len(incoming) <= 128 and incoming.isprintable() else uuid.uuid4().hex
-        )
+        request_id = incoming if 0 < len(incoming) <= 128 and incoming.isprintable() else uuid.uuid4().hex
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         request[LOG_FIELDS] = {}
@@ -110,12 +106,22 @@ def request_context(settings: Settings) -> Middleware:
                 duration_ms=round(elapsed * 1000, 3),
                 **request.get(LOG_FIELDS, {}),
             )
-        if not response.prepared:
-            response.headers[REQUEST_ID] = request_id
-            _cors(request, response, allowed)
         return response
 
     return middleware
+
+
+def response_headers_hook(settings: Settings) -> Callable[[web.Request, web.StreamResponse], Awaitable[None]]:
+    """Request id and CORS headers on every response, streamed ones included (set before prepare)."""
+    allowed = frozenset(settings.cors_allowed_origins)
+
+    async def hook(request: web.Request, response: web.StreamResponse) -> None:
+        request_id = structlog.contextvars.get_contextvars().get("request_id")
+        if request_id:
+            response.headers[REQUEST_ID] = str(request_id)
+        _cors(request, response, allowed)
+
+    return hook
 
 
 def _cors(request: web.Request, response: web.StreamResponse, allowed: frozenset[str]) -> None:
@@ -175,6 +181,12 @@ def build_services(settings: Settings) -> Services:
     return svc
 
 
+def server_limits(settings: Settings) -> dict[str, int]:
+    """HTTP parser limits for the proxy's AppRunner: request lines long enough for
+    PROXY_MAX_URL_BYTES (so oversize URLs get our 413, not the parser's 8 KiB refusal)."""
+    return {"max_line_size": settings.max_url_bytes + 8192, "max_field_size": 65536}
+
+
 def create_app(settings: Settings, routes: tuple[Route, ...] = API_ROUTES) -> web.Application:
     """The proxy application: middlewares, the route table, and its services' lifecycle."""
     app = web.Application(
@@ -182,6 +194,7 @@ def create_app(settings: Settings, routes: tuple[Route, ...] = API_ROUTES) -> we
         client_max_size=settings.max_body_bytes,
     )
     add_routes(app, routes)
+    app.on_response_prepare.append(response_headers_hook(settings))
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         svc = build_services(settings)
@@ -200,9 +213,7 @@ def create_app(settings: Settings, routes: tuple[Route, ...] = API_ROUTES) -> we
 
 async def _metrics(request: web.Request) -> web.StreamResponse:
     """`/metrics` in the Prometheus text format."""
-    return web.Response(
-        body=generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
-    )
+    return web.Response(body=generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def create_metrics_app(proxy_app: web.Application) -> web.Application:

@@ -55,9 +55,7 @@ def build_serve_parser(prog: str = "prom-keycloak-proxy serve") -> argparse.Argu
     for name, info in Settings.model_fields.items():
         if name in SECRET_FIELDS:
             continue
-        parser.add_argument(
-            flag_name(name), dest=name, type=_flag_type(info), help=_describe(name, info)
-        )
+        parser.add_argument(flag_name(name), dest=name, type=_flag_type(info), help=_describe(name, info))
     return parser
 
 

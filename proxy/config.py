@@ -68,9 +68,7 @@ class Settings(BaseSettings):
     listen: str = Field("0.0.0.0:8080", description="proxy listen address host:port")
     tls_cert: Path | None = Field(None, description="TLS certificate for the proxy's listener")
     tls_key: Path | None = Field(None, description="TLS private key for the proxy's listener")
-    metrics_listen: str = Field(
-        "0.0.0.0:9091", description="address for /metrics, /healthz and /readyz"
-    )
+    metrics_listen: str = Field("0.0.0.0:9091", description="address for /metrics, /healthz and /readyz")
 
     prometheus_base_url: str = Field(
         description="upstream base URL, may carry a path (…/api/metrics/v1/default)"
@@ -276,7 +274,7 @@ def _from_env(environ: Mapping[str, str], problems: list[str]) -> dict[str, Any]
                 problems.append(f"{key}: cannot read {value!r}: {exc.strerror}")
             continue
         name = ENV_ALIASES.get(name, name)
-        if name in fields:
+        if name in fields and value != "":  # an empty variable means "not set", as in the Go proxy
             out[name] = value
     return out
 
@@ -289,10 +287,7 @@ def _from_yaml(path: Path, problems: list[str]) -> dict[str, Any]:
         problems.append(f"config file {path}: {exc}")
         return {}
     unknown = sorted(
-        set(data)
-        - set(Settings.model_fields)
-        - set(ENV_ALIASES)
-        - {f + "_file" for f in SECRET_FIELDS}
+        set(data) - set(Settings.model_fields) - set(ENV_ALIASES) - {f + "_file" for f in SECRET_FIELDS}
     )
     for key in unknown:
         problems.append(f"config file {path}: unknown key {key!r}")

@@ -22,9 +22,7 @@ class _Bucket:
 class FairUse:
     """Token bucket per subject (requests/s with a burst) and a cap on upstream requests in flight."""
 
-    def __init__(
-        self, rate: float, burst: int, concurrency: int, max_subjects: int = 100_000
-    ) -> None:
+    def __init__(self, rate: float, burst: int, concurrency: int, max_subjects: int = 100_000) -> None:
         self._rate = rate
         self._burst = burst
         self._concurrency = concurrency

@@ -36,15 +36,11 @@ def _rule_state(alerts: list[Mapping[str, Any]]) -> str:
     return "inactive"
 
 
-def _filter_rule(
-    rule: Mapping[str, Any], visible: Visible, hub_wide: bool
-) -> Mapping[str, Any] | None:
+def _filter_rule(rule: Mapping[str, Any], visible: Visible, hub_wide: bool) -> Mapping[str, Any] | None:
     """One rule as the caller may see it, or None."""
     own_labels_visible = visible(_labels(rule))
     if rule.get("type") == "alerting":
-        alerts = [
-            a for a in rule.get("alerts") or [] if isinstance(a, Mapping) and visible(_labels(a))
-        ]
+        alerts = [a for a in rule.get("alerts") or [] if isinstance(a, Mapping) and visible(_labels(a))]
         if not own_labels_visible and not alerts and not hub_wide:
             return None
         if hub_wide:

@@ -138,12 +138,7 @@ def check_range(svc: Services, params: RequestParams) -> None:
     if start_s is None or end_s is None or step_s is None:
         return  # Prometheus itself answers the missing-parameter error
     start, end, step = _parse_time(start_s), _parse_time(end_s), _parse_step(step_s)
-    if (
-        start is None
-        or end is None
-        or step is None
-        or not all(map(math.isfinite, (start, end, step)))
-    ):
+    if start is None or end is None or step is None or not all(map(math.isfinite, (start, end, step))):
         return
     if end - start > svc.settings.max_range:
         raise errors.BadRequest(
@@ -171,15 +166,11 @@ def _cap_timeout(svc: Services, url: list[tuple[str, str]], body: list[tuple[str
                 params[i] = (key, f"{int(cap * 1000)}ms")
 
 
-async def _forward(
-    request: web.Request, built: UpstreamRequest, identity: Identity
-) -> web.StreamResponse:
+async def _forward(request: web.Request, built: UpstreamRequest, identity: Identity) -> web.StreamResponse:
     """Send a built request upstream under the caller's fair-use share and stream the answer."""
     svc = services(request)
     async with svc.fair_use.slot(identity.subject):
-        response = await svc.upstream.send(
-            built, svc.upstream.headers_for(request, built.form is not None)
-        )
+        response = await svc.upstream.send(built, svc.upstream.headers_for(request, built.form is not None))
         return await stream(request, response)
 
 
@@ -210,9 +201,7 @@ def holdings_narrowed(analysis: promql.Analysis, holdings: Holdings) -> bool:
     return not holdings.hub_wide and not analysis.reach().bounded
 
 
-async def scoped_matches(
-    request: web.Request, identity: Identity, matches: list[str]
-) -> list[str] | None:
+async def scoped_matches(request: web.Request, identity: Identity, matches: list[str]) -> list[str] | None:
     """The verified `match[]` list for the caller; None when nothing needs to be added."""
     svc = services(request)
     injected = not matches
@@ -226,9 +215,7 @@ async def scoped_matches(
     if injected and holdings.hub_wide:
         return None
     mode: promql.Mode = "narrow" if narrow else "deny"
-    result: list[str] = _enforce(
-        request, lambda: promql.enforce_selectors(analysis, holdings, mode)
-    )
+    result: list[str] = _enforce(request, lambda: promql.enforce_selectors(analysis, holdings, mode))
     note(
         request,
         decision="narrowed" if injected or holdings_narrowed(analysis, holdings) else "allowed",
@@ -333,11 +320,7 @@ async def rules(request: web.Request) -> web.StreamResponse:
     def transform(data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        return (
-            filter_alerts(data, visible)
-            if is_alerts
-            else filter_rules(data, visible, holdings.hub_wide)
-        )
+        return filter_alerts(data, visible) if is_alerts else filter_rules(data, visible, holdings.hub_wide)
 
     built = UpstreamRequest("GET", route_path(request), params.url)
     return await _filtered(request, identity, built, transform)
@@ -350,9 +333,7 @@ async def metadata(request: web.Request) -> web.StreamResponse:
     params = await read_params(request, svc.settings.max_body_bytes)
     names = await visible_metric_names(request, identity)
     built = UpstreamRequest("GET", route_path(request), params.url)
-    return await _filtered(
-        request, identity, built, lambda data: filter_metadata(data or {}, names)
-    )
+    return await _filtered(request, identity, built, lambda data: filter_metadata(data or {}, names))
 
 
 async def visible_metric_names(request: web.Request, identity: Identity) -> frozenset[str] | None:
@@ -409,7 +390,5 @@ async def readyz(request: web.Request) -> web.StreamResponse:
     """Readiness: configuration loaded and the JWKS fetched once."""
     svc = services(request)
     if not svc.authn.ready:
-        return web.json_response(
-            {"status": "not ready", "reason": "JWKS not fetched yet"}, status=503
-        )
+        return web.json_response({"status": "not ready", "reason": "JWKS not fetched yet"}, status=503)
     return web.json_response({"status": "ready"})

@@ -133,13 +133,9 @@ async def call(
                 raw = await _read_limited(response, name)
                 status = response.status
     except TimeoutError:
-        raise _failed(
-            name, "timeout", f"Keycloak did not answer ({name}) within {time_limit:g}s"
-        ) from None
+        raise _failed(name, "timeout", f"Keycloak did not answer ({name}) within {time_limit:g}s") from None
     except (aiohttp.ClientError, OSError) as exc:
-        raise _failed(
-            name, "unreachable", f"Keycloak unreachable ({name}): {type(exc).__name__}"
-        ) from exc
+        raise _failed(name, "unreachable", f"Keycloak unreachable ({name}): {type(exc).__name__}") from exc
     finally:
         KEYCLOAK_SECONDS.labels(name).observe(time.perf_counter() - started)
     KEYCLOAK_UP.set(1)

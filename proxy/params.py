@@ -29,8 +29,7 @@ class RequestParams:
         values = self.all(name)
         if len(values) > 1:
             raise errors.BadRequest(
-                f"parameter {name!r} given {len(values)} times (URL and body, or repeated); "
-                "send it once"
+                f"parameter {name!r} given {len(values)} times (URL and body, or repeated); send it once"
             )
         if not values:
             if required:
@@ -38,9 +37,7 @@ class RequestParams:
             return None
         return values[0]
 
-    def replaced(
-        self, name: str, values: list[str]
-    ) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    def replaced(self, name: str, values: list[str]) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         """URL and body params with every `name` removed and `values` put where it first arrived."""
         in_body = not any(k == name for k, _ in self.url) and any(k == name for k, _ in self.body)
         url = [(k, v) for k, v in self.url if k != name]
@@ -81,8 +78,11 @@ async def read_params(request: web.Request, max_body: int) -> RequestParams:
     length = request.content_length
     if length is not None and length > max_body:
         raise errors.PayloadTooLarge(f"request body over {max_body} bytes")
-    if not request.body_exists:
+    if not request.body_exists or length == 0:
         return RequestParams(url, (), False)
+    # Checked before reading: aiohttp would otherwise inflate a gzip body (a decompression bomb).
+    if request.headers.get("Content-Encoding", "").strip():
+        raise errors.UnsupportedMediaType("request bodies with a Content-Encoding are not accepted")
     buffer = bytearray()
     while chunk := await request.content.read(65536):
         buffer.extend(chunk)

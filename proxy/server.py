@@ -13,7 +13,7 @@ import structlog
 from aiohttp import web
 
 from proxy import logs
-from proxy.app import create_app, create_metrics_app
+from proxy.app import create_app, create_metrics_app, server_limits
 from proxy.config import Settings, split_host_port
 
 log = structlog.get_logger(__name__)
@@ -48,7 +48,11 @@ async def serve_async(settings: Settings, stop: asyncio.Event, reuse_port: bool 
     """Serve until `stop` is set, then drain in-flight requests for up to the shutdown timeout."""
     app = create_app(settings)
     runner = web.AppRunner(
-        app, access_log=None, shutdown_timeout=settings.shutdown_timeout, handle_signals=False
+        app,
+        access_log=None,
+        shutdown_timeout=settings.shutdown_timeout,
+        handle_signals=False,
+        **server_limits(settings),
     )
     await runner.setup()
     metrics_runner = web.AppRunner(create_metrics_app(app), access_log=None, handle_signals=False)
@@ -112,8 +116,7 @@ def run(settings: Settings) -> int:
         return 0
     ctx = multiprocessing.get_context("spawn")
     procs = [
-        ctx.Process(target=_run_one, args=(settings, True), daemon=False)
-        for _ in range(settings.workers)
+        ctx.Process(target=_run_one, args=(settings, True), daemon=False) for _ in range(settings.workers)
     ]
     for proc in procs:
         proc.start()

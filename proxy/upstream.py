@@ -196,9 +196,7 @@ class Upstream:
             out["Authorization"] = f"Bearer {self._settings.prometheus_token}"
         return out
 
-    async def send(
-        self, built: UpstreamRequest, headers: CIMultiDict[str]
-    ) -> aiohttp.ClientResponse:
+    async def send(self, built: UpstreamRequest, headers: CIMultiDict[str]) -> aiohttp.ClientResponse:
         """Send the built request; map transport failures and credential refusals to errors."""
         session = await self._current()
         qs = built.url_query()
@@ -226,9 +224,7 @@ class Upstream:
         if response.status in CREDENTIAL_STATUSES:
             response.release()
             log.error("upstream_refused_proxy_credentials", status=response.status)
-            raise errors.UpstreamUnavailable(
-                f"upstream refused the proxy's credentials ({response.status})"
-            )
+            raise errors.UpstreamUnavailable(f"upstream refused the proxy's credentials ({response.status})")
         return response
 
 

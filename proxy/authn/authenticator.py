@@ -53,9 +53,7 @@ class Authenticator:
             TokenPolicy(frozenset(settings.auth_audiences), frozenset(settings.auth_allowed_azp)),
         )
         secret = settings.auth_client_secret or ""
-        self._service = ServiceToken(
-            session, self._endpoints, settings.auth_client_id, secret, self._timeout
-        )
+        self._service = ServiceToken(session, self._endpoints, settings.auth_client_id, secret, self._timeout)
         self._basic = BasicMinter(
             session,
             self._endpoints,
@@ -155,9 +153,7 @@ class Authenticator:
             self._discovery = await discover(
                 self._session, self._endpoints, self._settings.auth_base_url, self._timeout
             )
-        reply = await call(
-            self._session, "jwks", "GET", self._discovery.jwks_uri, time_limit=self._timeout
-        )
+        reply = await call(self._session, "jwks", "GET", self._discovery.jwks_uri, time_limit=self._timeout)
         try:
             keys = parse_jwks(reply.body) if reply.status == 200 else {}
         except ValueError:

@@ -121,9 +121,7 @@ class KeyStore:
         key = self._keys.get(kid)
         if key is not None:
             return key
-        recent = self._last_attempt is not None and (
-            self._clock() - self._last_attempt < self._interval
-        )
+        recent = self._last_attempt is not None and (self._clock() - self._last_attempt < self._interval)
         if recent and (self._inflight is None or self._inflight.done()):
             return None
         await self.refresh()

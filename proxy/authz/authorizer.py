@@ -25,9 +25,7 @@ log = structlog.get_logger(__name__)
 class Authorizer:
     """What a caller holds, from Keycloak's UMA grant; cached and single-flight per question."""
 
-    def __init__(
-        self, settings: Settings, session: aiohttp.ClientSession, authn: ServiceTokens
-    ) -> None:
+    def __init__(self, settings: Settings, session: aiohttp.ClientSession, authn: ServiceTokens) -> None:
         """`authn` provides the proxy's own token for the Protection API."""
         endpoints = Endpoints.from_settings(settings)
         self._timeout = settings.auth_timeout
@@ -43,9 +41,7 @@ class Authorizer:
             self._timeout,
             maxsize=settings.authz_cache_size,
         )
-        self._uma = UmaClient(
-            session, endpoints, settings.auth_client_id, settings.auth_realm, self._timeout
-        )
+        self._uma = UmaClient(session, endpoints, settings.auth_client_id, settings.auth_realm, self._timeout)
         self._decisions = DecisionCache(
             settings.authz_cache_ttl, settings.authz_deny_cache_ttl, settings.authz_cache_size
         )
@@ -68,9 +64,7 @@ class Authorizer:
             return await self._answer(identity, HOLDINGS, None)
         return await self._answer(identity, tuple(sorted(names)), names)
 
-    async def _answer(
-        self, identity: Identity, asked: tuple[str, ...], names: list[str] | None
-    ) -> Holdings:
+    async def _answer(self, identity: Identity, asked: tuple[str, ...], names: list[str] | None) -> Holdings:
         """Cached answer, or one shared Keycloak round for every concurrent identical question."""
         key: Key = (identity.token_hash, asked)
         cached = self._decisions.get(key)
@@ -125,4 +119,3 @@ class Authorizer:
         except UnknownResource as exc:
             self.resolver.forget(names or ())
             raise KeycloakUnavailable(str(exc)) from None
-

@@ -38,9 +38,7 @@ class DecisionCache:
         self._ttl = {True: allow_ttl, False: deny_ttl}
         self._clock = clock
         self._caches = {
-            granted: TLRUCache[Key, _Decision](
-                maxsize, ttu=lambda _k, d, _n: d.until, timer=clock
-            )
+            granted: TLRUCache[Key, _Decision](maxsize, ttu=lambda _k, d, _n: d.until, timer=clock)
             for granted in (True, False)
         }
 

@@ -52,9 +52,7 @@ class ResourceNames:
         """Name of one project (namespace) of a cluster."""
         return f"{self.cluster(cluster)}{self._project_sep}{project}"
 
-    def needed(
-        self, clusters: Iterable[str], projects: Mapping[str, Iterable[str]]
-    ) -> list[str]:
+    def needed(self, clusters: Iterable[str], projects: Mapping[str, Iterable[str]]) -> list[str]:
         """Every name that could grant the request, hub-level first; unsafe values name nothing."""
         names = [self.top, self.hub]
         # A cluster grant covers its projects, so a project question asks about its cluster too.

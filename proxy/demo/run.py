@@ -16,7 +16,7 @@ import yaml
 from aiohttp import web
 
 from proxy import logs
-from proxy.app import create_app, create_metrics_app
+from proxy.app import create_app, create_metrics_app, server_limits
 from proxy.config import Settings, load_settings
 from proxy.demo.certs import Pki
 from proxy.demo.dataset import build_dataset
@@ -40,8 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def demo_settings(policy: dict[str, Any], prom: PrometheusServer, kc_url: str, port: int,
-                  metrics_port: int, mode: str) -> Settings:
+def demo_settings(
+    policy: dict[str, Any], prom: PrometheusServer, kc_url: str, port: int, metrics_port: int, mode: str
+) -> Settings:
     """The proxy's configuration for the demo, built as `serve` would build it from env."""
     env = {
         "PROXY_LISTEN": f"127.0.0.1:{port}",
@@ -90,7 +91,9 @@ async def _run(args: argparse.Namespace) -> int:
     await kc.start()
     settings = demo_settings(policy, prom, kc.base_url, args.port, args.metrics_port, args.enforce_mode)
     app = create_app(settings)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2)
+    runner = web.AppRunner(
+        app, access_log=None, handle_signals=False, shutdown_timeout=2, **server_limits(settings)
+    )
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", args.port).start()
     metrics_runner = web.AppRunner(create_metrics_app(app), access_log=None, handle_signals=False)
@@ -98,8 +101,10 @@ async def _run(args: argparse.Namespace) -> int:
     await web.TCPSite(metrics_runner, "127.0.0.1", args.metrics_port).start()
     base = f"http://127.0.0.1:{args.port}"
     lines = curl_lines(policy, emu, base)
-    print(f"\nprom-keycloak-proxy demo is up: proxy {base}, metrics http://127.0.0.1:{args.metrics_port}/metrics,"
-          f" Keycloak emulator {kc.base_url} (realm {policy['realm']}), Prometheus {prom.base_url} (mTLS)\n")
+    print(
+        f"\nprom-keycloak-proxy demo is up: proxy {base}, metrics http://127.0.0.1:{args.metrics_port}/metrics,"
+        f" Keycloak emulator {kc.base_url} (realm {policy['realm']}), Prometheus {prom.base_url} (mTLS)\n"
+    )
     print("\n".join(lines))
     code = 0
     try:

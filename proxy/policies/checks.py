@@ -93,6 +93,12 @@ def _semantic(model: AccessModel, doc: LocatedDocument, file: str) -> Iterable[P
         if len(names.permission(name)) > names.MAX_NAME_LENGTH:
             msg = f"permission name for {name!r} is longer than Keycloak's 255 characters"
             yield Problem(file, at("clusters"), "error", msg)
+    for i, grant in enumerate(model.grants):
+        for resource in model.grant_resources(grant):
+            full = names.grant_permission(resource, grant.grantee.kind, grant.grantee.name)
+            if len(full) > names.MAX_NAME_LENGTH:
+                msg = f"permission {full[:40]}… is longer than Keycloak's 255 characters"
+                yield Problem(file, at("grants", i), "error", msg)
     known_groups = set(model.groups)
     for i, user in enumerate(model.users):
         for j, group in enumerate(user.groups):

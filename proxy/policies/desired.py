@@ -53,21 +53,34 @@ def desired_state(model: AccessModel) -> DesiredState:
         )
         for resource, group in zip(resources, portal_groups, strict=True)
     ]
-    permissions = tuple(
+    # The portal's permission per resource holds its group policy (other policies the portal adds
+    # are kept by `apply`); each grant of the file is a permission of its own, so removing a grant
+    # removes exactly its permission. Several permissions per resource need AFFIRMATIVE (§4.5).
+    permissions = [
         Permission(
             name=names.permission(resource),
             resource=resource,
-            policies=(names.portal_group(resource), *(g.policy_name for g in grantees)),
-            description=names.described(f"read access to {resource}"),
+            policies=(names.portal_group(resource),),
+            description=names.described(f"members of {names.portal_group(resource)} read {resource}"),
+        )
+        for resource in resources
+    ]
+    permissions += [
+        Permission(
+            name=names.grant_permission(resource, grantee.kind, grantee.name),
+            resource=resource,
+            policies=(grantee.policy_name,),
+            description=names.described(f"{grantee.kind} {grantee.name} reads {resource}"),
         )
         for resource, grantees in model.resource_grantees()
-    )
+        for grantee in grantees
+    ]
     return DesiredState(
         scope=names.SCOPE,
         resources=resources,
         groups=(*model.groups, *portal_groups),
         policies=tuple(policies),
-        permissions=permissions,
+        permissions=tuple(permissions),
     )
 
 

@@ -38,6 +38,11 @@ def permission(resource: str) -> str:
     return f"{resource}-{SCOPE}-permission"
 
 
+def grant_permission(resource: str, kind: str, name: str) -> str:
+    """Scope permission giving one grantee one resource (prunable grant by grant)."""
+    return f"{resource}-{SCOPE}-{kind}-{name}-permission"
+
+
 def grantee_policy(kind: str, name: str) -> str:
     """Policy matching one grantee of the file: `group-…`, `user-…` or `client-…`."""
     return f"{kind}-{name}"

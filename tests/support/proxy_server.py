@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from proxy.app import create_app, create_metrics_app
+from proxy.app import create_app, create_metrics_app, server_limits
 from proxy.config import Settings, load_settings
 
 
@@ -54,6 +54,7 @@ class ProxyServer:
             access_log=None,
             handle_signals=False,
             shutdown_timeout=self.settings.shutdown_timeout,
+            **server_limits(self.settings),
         )
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", self.port).start()

@@ -188,6 +188,7 @@ async def test_discovery_keeps_same_origin_jwks_uri(
 ) -> None:
     """Discovery gives the issuer; a same-origin jwks_uri is used as published."""
     async def well_known(request: web.Request) -> web.Response:
+        """A discovery document."""
         base = f"http://{request.host}"
         return web.json_response({"issuer": "https://public/realms/nerc",
                                   "jwks_uri": f"{base}/custom/certs"})
@@ -206,6 +207,7 @@ async def test_discovery_without_issuer_is_unavailable(
 ) -> None:
     """A discovery document lacking `issuer` cannot be trusted."""
     async def well_known(_request: web.Request) -> web.Response:
+        """A discovery document."""
         return web.json_response({"jwks_uri": "x"})
 
     app = web.Application()

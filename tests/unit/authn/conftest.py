@@ -61,6 +61,7 @@ async def make_authn(
     made: list[Authenticator] = []
 
     async def build(**flags: Any) -> Authenticator:
+        """A started authenticator with these settings."""
         authn = Authenticator(make_settings(realm.base_url, **flags), session)
         await authn.start()
         made.append(authn)

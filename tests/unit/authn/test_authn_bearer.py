@@ -87,6 +87,7 @@ async def test_oversized_token_is_refused_before_parsing(
     """A token over 16 KB is refused without its header ever being decoded."""
 
     def explode(*_args: Any, **_kwargs: Any) -> None:
+        """Fail the test if the token is parsed."""
         raise AssertionError("parsed an oversized token")
 
     monkeypatch.setattr(jwt, "get_unverified_header", explode)
@@ -102,6 +103,7 @@ async def test_verified_tokens_are_cached_until_exp(
     original: Callable[..., Any] = bearer._decode
 
     def counting(token: str, *args: Any) -> Any:
+        """Count verifications, then verify."""
         decodes.append(token)
         return original(token, *args)
 

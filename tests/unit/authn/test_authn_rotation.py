@@ -22,6 +22,7 @@ class FakeClock:
     """A monotonic clock the test moves by hand."""
 
     def __init__(self) -> None:
+        """Start at an arbitrary time."""
         self.now = 1000.0
 
     def __call__(self) -> float:
@@ -64,6 +65,7 @@ async def test_unknown_kids_force_at_most_one_refetch_per_10s(
     clock.now += 11
 
     async def attempt(i: int) -> None:
+        """One token with a fresh unknown kid must be refused."""
         token = jwt.encode({"sub": "x"}, realm.keys[0].private, "RS256", headers={"kid": f"k{i}"})
         with pytest.raises(Unauthorized):
             await authn.authenticate(f"Bearer {token}")

@@ -66,6 +66,7 @@ def make_authz(
     """Build authorizers against the fake with overridable settings."""
 
     def build(**flags: Any) -> Authorizer:
+        """An authorizer with these settings."""
         return Authorizer(make_settings(kc[1], **flags), session, tokens)
 
     return build

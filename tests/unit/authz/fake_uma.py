@@ -174,6 +174,7 @@ class StubTokens:
     """Stands in for the authenticator's PAT source; hands out pat-1, pat-2, … after drops."""
 
     def __init__(self) -> None:
+        """Start with pat-1."""
         self.serial = 1
         self.dropped: list[str] = []
 

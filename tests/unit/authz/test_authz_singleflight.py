@@ -16,11 +16,13 @@ async def test_concurrent_callers_share_one_execution() -> None:
     flight: SingleFlight[str, str] = SingleFlight()
 
     async def work(key: str) -> str:
+        """Record the run, then answer."""
         runs.append(key)
         await asyncio.sleep(0.05)
         return key.upper()
 
     def call(key: str) -> Awaitable[str]:
+        """Join the flight for `key`."""
         return flight.do(key, lambda: work(key))
 
     results = await asyncio.gather(*(call(k) for k in ["a"] * 10 + ["b"] * 5))
@@ -35,6 +37,7 @@ async def test_failure_reaches_every_waiter_and_is_not_kept() -> None:
     flight: SingleFlight[str, int] = SingleFlight()
 
     async def fail() -> int:
+        """Record the run, then fail."""
         nonlocal calls
         calls += 1
         await asyncio.sleep(0.01)
@@ -52,6 +55,7 @@ async def test_cancelled_caller_does_not_cancel_the_others() -> None:
     flight: SingleFlight[str, str] = SingleFlight()
 
     async def slow() -> str:
+        """Answer after a while."""
         await asyncio.sleep(0.1)
         return "done"
 

@@ -1,0 +1,78 @@
+"""Per-request log fields reachable from anywhere in the request's task, and phase timers.
+
+The request middleware makes one dict per request the "current fields" (a context variable);
+`timed(request, "authn")` adds the phase's duration to it as `authn_ms`, and code that has no
+request at hand (caches, Keycloak and upstream calls) adds to it through `note_current`.
+"""
+
+from __future__ import annotations
+
+import time
+from contextvars import ContextVar
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+# The log fields of the request being handled in this task (None outside a request).
+CURRENT_FIELDS: ContextVar[dict[str, Any] | None] = ContextVar("proxy_request_fields", default=None)
+
+_perf = time.perf_counter
+
+
+def note_current(**fields: Any) -> None:
+    """Add fields to the current request's log line (no-op outside a request)."""
+    current = CURRENT_FIELDS.get()
+    if current is not None:
+        current.update(fields)
+
+
+def add_duration(phase: str, seconds: float) -> None:
+    """Add `seconds` to the current request's `<phase>_ms` (phases repeat, e.g. two upstream calls)."""
+    current = CURRENT_FIELDS.get()
+    if current is not None:
+        key = phase + "_ms"
+        current[key] = round(current.get(key, 0.0) + seconds * 1000.0, 3)
+
+
+def note_cache(cache: str, result: str) -> None:
+    """Record one cache lookup of the current request (`result` is "hit" or "miss")."""
+    current = CURRENT_FIELDS.get()
+    if current is not None:
+        caches = current.get("cache")
+        if caches is None:
+            current["cache"] = {cache: result}
+        elif caches.get(cache) != "miss":  # one miss in a phase makes that cache a miss
+            caches[cache] = result
+
+
+class timed:  # noqa: N801 - used like a function: `with timed(request, "authn"):`
+    """Context manager adding the wall time of a block to the request's `<phase>_ms` log field."""
+
+    __slots__ = ("_fields", "_key", "_started")
+
+    def __init__(self, request: web.Request, phase: str) -> None:
+        """Time `phase` of `request`; the field is `<phase>_ms`, summed over repeats."""
+        fields: dict[str, Any] | None = CURRENT_FIELDS.get()
+        if fields is None:
+            fields = request.get("log")
+        self._fields = fields
+        self._key = phase + "_ms"
+        self._started = 0.0
+
+    def __enter__(self) -> timed:
+        """Start the clock."""
+        self._started = _perf()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Stop the clock and add the elapsed milliseconds (also when the block raised)."""
+        fields = self._fields
+        if fields is not None:
+            elapsed = (_perf() - self._started) * 1000.0
+            fields[self._key] = round(fields.get(self._key, 0.0) + elapsed, 3)

@@ -1,0 +1,164 @@
+"""Authorization end to end against the Keycloak emulator loaded from policies/demo.yaml."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from proxy.authn import Authenticator, Identity
+from proxy.authz import Authorizer
+from proxy.config import load_settings
+from proxy.emulator import Emulator, EmulatorServer
+from proxy.errors import KeycloakUnavailable
+from proxy.keycloak import create_session
+from proxy.promql.scope import Holdings
+
+DEMO = Path(__file__).resolve().parents[3] / "policies" / "demo.yaml"
+REALM, PROD, TEST = "nerc", "nerc-ocp-prod", "nerc-ocp-test"
+
+
+def held(clusters: set[str] | None = None, projects: dict[str, set[str]] | None = None) -> Holdings:
+    """Holdings from plain sets."""
+    return Holdings(
+        clusters=frozenset(clusters or ()),
+        projects={c: frozenset(p) for c, p in (projects or {}).items()},
+    )
+
+
+@dataclass
+class Stack:
+    """The emulator and the authn/authz pair talking to it over loopback HTTP."""
+
+    emu: Emulator
+    authn: Authenticator
+    authz: Authorizer
+
+    async def user(self, name: str) -> Identity:
+        """A password-grant token of a demo user, authenticated."""
+        answer = self.emu.password_token(REALM, name, f"{name}-password")
+        return await self.authn.authenticate(f"Bearer {answer['access_token']}")
+
+    def uma_calls(self) -> int:
+        """UMA grants the emulator answered so far."""
+        return self.emu.stats(REALM)["token.uma"]
+
+
+@pytest.fixture
+async def stack() -> AsyncIterator[Stack]:
+    """Emulator on loopback plus a started authenticator and an authorizer."""
+    emu = Emulator.from_files([DEMO])
+    server = EmulatorServer(emu, host="127.0.0.1", port=0)
+    await server.start()
+    flags: dict[str, Any] = {
+        "prometheus_base_url": "http://127.0.0.1:9",
+        "auth_base_url": server.base_url,
+        "auth_realm": REALM,
+        "auth_client_id": "prom-keycloak-proxy",
+        "acm_hub": "moc",
+        "auth_timeout": "1s",
+    }
+    settings = load_settings(flags, {"PROXY_AUTH_CLIENT_SECRET": "prom-keycloak-proxy-secret"})
+    session: aiohttp.ClientSession = create_session(settings)
+    authn = Authenticator(settings, session)
+    await authn.start()
+    try:
+        yield Stack(emu, authn, Authorizer(settings, session, authn))
+    finally:
+        await authn.close()
+        await session.close()
+        await server.stop()
+
+
+@pytest.mark.parametrize(
+    ("user", "clusters", "projects", "expected"),
+    [
+        ("alice", {PROD}, {PROD: {"team-a", "team-b"}}, held(projects={PROD: {"team-a"}})),
+        ("bob", {PROD, TEST}, {}, held(clusters={TEST})),
+        ("carol", set(), {TEST: {"team-b", "team-c"}}, held(projects={TEST: {"team-b"}})),
+        ("dave", {PROD}, {}, Holdings.everything()),
+        ("eve", {PROD, TEST}, {PROD: {"team-a"}}, Holdings.nothing()),
+        ("bob", {"no-such-cluster", TEST}, {}, held(clusters={TEST})),
+    ],
+)
+async def test_targeted_questions_match_demo_policies(
+    stack: Stack,
+    user: str,
+    clusters: set[str],
+    projects: dict[str, set[str]],
+    expected: Holdings,
+) -> None:
+    """Each demo user holds exactly what policies/demo.yaml grants among the names asked."""
+    who = await stack.user(user)
+    held = await stack.authz.holdings(
+        who, frozenset(clusters), {c: frozenset(p) for c, p in projects.items()}
+    )
+    assert held == expected
+
+
+@pytest.mark.parametrize(
+    ("user", "expected"),
+    [
+        ("alice", held(projects={PROD: {"team-a"}})),
+        ("bob", held(clusters={TEST})),
+        ("carol", held(clusters={PROD}, projects={TEST: {"team-b"}})),
+        ("dave", Holdings.everything()),
+        ("eve", Holdings.nothing()),
+    ],
+)
+async def test_holdings_call_matches_demo_policies(
+    stack: Stack, user: str, expected: Holdings
+) -> None:
+    """The holdings call (`#GET`) yields each demo user's whole reach."""
+    assert await stack.authz.holdings(await stack.user(user), None, {}) == expected
+
+
+async def test_basic_client_holdings(stack: Stack) -> None:
+    """A researcher client authenticated by Basic holds its team's projects on both clusters."""
+    raw = base64.b64encode(b"researcher-team-a:researcher-team-a-secret").decode()
+    who = await stack.authn.authenticate(f"Basic {raw}")
+    assert who.subject == "researcher-team-a"
+    reach = await stack.authz.holdings(who, None, {})
+    assert reach == held(projects={PROD: {"team-a"}, TEST: {"team-a"}})
+
+
+async def test_fifty_concurrent_checks_one_uma_call(stack: Stack) -> None:
+    """Fifty concurrent identical checks reach the emulator's UMA grant once."""
+    who = await stack.user("carol")
+    stack.emu.reset_stats()
+    results = await asyncio.gather(
+        *(stack.authz.holdings(who, frozenset({PROD}), {}) for _ in range(50))
+    )
+    assert all(r == held(clusters={PROD}) for r in results)
+    assert stack.uma_calls() == 1
+
+
+async def test_hundred_sequential_checks_one_uma_call(stack: Stack) -> None:
+    """A hundred sequential checks within the TTL reach the UMA grant once."""
+    who = await stack.user("alice")
+    stack.emu.reset_stats()
+    for _ in range(100):
+        await stack.authz.holdings(who, frozenset(), {PROD: frozenset({"team-a"})})
+    assert stack.uma_calls() == 1
+
+
+async def test_faults_are_unavailable_then_recover(stack: Stack) -> None:
+    """A 5xx or a slow UMA answer is a 503 within auth_timeout; afterwards answers resume."""
+    who = await stack.user("bob")
+    stack.emu.inject_fault("token.uma", status=500, times=1)
+    with pytest.raises(KeycloakUnavailable):
+        await stack.authz.holdings(who, frozenset({TEST}), {})
+    stack.emu.inject_fault("token.uma", status=None, delay=3, times=1)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(KeycloakUnavailable):
+        await stack.authz.holdings(who, frozenset({TEST}), {})
+    assert loop.time() - started < 1.5
+    stack.emu.clear_faults()
+    assert await stack.authz.holdings(who, frozenset({TEST}), {}) == held(clusters={TEST})
