@@ -18,13 +18,14 @@ from aiohttp import web
 UPSTREAM = web.AppKey("upstream", aiohttp.ClientSession)
 BASE = web.AppKey("base", str)
 PASSED = ("Content-Type", "Content-Encoding")
+FORWARDED = ("Content-Type", "Accept-Encoding")
 
 
 async def forward(request: web.Request) -> web.StreamResponse:
     """Send the request as it came (path, query, body) and stream the answer back."""
     session = request.app[UPSTREAM]
     body = await request.read() if request.can_read_body else None
-    headers = {"Content-Type": request.headers["Content-Type"]} if body else {}
+    headers = {k: request.headers[k] for k in FORWARDED if k in request.headers}
     async with session.request(
         request.method, request.app[BASE] + request.path_qs, data=body, headers=headers
     ) as upstream:
@@ -47,7 +48,9 @@ def build_app(base: str, ctx: ssl.SSLContext) -> web.Application:
 
     async def session(app: web.Application) -> AsyncIterator[None]:
         connector = aiohttp.TCPConnector(ssl=ctx, limit=256, keepalive_timeout=30)
-        app[UPSTREAM] = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+        app[UPSTREAM] = aiohttp.ClientSession(
+            connector=connector, auto_decompress=False, skip_auto_headers=("Accept-Encoding",)
+        )
         app[BASE] = base
         yield
         await app[UPSTREAM].close()

@@ -2,28 +2,32 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import time
 import traceback
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from proxy import errors, keycloak, metrics, promql
+from proxy import errors, keycloak, logs, metrics, promql, tracing
 from proxy.authn import Authenticator
 from proxy.authz import Authorizer
 from proxy.config import Settings
 from proxy.fairuse import FairUse
-from proxy.handlers import LOG_FIELDS, SERVICES, Handler, Services, note, route_name
+from proxy.handlers import LOG_FIELDS, SERVICES, Handler, Services, note
 from proxy.promql.scope import LabelModel
 from proxy.routes import API_ROUTES, HEALTH_ROUTES, Route, add_routes
+from proxy.timing import CURRENT_FIELDS
 from proxy.upstream import Upstream
 
 log = structlog.get_logger("proxy.request")
 REQUEST_ID = "X-Request-Id"
+REQUEST_ID_KEY = web.RequestKey("request_id", str)
 
 
 def _error_response(
@@ -48,12 +52,22 @@ _HTTP_TYPES = {
 }
 
 
+def _note_error(exc: errors.ProxyError) -> None:
+    """Put the refusal's reason (and for outages its underlying cause) on the request's log line."""
+    fields = CURRENT_FIELDS.get()
+    if fields is not None:
+        fields["error"] = exc.message
+        if exc.__cause__ is not None:
+            fields["cause"] = type(exc.__cause__).__name__
+
+
 @web.middleware
 async def error_envelope(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every error, the framework's own included, leaves as `{"status":"error",…}` JSON."""
     try:
         return await handler(request)
     except errors.ProxyError as exc:
+        _note_error(exc)
         return _error_response(exc.status, exc.error_type, exc.message, exc.headers)
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -67,45 +81,91 @@ async def error_envelope(request: web.Request, handler: Handler) -> web.StreamRe
         return _error_response(500, "internal", "internal error")
 
 
+# Request ids: a random per-process prefix and a counter (unique across workers and replicas,
+# without a system call per request).
+_ID_PREFIX = os.urandom(6).hex()
+_ids = itertools.count(1)
+# Outcomes counted in DECISIONS; handlers note one of these, anything else counts as "other".
+DECISION_OUTCOMES = frozenset(
+    {"allowed", "narrowed", "filtered", "passthrough", "denied", "refused", "unauthenticated", "error"}
+)
+# An outcome the handler did not note, read from the status (authn failures, Keycloak outages).
+_STATUS_OUTCOMES = {401: "unauthenticated", 403: "denied", 503: "error"}
+# Routes that never authorize: no decision is counted for them.
+_NO_DECISION_ROUTES = frozenset({"root", "healthz", "readyz", "unmatched"})
+
+
+def new_request_id() -> str:
+    """A fresh request id."""
+    return f"{_ID_PREFIX}{next(_ids):010x}"
+
+
 def request_context(settings: Settings) -> Middleware:
     """Request id, size limits, per-request log line and metrics, CORS."""
     allowed = frozenset(settings.cors_allowed_origins)
+    max_url = settings.max_url_bytes
+    request_log = log.bind()  # resolved once: the per-request path skips structlog's lazy proxy
+    # Label children resolved once per (route, code): no lock or tuple per request.
+    counted: dict[tuple[str, int], Any] = {}
+    timed_routes: dict[str, Any] = {}
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        incoming = request.headers.get(REQUEST_ID, "")
-        request_id = incoming if 0 < len(incoming) <= 128 and incoming.isprintable() else uuid.uuid4().hex
-        structlog.contextvars.clear_contextvars()
+        incoming = request.headers.get(REQUEST_ID)
+        request_id = (
+            incoming
+            if incoming and len(incoming) <= 128 and incoming.isprintable()
+            else new_request_id()
+        )
+        # Each request runs in its own task (and context): nothing bound here outlives it.
         structlog.contextvars.bind_contextvars(request_id=request_id)
-        request[LOG_FIELDS] = {}
-        route = route_name(request) or "unmatched"
+        request[REQUEST_ID_KEY] = request_id
+        fields: dict[str, Any] = {}
+        request[LOG_FIELDS] = fields
+        CURRENT_FIELDS.set(fields)
+        resource = request.match_info.route.resource
+        route = (resource.name if resource is not None else None) or "unmatched"
         started = time.perf_counter()
         metrics.IN_FLIGHT.inc()
         status = 500
         try:
-            if len(str(request.rel_url)) > settings.max_url_bytes:
-                raise errors.PayloadTooLarge(f"request URL over {settings.max_url_bytes} bytes")
+            if len(request.raw_path) > max_url:
+                raise errors.PayloadTooLarge(f"request URL over {max_url} bytes")
             if request.method == "OPTIONS" and allowed and "Origin" in request.headers:
                 response: web.StreamResponse = _preflight(request, allowed)
             else:
                 response = await handler(request)
             status = response.status
         except errors.ProxyError as exc:
+            _note_error(exc)
             response = _error_response(exc.status, exc.error_type, exc.message, exc.headers)
             status = exc.status
         finally:
             metrics.IN_FLIGHT.dec()
             elapsed = time.perf_counter() - started
-            metrics.REQUESTS.labels(route, str(status)).inc()
-            metrics.REQUEST_SECONDS.labels(route).observe(elapsed)
-            log.info(
-                "request",
-                method=request.method,
-                route=route,
-                status=status,
-                duration_ms=round(elapsed * 1000, 3),
-                **request.get(LOG_FIELDS, {}),
-            )
+            key = (route, status)
+            child = counted.get(key)
+            if child is None:
+                child = counted[key] = metrics.REQUESTS.labels(route, str(status))
+            child.inc()
+            seconds = timed_routes.get(route)
+            if seconds is None:
+                seconds = timed_routes[route] = metrics.REQUEST_SECONDS.labels(route)
+            seconds.observe(elapsed)
+            if route not in _NO_DECISION_ROUTES:
+                _count_decision(fields, status)
+            if logs.request_lines_enabled:
+                caches = fields.get("cache")
+                if caches is not None:
+                    fields["cache_hit"] = "miss" not in caches.values()
+                request_log.info(
+                    "request",
+                    method=request.method,
+                    route=route,
+                    status=status,
+                    duration_ms=round(elapsed * 1000, 3),
+                    **fields,
+                )
         return response
 
     return middleware
@@ -116,12 +176,22 @@ def response_headers_hook(settings: Settings) -> Callable[[web.Request, web.Stre
     allowed = frozenset(settings.cors_allowed_origins)
 
     async def hook(request: web.Request, response: web.StreamResponse) -> None:
-        request_id = structlog.contextvars.get_contextvars().get("request_id")
+        request_id = request.get(REQUEST_ID_KEY)
         if request_id:
-            response.headers[REQUEST_ID] = str(request_id)
-        _cors(request, response, allowed)
+            response.headers[REQUEST_ID] = request_id
+        if allowed:
+            _cors(request, response, allowed)
 
     return hook
+
+
+def _count_decision(fields: dict[str, Any], status: int) -> None:
+    """Count the request's authorization outcome (noted by the handler, else read from the status)."""
+    outcome = fields.get("decision") or _STATUS_OUTCOMES.get(status)
+    if outcome is None:
+        return
+    fields.setdefault("decision", outcome)
+    metrics.DECISIONS.labels(outcome if outcome in DECISION_OUTCOMES else "other").inc()
 
 
 def _cors(request: web.Request, response: web.StreamResponse, allowed: frozenset[str]) -> None:
@@ -181,7 +251,7 @@ def build_services(settings: Settings) -> Services:
     return svc
 
 
-def server_limits(settings: Settings) -> dict[str, int]:
+def server_limits(settings: Settings) -> dict[str, Any]:
     """HTTP parser limits for the proxy's AppRunner: request lines long enough for
     PROXY_MAX_URL_BYTES (so oversize URLs get our 413, not the parser's 8 KiB refusal)."""
     return {"max_line_size": settings.max_url_bytes + 8192, "max_field_size": 65536}
@@ -189,10 +259,10 @@ def server_limits(settings: Settings) -> dict[str, int]:
 
 def create_app(settings: Settings, routes: tuple[Route, ...] = API_ROUTES) -> web.Application:
     """The proxy application: middlewares, the route table, and its services' lifecycle."""
-    app = web.Application(
-        middlewares=[request_context(settings), error_envelope],
-        client_max_size=settings.max_body_bytes,
-    )
+    middlewares: list[Middleware] = [request_context(settings), error_envelope]
+    if tracing.enabled():
+        middlewares.insert(1, tracing.middleware())
+    app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes)
     add_routes(app, routes)
     app.on_response_prepare.append(response_headers_hook(settings))
 

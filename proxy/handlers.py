@@ -11,7 +11,7 @@ import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from aiohttp import web
@@ -31,6 +31,7 @@ from proxy.upstream import Upstream, UpstreamRequest, read_bounded, stream
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+T = TypeVar("T")
 # Matches every series; the anchor for injecting a caller's scope where no match[] was given.
 ALL_SERIES = '{__name__=~".+"}'
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -73,10 +74,20 @@ async def authenticate(request: web.Request) -> Identity:
     return identity
 
 
-async def holdings_for(
-    request: web.Request, identity: Identity, analysis: promql.Analysis, narrow: bool
-) -> Holdings:
-    """Ask Keycloak what the analysed request needs: exact names, or everything held."""
+async def decide(
+    request: web.Request,
+    identity: Identity,
+    analysis: promql.Analysis,
+    narrow: bool,
+    apply: Callable[[Holdings, promql.Mode], T],
+) -> tuple[T, Holdings]:
+    """Ask Keycloak what the analysed request needs and enforce it; returns (result, holdings).
+
+    Exact names first when the request is bounded. A request those names do not fully grant is
+    decided again from everything the caller holds: in narrow mode to restrict it to the holdings
+    (SPEC §4.3: an unbounded *or partly granted* selector), in deny mode so that the 403 says what
+    is missing rather than "you hold nothing" (the exact-names answer only covers those names).
+    """
     svc = services(request)
     reach = analysis.reach()
     note(
@@ -84,28 +95,41 @@ async def holdings_for(
         clusters=sorted(reach.clusters),
         namespaces=sorted({p for ps in reach.projects.values() for p in ps}),
     )
-    if not analysis.has_selectors or (narrow and not reach.bounded):
-        return await svc.authz.holdings(identity, None, {})
-    return await svc.authz.holdings(identity, reach.clusters, reach.projects)
+    mode: promql.Mode = "narrow" if narrow else "deny"
+    if analysis.has_selectors and reach.bounded:
+        targeted = await svc.authz.holdings(identity, reach.clusters, reach.projects)
+        try:
+            return apply(targeted, "deny"), targeted
+        except promql.AccessDenied:
+            pass  # not fully granted by the exact names: decide from the full holdings
+        except promql.PromQLError as exc:
+            raise _http_error(request, exc) from exc
+    everything = await svc.authz.holdings(identity, None, {})
+    return _enforce(request, lambda: apply(everything, mode)), everything
 
 
 def _mode(svc: Services) -> promql.Mode:
     return svc.settings.enforce_mode
 
 
-def _enforce(request: web.Request, call: Callable[[], Any]) -> Any:
+def _http_error(request: web.Request, exc: promql.PromQLError) -> errors.ProxyError:
+    """The HTTP error for a PromQL engine error, counted and noted on the request's log line."""
+    if isinstance(exc, promql.QueryLimitError | promql.QuerySyntaxError):
+        reason = exc.limit if isinstance(exc, promql.QueryLimitError) else "syntax"
+        metrics.QUERY_REJECTIONS.labels(reason).inc()
+    decision = "denied" if isinstance(exc, promql.AccessDenied) else "refused"
+    note(request, decision=decision)
+    if isinstance(exc, promql.VerificationFailed):
+        log.error("rewrite_not_verified", error=str(exc))
+    return errors.from_promql(exc)
+
+
+def _enforce(request: web.Request, call: Callable[[], T]) -> T:
     """Run a PromQL engine step, mapping its typed errors to HTTP errors."""
     try:
         return call()
     except promql.PromQLError as exc:
-        if isinstance(exc, promql.QueryLimitError | promql.QuerySyntaxError):
-            reason = exc.limit if isinstance(exc, promql.QueryLimitError) else "syntax"
-            metrics.QUERY_REJECTIONS.labels(reason).inc()
-        decision = "denied" if isinstance(exc, promql.AccessDenied) else "refused"
-        note(request, decision=decision)
-        if isinstance(exc, promql.VerificationFailed):
-            log.error("rewrite_not_verified", error=str(exc))
-        raise errors.from_promql(exc) from exc
+        raise _http_error(request, exc) from exc
 
 
 def _parse_time(value: str) -> float | None:
@@ -185,8 +209,13 @@ async def query(request: web.Request) -> web.StreamResponse:
     if route_name(request) == "query_range":
         check_range(svc, params)
     analysis = _enforce(request, lambda: promql.analyse_query(text, svc.limits, svc.model))
-    holdings = await holdings_for(request, identity, analysis, _mode(svc) == "narrow")
-    rewritten: str = _enforce(request, lambda: promql.enforce_query(analysis, holdings, _mode(svc)))
+    rewritten, holdings = await decide(
+        request,
+        identity,
+        analysis,
+        _mode(svc) == "narrow",
+        lambda held, mode: promql.enforce_query(analysis, held, mode),
+    )
     note(request, decision="narrowed" if holdings_narrowed(analysis, holdings) else "allowed")
     url, body = params.replaced("query", [rewritten])
     _cap_timeout(svc, url, body)
@@ -211,11 +240,15 @@ async def scoped_matches(request: web.Request, identity: Identity, matches: list
     )
     # Scope injection narrows by construction; explicit selectors follow the configured mode.
     narrow = injected or _mode(svc) == "narrow"
-    holdings = await holdings_for(request, identity, analysis, narrow)
+    result, holdings = await decide(
+        request,
+        identity,
+        analysis,
+        narrow,
+        lambda held, mode: promql.enforce_selectors(analysis, held, mode),
+    )
     if injected and holdings.hub_wide:
         return None
-    mode: promql.Mode = "narrow" if narrow else "deny"
-    result: list[str] = _enforce(request, lambda: promql.enforce_selectors(analysis, holdings, mode))
     note(
         request,
         decision="narrowed" if injected or holdings_narrowed(analysis, holdings) else "allowed",

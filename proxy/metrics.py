@@ -2,9 +2,49 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+
+from proxy.timing import add_duration, note_cache
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+# process_* (CPU, memory, open fds, start time) of this worker.
+ProcessCollector(registry=REGISTRY)
+# Request latencies reach the upstream timeout (120 s by default), far past the default buckets.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
+
+class _CacheCounter(Counter):
+    """A counter of cache lookups that also marks the lookup on the current request's log line."""
+
+    def inc(self, amount: float = 1, exemplar: dict[str, str] | None = None) -> None:
+        """Count, and note `cache=<name>:<hit|miss>` for the request being handled."""
+        super().inc(amount, exemplar)
+        if self._labelvalues:
+            note_cache(self._labelvalues[0], self._labelvalues[1])
+
+
+class _PhaseHistogram(Histogram):
+    """A latency histogram that also adds each observation to the request's `<phase>_ms` field."""
+
+    phase = ""
+
+    def observe(self, amount: float, exemplar: dict[str, str] | None = None) -> None:
+        """Observe, and add the time to the request being handled."""
+        super().observe(amount, exemplar)
+        add_duration(self.phase, amount)
+
+
+class _UpstreamHistogram(_PhaseHistogram):
+    """Upstream latency; each call adds to the request's `upstream_ms`."""
+
+    phase = "upstream"
+
+
+class _KeycloakHistogram(_PhaseHistogram):
+    """Keycloak latency; each call adds to the request's `keycloak_ms`."""
+
+    phase = "keycloak"
+
 
 REQUESTS = Counter(
     "prom_keycloak_proxy_requests_total",
@@ -16,6 +56,7 @@ REQUEST_SECONDS = Histogram(
     "prom_keycloak_proxy_request_duration_seconds",
     "Time to answer a request (headers sent), by route.",
     ["route"],
+    buckets=LATENCY_BUCKETS,
     registry=REGISTRY,
 )
 IN_FLIGHT = Gauge(
@@ -25,11 +66,12 @@ IN_FLIGHT = Gauge(
 )
 DECISIONS = Counter(
     "prom_keycloak_proxy_authz_decisions_total",
-    "Authorization outcomes: allowed, narrowed, denied, error.",
+    "Authorization outcomes: allowed, narrowed, filtered, passthrough, denied, refused (guard or "
+    "parse), unauthenticated, error (Keycloak unavailable).",
     ["outcome"],
     registry=REGISTRY,
 )
-KEYCLOAK_SECONDS = Histogram(
+KEYCLOAK_SECONDS = _KeycloakHistogram(
     "prom_keycloak_proxy_keycloak_request_duration_seconds",
     "Keycloak call latency, by call (jwks, discovery, uma, holdings, token, introspect, resource_set).",
     ["call"],
@@ -41,7 +83,7 @@ KEYCLOAK_ERRORS = Counter(
     ["call", "reason"],
     registry=REGISTRY,
 )
-CACHE_EVENTS = Counter(
+CACHE_EVENTS = _CacheCounter(
     "prom_keycloak_proxy_cache_events_total",
     "Cache lookups, by cache (allow, deny, holdings, token, resource) and result (hit, miss).",
     ["cache", "result"],
@@ -53,10 +95,11 @@ CACHE_SIZE = Gauge(
     ["cache"],
     registry=REGISTRY,
 )
-UPSTREAM_SECONDS = Histogram(
+UPSTREAM_SECONDS = _UpstreamHistogram(
     "prom_keycloak_proxy_upstream_request_duration_seconds",
     "Upstream latency to response headers, by status code (or error kind).",
     ["code"],
+    buckets=LATENCY_BUCKETS,
     registry=REGISTRY,
 )
 QUERY_REJECTIONS = Counter(
@@ -73,5 +116,11 @@ UPSTREAM_UP = Gauge(
 KEYCLOAK_UP = Gauge(
     "prom_keycloak_proxy_keycloak_up",
     "1 when the last Keycloak call got an answer, 0 when it failed to connect or timed out.",
+    registry=REGISTRY,
+)
+WORKER = Gauge(
+    "prom_keycloak_proxy_worker_info",
+    "1, labelled with this process's worker index (0 … PROXY_WORKERS-1).",
+    ["worker"],
     registry=REGISTRY,
 )

@@ -10,9 +10,10 @@ from __future__ import annotations
 import time
 from contextvars import ContextVar
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
+if TYPE_CHECKING:
+    from aiohttp import web
 
 # The log fields of the request being handled in this task (None outside a request).
 CURRENT_FIELDS: ContextVar[dict[str, Any] | None] = ContextVar("proxy_request_fields", default=None)
@@ -46,17 +47,14 @@ def note_cache(cache: str, result: str) -> None:
             caches[cache] = result
 
 
-class timed:  # noqa: N801 - used like a function: `with timed(request, "authn"):`
+class timed:
     """Context manager adding the wall time of a block to the request's `<phase>_ms` log field."""
 
     __slots__ = ("_fields", "_key", "_started")
 
     def __init__(self, request: web.Request, phase: str) -> None:
         """Time `phase` of `request`; the field is `<phase>_ms`, summed over repeats."""
-        fields: dict[str, Any] | None = CURRENT_FIELDS.get()
-        if fields is None:
-            fields = request.get("log")
-        self._fields = fields
+        self._fields = CURRENT_FIELDS.get()
         self._key = phase + "_ms"
         self._started = 0.0
 

@@ -99,6 +99,7 @@ class KeyStore:
         self._interval = interval
         self._clock = clock
         self._keys: dict[str, VerifyKey] = {}
+        # Only refetches forced by unknown kids are rate-limited; start-up and periodic reads are not.
         self._last_attempt: float | None = None
         self._inflight: asyncio.Task[None] | None = None
         self.fetches = 0
@@ -111,7 +112,6 @@ class KeyStore:
     async def refresh(self) -> None:
         """Fetch now (joining a fetch already running); raise if it fails, keeping old keys."""
         if self._inflight is None or self._inflight.done():
-            self._last_attempt = self._clock()
             self._inflight = asyncio.create_task(self._replace())
             self._inflight.add_done_callback(self._landed)
         await asyncio.shield(self._inflight)
@@ -124,6 +124,8 @@ class KeyStore:
         recent = self._last_attempt is not None and (self._clock() - self._last_attempt < self._interval)
         if recent and (self._inflight is None or self._inflight.done()):
             return None
+        if self._inflight is None or self._inflight.done():
+            self._last_attempt = self._clock()
         await self.refresh()
         return self._keys.get(kid)
 

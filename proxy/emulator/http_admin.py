@@ -226,7 +226,11 @@ async def list_groups(request: web.Request) -> web.Response:
     search = (query.get("search") or "").lower()
     if search:
         found = [g for g in found if search in g.name.lower()]
-    return json_answer([admin_repr.group_rep(realm, g) for g in page(found, query)])
+    reps = [admin_repr.group_rep(realm, g) for g in page(found, query)]
+    if (query.get("briefRepresentation") or "true").lower() != "false":
+        # Keycloak's brief group representation carries no attributes.
+        reps = [{k: v for k, v in r.items() if k != "attributes"} for r in reps]
+    return json_answer(reps)
 
 
 async def post_group(request: web.Request) -> web.Response:

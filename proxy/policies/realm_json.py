@@ -10,11 +10,28 @@ from proxy.policies.desired import DesiredState, desired_state
 from proxy.policies.model import AccessModel, Client, User
 
 MANAGED_ATTRIBUTES = {names.MANAGED_BY_KEY: [names.MANAGED_BY_VALUE]}
+# Client attributes are a string map, unlike the list-valued attributes of groups and users.
+CLIENT_ATTRIBUTES = {names.MANAGED_BY_KEY: names.MANAGED_BY_VALUE}
 
 
 def realm_import(model: AccessModel) -> dict[str, Any]:
     """The realm representation Keycloak's import (and the emulator) accept."""
+    resource_server = resource_server_rep(model)
+    resource_server["authorizationSettings"] = authorization_settings(desired_state(model))
     state = desired_state(model)
+    return {
+        "realm": model.realm,
+        "enabled": True,
+        "sslRequired": "external",
+        "accessTokenLifespan": 300,
+        "groups": [{"name": g, "path": f"/{g}", "attributes": MANAGED_ATTRIBUTES} for g in state.groups],
+        "users": [user_rep(u) for u in model.users],
+        "clients": [resource_server, *(client_rep(c, model) for c in model.clients)],
+    }
+
+
+def resource_server_rep(model: AccessModel) -> dict[str, Any]:
+    """The resource-server client, without its authorization settings."""
     rs = model.resource_server
     resource_server: dict[str, Any] = {
         "clientId": rs.client_id,
@@ -27,20 +44,12 @@ def realm_import(model: AccessModel) -> dict[str, Any]:
         "directAccessGrantsEnabled": False,
         "serviceAccountsEnabled": True,
         "authorizationServicesEnabled": True,
-        "authorizationSettings": authorization_settings(state),
+        "attributes": CLIENT_ATTRIBUTES,
         "protocolMappers": _mappers(model),
     }
     if rs.secret:
         resource_server["secret"] = rs.secret
-    return {
-        "realm": model.realm,
-        "enabled": True,
-        "sslRequired": "external",
-        "accessTokenLifespan": 300,
-        "groups": [{"name": g, "path": f"/{g}", "attributes": MANAGED_ATTRIBUTES} for g in state.groups],
-        "users": [_user(u) for u in model.users],
-        "clients": [resource_server, *(_client(c, model) for c in model.clients)],
-    }
+    return resource_server
 
 
 def authorization_settings(state: DesiredState) -> dict[str, Any]:
@@ -103,13 +112,15 @@ def _config_members(policy_type: str, members: tuple[str, ...]) -> str:
     return json.dumps(list(members))
 
 
-def _user(user: User) -> dict[str, Any]:
+def user_rep(user: User) -> dict[str, Any]:
+    """A UserRepresentation with password credentials and group paths."""
     rep: dict[str, Any] = {
         "username": user.username,
         "enabled": True,
         "firstName": user.first_name,
         "lastName": user.last_name,
         "groups": [f"/{g}" for g in user.groups],
+        "attributes": MANAGED_ATTRIBUTES,
     }
     if user.email:
         rep["email"] = user.email
@@ -119,7 +130,8 @@ def _user(user: User) -> dict[str, Any]:
     return rep
 
 
-def _client(client: Client, model: AccessModel) -> dict[str, Any]:
+def client_rep(client: Client, model: AccessModel) -> dict[str, Any]:
+    """A ClientRepresentation of a declared client."""
     rep: dict[str, Any] = {
         "clientId": client.client_id,
         "enabled": True,
@@ -129,6 +141,7 @@ def _client(client: Client, model: AccessModel) -> dict[str, Any]:
         "directAccessGrantsEnabled": client.direct_access,
         "serviceAccountsEnabled": client.service_account and not client.public,
         "redirectUris": list(client.redirect_uris),
+        "attributes": CLIENT_ATTRIBUTES,
         "protocolMappers": _mappers(model),
     }
     if not client.public:

@@ -73,9 +73,15 @@ def test_credentials_never_reach_upstream(
     r = requests.post(
         proxy.base_url + "/api/v1/query?extra=1",
         data={"query": QUERY, "time": "4"},
-        headers={"Authorization": f"Bearer {token}", "Cookie": "grafana_session=abc",
-                 "X-Id-Token": "id", "THANOS-TENANT": "other", "X-Scope-OrgID": "other",
-                 "X-Request-Id": "req-123", "X-Custom": "nope"},
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Cookie": "grafana_session=abc",
+            "X-Id-Token": "id",
+            "THANOS-TENANT": "other",
+            "X-Scope-OrgID": "other",
+            "X-Request-Id": "req-123",
+            "X-Custom": "nope",
+        },
         timeout=10,
     )
     assert r.status_code == 200, r.text
@@ -110,9 +116,12 @@ def test_foreign_bodies_are_415(proxy_server: ProxyServer, token_for: TokenFor) 
 
 def test_empty_post_body_with_any_type_is_fine(proxy_server: ProxyServer, token_for: TokenFor) -> None:
     """prometheus-api-client POSTs an empty body: the URL's query is used."""
-    r = requests.post(proxy_server.base_url + "/api/v1/query", params={"query": QUERY},
-                      headers={"Authorization": f"Bearer {token_for('alice')}",
-                               "Content-Type": "application/json"}, timeout=10)
+    r = requests.post(
+        proxy_server.base_url + "/api/v1/query",
+        params={"query": QUERY},
+        headers={"Authorization": f"Bearer {token_for('alice')}", "Content-Type": "application/json"},
+        timeout=10,
+    )
     assert r.status_code == 200, r.text
 
 
@@ -139,8 +148,12 @@ def test_oversized_body_and_url_are_413(proxy_server: ProxyServer, token_for: To
 def test_upstream_down_is_502(proxy_factory: ProxyFactory, token_for: TokenFor) -> None:
     """Nothing listening upstream: 502 `unavailable` in the envelope."""
     proxy = proxy_factory(PROXY_PROMETHEUS_BASE_URL=f"https://127.0.0.1:{free_port()}")
-    r = requests.get(proxy.base_url + "/api/v1/query", params={"query": QUERY},
-                     headers={"Authorization": f"Bearer {token_for('alice')}"}, timeout=30)
+    r = requests.get(
+        proxy.base_url + "/api/v1/query",
+        params={"query": QUERY},
+        headers={"Authorization": f"Bearer {token_for('alice')}"},
+        timeout=30,
+    )
     _is_envelope(r, 502, "unavailable")
 
 
@@ -151,8 +164,12 @@ def test_upstream_hanging_is_504_within_timeout(
     stub.mode = "hang"
     proxy = proxy_factory(**stub.env(), PROXY_PROMETHEUS_TIMEOUT="1s")
     started = time.monotonic()
-    r = requests.get(proxy.base_url + "/api/v1/query", params={"query": QUERY},
-                     headers={"Authorization": f"Bearer {token_for('alice')}"}, timeout=30)
+    r = requests.get(
+        proxy.base_url + "/api/v1/query",
+        params={"query": QUERY},
+        headers={"Authorization": f"Bearer {token_for('alice')}"},
+        timeout=30,
+    )
     elapsed = time.monotonic() - started
     _is_envelope(r, 504, "timeout")
     assert elapsed < 3.0
@@ -164,18 +181,27 @@ def test_upstream_refusing_proxy_credentials_is_502(
     """Upstream 401 (e.g. an expired client certificate) is a 502, so Grafana users stay logged in."""
     stub.mode = "unauthorized"
     proxy = proxy_factory(**stub.env())
-    r = requests.get(proxy.base_url + "/api/v1/query", params={"query": QUERY},
-                     headers={"Authorization": f"Bearer {token_for('alice')}"}, timeout=30)
+    r = requests.get(
+        proxy.base_url + "/api/v1/query",
+        params={"query": QUERY},
+        headers={"Authorization": f"Bearer {token_for('alice')}"},
+        timeout=30,
+    )
     _is_envelope(r, 502, "unavailable")
     assert "WWW-Authenticate" not in r.headers
 
 
-def test_prometheus_without_client_cert_is_refused(proxy_factory: ProxyFactory, token_for: TokenFor,
-                                                   prometheus: object) -> None:
+def test_prometheus_without_client_cert_is_refused(
+    proxy_factory: ProxyFactory, token_for: TokenFor, prometheus: object
+) -> None:
     """A proxy configured without the client certificate cannot read the real Prometheus (502)."""
     proxy = proxy_factory(PROXY_PROMETHEUS_TLS_CERT="", PROXY_PROMETHEUS_TLS_KEY="")
-    r = requests.get(proxy.base_url + "/api/v1/query", params={"query": QUERY},
-                     headers={"Authorization": f"Bearer {token_for('alice')}"}, timeout=30)
+    r = requests.get(
+        proxy.base_url + "/api/v1/query",
+        params={"query": QUERY},
+        headers={"Authorization": f"Bearer {token_for('alice')}"},
+        timeout=30,
+    )
     assert r.status_code == 502, r.text
 
 
@@ -196,8 +222,13 @@ def test_50mb_response_streams_with_bounded_rss(
         before = ps.memory_info().rss
         peak = before
         received = 0
-        with requests.get(proc.base_url + "/api/v1/query", params={"query": QUERY},
-                          headers={"Authorization": f"Bearer {token}"}, stream=True, timeout=60) as r:
+        with requests.get(
+            proc.base_url + "/api/v1/query",
+            params={"query": QUERY},
+            headers={"Authorization": f"Bearer {token}"},
+            stream=True,
+            timeout=60,
+        ) as r:
             assert r.status_code == 200
             for chunk in r.iter_content(256 * 1024):
                 received += len(chunk)

@@ -37,8 +37,9 @@ class ProxyProcess:
         env["PROXY_LISTEN"] = f"127.0.0.1:{self.port}"
         env["PROXY_METRICS_LISTEN"] = f"127.0.0.1:{self.metrics_port}"
         self._log = log_path.open("wb")
-        self.proc = subprocess.Popen([*console_script(), "serve"], env=env, stdout=self._log,
-                                     stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [*console_script(), "serve"], env=env, stdout=self._log, stderr=subprocess.STDOUT
+        )
 
     def wait_ready(self, timeout: float = 30.0) -> ProxyProcess:
         """Block until `/readyz` answers 200; raise with the log tail otherwise."""

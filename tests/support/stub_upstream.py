@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import threading
 from dataclasses import dataclass, field
@@ -45,13 +46,17 @@ class StubUpstream:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
-        self.seen.append(Seen(request.method, request.path, request.query_string,
-                              dict(request.headers), body))
+        self.seen.append(
+            Seen(request.method, request.path, request.query_string, dict(request.headers), body)
+        )
         if self.mode == "hang":
             await asyncio.sleep(3600)
         if self.mode == "unauthorized":
-            return web.Response(status=401, text="no", headers={
-                "WWW-Authenticate": 'Bearer realm="upstream"', "Set-Cookie": "s=1"})
+            return web.Response(
+                status=401,
+                text="no",
+                headers={"WWW-Authenticate": 'Bearer realm="upstream"', "Set-Cookie": "s=1"},
+            )
         if self.mode == "big":
             response = web.StreamResponse(headers={"Content-Type": "application/json"})
             response.content_length = self.big_mb * len(BIG_CHUNK)
@@ -87,10 +92,8 @@ class StubUpstream:
         """Stop serving."""
         if self._runner is not None:
             fut: Any = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)
-            try:
+            with contextlib.suppress(TimeoutError):
                 fut.result(timeout=10)
-            except TimeoutError:
-                pass
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
 

@@ -154,7 +154,7 @@ async def test_faults_are_unavailable_then_recover(stack: Stack) -> None:
     stack.emu.inject_fault("token.uma", status=500, times=1)
     with pytest.raises(KeycloakUnavailable):
         await stack.authz.holdings(who, frozenset({TEST}), {})
-    stack.emu.inject_fault("token.uma", status=None, delay=3, times=1)
+    stack.emu.inject_fault("token.uma", status=None, delay=1.5, times=1)
     loop = asyncio.get_running_loop()
     started = loop.time()
     with pytest.raises(KeycloakUnavailable):

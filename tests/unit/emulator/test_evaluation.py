@@ -137,7 +137,7 @@ def test_enforcement_modes_for_a_resource_without_permissions(
 def test_permission_without_policies_grants_nothing(emu: Emulator) -> None:
     """§4.4: a permission with no associated policies records no decision → not granted."""
     rs = server(emu)
-    perm = rs.policy_named("HUB-moc-GET-permission")
+    perm = rs.policy_named("HUB-moc-GET-user-dave-permission")
     assert perm is not None
     perm.policy_ids = []
     assert held(emu, "dave", f"{HUB}#GET") == []

@@ -1,0 +1,117 @@
+"""`prom-keycloak-proxy policies validate | apply | export`."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+
+from proxy.policies.apply import apply
+from proxy.policies.checks import check_file
+from proxy.policies.gateway import Gateway, connect
+from proxy.policies.loader import load
+from proxy.policies.model import AccessModel
+from proxy.policies.problems import PolicyFileError
+from proxy.policies.realm_json import realm_import
+
+
+def parser() -> argparse.ArgumentParser:
+    """The `policies` command line."""
+    p = argparse.ArgumentParser(
+        prog="prom-keycloak-proxy policies", description="Check, apply and export the access model."
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    v = sub.add_parser("validate", help="schema and semantic checks, every problem with file:line")
+    v.add_argument("files", nargs="+", type=Path)
+    a = sub.add_parser("apply", help="create/update the resources, policies and permissions")
+    a.add_argument("file", type=Path)
+    a.add_argument("--dry-run", action="store_true", help="print the changes, make none")
+    a.add_argument("--adopt", action="store_true", help="take over same-named unmarked objects")
+    a.add_argument("--prune", action="store_true", help="delete marked objects the file no longer names")
+    a.add_argument(
+        "--server-url", default=os.environ.get("KEYCLOAK_URL"), help="Keycloak base URL (env KEYCLOAK_URL)"
+    )
+    a.add_argument("--realm", help="realm (default: the file's)")
+    a.add_argument("--client-id", help="resource-server client id (default: the file's)")
+    a.add_argument(
+        "--admin-user",
+        default=os.environ.get("KEYCLOAK_ADMIN"),
+        help="master-realm admin (env KEYCLOAK_ADMIN)",
+    )
+    a.add_argument(
+        "--admin-password",
+        default=os.environ.get("KEYCLOAK_ADMIN_PASSWORD"),
+        help="prefer env KEYCLOAK_ADMIN_PASSWORD: flags show up in process lists",
+    )
+    a.add_argument("--ca-cert", help="CA bundle for Keycloak's TLS certificate")
+    a.add_argument("--insecure", action="store_true", help="do not verify Keycloak's certificate")
+    e = sub.add_parser("export", help="realm-import JSON for the Keycloak operator")
+    e.add_argument("file", type=Path)
+    e.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    """Run one `policies` subcommand; 0 ok, 1 problems found or apply failed, 2 usage."""
+    args = parser().parse_args(argv)
+    try:
+        if args.command == "validate":
+            return _validate(args.files)
+        model = load(args.file)
+    except PolicyFileError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    if args.command == "export":
+        return _export(model, args.output)
+    return _apply(model, args)
+
+
+def _validate(files: list[Path]) -> int:
+    errors = warnings = 0
+    for path in files:
+        _, problems = check_file(path)
+        for problem in problems:
+            print(problem)
+        errors += sum(p.severity == "error" for p in problems)
+        warnings += sum(p.severity == "warning" for p in problems)
+    print(f"{len(files)} file(s): {errors} error(s), {warnings} warning(s)")
+    return 1 if errors else 0
+
+
+def _export(model: AccessModel, output: Path | None) -> int:
+    text = json.dumps(realm_import(model), indent=2) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+    return 0
+
+
+def _apply(model: AccessModel, args: argparse.Namespace) -> int:
+    missing = [
+        flag
+        for flag, value in (
+            ("--server-url", args.server_url),
+            ("--admin-user", args.admin_user),
+            ("--admin-password", args.admin_password),
+        )
+        if not value
+    ]
+    if missing:
+        print(
+            f"apply needs {', '.join(missing)} (or KEYCLOAK_URL/KEYCLOAK_ADMIN/KEYCLOAK_ADMIN_PASSWORD)",
+            file=sys.stderr,
+        )
+        return 2
+    if args.realm:
+        model = dataclasses.replace(model, realm=args.realm)
+    if args.client_id:
+        model = dataclasses.replace(
+            model, resource_server=dataclasses.replace(model.resource_server, client_id=args.client_id)
+        )
+    verify: bool | str = False if args.insecure else (args.ca_cert or True)
+    admin = connect(args.server_url, model.realm, args.admin_user, args.admin_password, verify=verify)
+    return apply(model, Gateway(admin), sys.stdout, dry_run=args.dry_run, adopt=args.adopt, prune=args.prune)
