@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import multiprocessing.connection
+import os
 import signal
 import ssl
 import sys
+from collections.abc import Mapping
 from contextlib import suppress
 
 import structlog
 from aiohttp import web
 
-from proxy import logs
+from proxy import logs, metrics, tracing
 from proxy.app import create_app, create_metrics_app, server_limits
 from proxy.config import Settings, split_host_port
 
@@ -94,44 +97,73 @@ def _install_loop() -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-def _run_one(settings: Settings, reuse_port: bool) -> None:
-    """One worker process: serve until SIGTERM/SIGINT."""
+def _run_one(
+    settings: Settings, reuse_port: bool, worker: int = 0, environ: Mapping[str, str] | None = None
+) -> None:
+    """One worker process: serve until SIGTERM/SIGINT, then drain and exit."""
     logs.configure(settings.log_level, settings.log_format)
+    logs.register_secrets([settings.auth_client_secret, settings.prometheus_token])
+    tracing.setup(os.environ if environ is None else environ)
+    metrics.WORKER.labels(str(worker)).set(1)
     _install_loop()
 
     async def main() -> None:
+        if settings.workers > 1:
+            structlog.contextvars.bind_contextvars(worker=worker)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await serve_async(settings, stop, reuse_port)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        tracing.shutdown()
 
 
-def run(settings: Settings) -> int:
-    """Run one process, or `workers` processes sharing the port with SO_REUSEPORT."""
+def run(settings: Settings, environ: Mapping[str, str] | None = None) -> int:
+    """Run one process, or `workers` processes sharing the port with SO_REUSEPORT.
+
+    The parent forwards SIGTERM/SIGINT to the workers and waits for their drain; if a worker dies
+    on its own, the others are stopped too and the exit code is 1 (the pod restarts whole).
+    """
     if settings.workers <= 1:
-        _run_one(settings, reuse_port=False)
+        _run_one(settings, reuse_port=False, environ=environ)
         return 0
+    env = dict(os.environ if environ is None else environ)
     ctx = multiprocessing.get_context("spawn")
     procs = [
-        ctx.Process(target=_run_one, args=(settings, True), daemon=False) for _ in range(settings.workers)
+        ctx.Process(target=_run_one, args=(settings, True, i, env), daemon=False, name=f"worker-{i}")
+        for i in range(settings.workers)
     ]
+    stopping = False
+
+    def stop_all(signum: int = signal.SIGTERM, _: object = None) -> None:
+        nonlocal stopping
+        stopping = True
+        for proc in procs:
+            if proc.pid is not None and proc.exitcode is None:
+                with suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGTERM)
+
+    # Installed before the workers start: a SIGTERM during start-up is forwarded too.
+    signal.signal(signal.SIGTERM, stop_all)
+    signal.signal(signal.SIGINT, stop_all)
+    failed = False
     for proc in procs:
         proc.start()
-
-    def forward(signum: int, _: object) -> None:
-        for proc in procs:
-            if proc.pid is not None:
-                with suppress(ProcessLookupError):
-                    proc.terminate() if signum == signal.SIGTERM else proc.kill()
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, lambda *_: forward(signal.SIGTERM, None))
-    for proc in procs:
-        proc.join()
-    return 0 if all(p.exitcode == 0 for p in procs) else 1
+    running = list(procs)
+    while running:
+        multiprocessing.connection.wait([p.sentinel for p in running])
+        for proc in [p for p in running if p.exitcode is not None]:
+            running.remove(proc)
+            if proc.exitcode != 0 or not stopping:
+                failed = True
+                if not stopping:
+                    log.error("worker_exited", worker=proc.name, exitcode=proc.exitcode)
+                    stop_all()
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from proxy.demo.dataset import build_dataset
 from proxy.demo.prometheus import PrometheusServer, ensure_prometheus
 
 DEFAULT_POLICY = Path(__file__).resolve().parents[2] / "policies" / "demo.yaml"
+DEMO_TOKEN_LIFESPAN = 3600
 EXAMPLE_QUERY = 'sum by (namespace, exported_namespace) (DCGM_FI_DEV_GPU_UTIL{cluster="nerc-ocp-prod"})'
 
 
@@ -87,6 +88,7 @@ async def _run(args: argparse.Namespace) -> int:
     prom = PrometheusServer(workdir / "prometheus", Pki(workdir / "pki"), build_dataset())
     await asyncio.to_thread(prom.start)
     emu = Emulator.from_files([args.policy])
+    emu.realm(policy["realm"]).token_lifespan = DEMO_TOKEN_LIFESPAN  # long enough to paste and play
     kc = EmulatorServer(emu, host="127.0.0.1", port=args.keycloak_port)
     await kc.start()
     settings = demo_settings(policy, prom, kc.base_url, args.port, args.metrics_port, args.enforce_mode)
@@ -106,6 +108,10 @@ async def _run(args: argparse.Namespace) -> int:
         f" Keycloak emulator {kc.base_url} (realm {policy['realm']}), Prometheus {prom.base_url} (mTLS)\n"
     )
     print("\n".join(lines))
+    print(
+        f"\nTokens are valid for {DEMO_TOKEN_LIFESPAN // 60} minutes. Try other queries, e.g. the unscoped "
+        "'DCGM_FI_DEV_GPU_UTIL' (narrowed to each caller's projects), /api/v1/series, /api/v1/rules."
+    )
     code = 0
     try:
         if args.check:

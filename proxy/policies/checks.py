@@ -55,10 +55,25 @@ def _schema_problems(doc: LocatedDocument, file: str) -> list[Problem]:
     validator = jsonschema.Draft202012Validator(schema())
     out = []
     for err in validator.iter_errors(doc.data):
-        path = tuple(err.absolute_path)
+        path = _offending_path(err)
         where = "/".join(str(p) for p in path) or "(top level)"
         out.append(Problem(file, doc.line_of(path), "error", f"{where}: {_describe(err)}"))
     return out
+
+
+def _offending_path(err: jsonschema.ValidationError) -> tuple[str | int, ...]:
+    # Point at the offending key itself, not at the mapping that contains it.
+    path = tuple(err.absolute_path)
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        allowed = err.schema.get("properties", {}) if isinstance(err.schema, dict) else {}
+        extra = [k for k in err.instance if k not in allowed]
+        if extra:
+            return (*path, str(extra[0]))
+    if err.validator in ("propertyNames",) or (
+        err.relative_schema_path and "propertyNames" in err.relative_schema_path
+    ):
+        return (*path, str(err.instance))
+    return path
 
 
 def _describe(err: jsonschema.ValidationError) -> str:

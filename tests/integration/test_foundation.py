@@ -3,8 +3,9 @@ upstream failures mapped to 502/504, streaming without buffering."""
 
 from __future__ import annotations
 
+import datetime as dt
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
@@ -12,6 +13,8 @@ import pytest
 import requests
 
 from proxy.demo.certs import Pki
+from proxy.demo.prometheus import PrometheusServer
+from proxy.emulator import ThreadedEmulatorServer
 from tests.support.proc import ProxyProcess
 from tests.support.proxy_server import ProxyServer, free_port
 from tests.support.stack import ProxyFactory, TokenFor, proxy_environ
@@ -206,13 +209,15 @@ def test_prometheus_without_client_cert_is_refused(
 
 
 def test_50mb_response_streams_with_bounded_rss(
-    stub: StubUpstream, emulator_server: object, token_for: TokenFor, tmp_path: Path, prometheus: object
+    stub: StubUpstream,
+    emulator_server: ThreadedEmulatorServer,
+    token_for: TokenFor,
+    tmp_path: Path,
+    prometheus: PrometheusServer,
 ) -> None:
     """A 50 MB upstream answer streams through the proxy process with RSS growth under 20 MB."""
     stub.mode = "big"
-    from tests.support.stack import emulator_server as _  # noqa: F401  (fixture documented above)
-
-    env = proxy_environ(prometheus, emulator_server.base_url, **stub.env())  # type: ignore[arg-type,attr-defined]
+    env = proxy_environ(prometheus, emulator_server.base_url, **stub.env())
     proc = ProxyProcess(env, tmp_path / "proxy.log").wait_ready()
     try:
         ps = psutil.Process(proc.proc.pid)
@@ -235,5 +240,65 @@ def test_50mb_response_streams_with_bounded_rss(
                 peak = max(peak, ps.memory_info().rss)
         assert received == 50 * 1024 * 1024
         assert peak - before < 20 * 1024 * 1024, (before, peak)
+    finally:
+        assert proc.stop() == 0
+
+
+def test_client_certificate_is_reloaded_without_restart(
+    stub: StubUpstream, proxy_factory: ProxyFactory, token_for: TokenFor, pki_factory: Callable[[], Pki]
+) -> None:
+    """A client certificate replaced on disk is used for new upstream connections, no restart."""
+    pki: Pki = stub.pki
+    files = pki_factory()
+    # Start with an expired certificate in files the proxy watches: the upstream refuses it.
+    expired = files.issue(
+        "watched",
+        "proxy-client",
+        ca=pki.ca,
+        not_before=dt.datetime(2020, 1, 1),
+        not_after=dt.datetime(2020, 1, 2),
+    )
+    env = {
+        **stub.env(),
+        "PROXY_PROMETHEUS_TLS_CERT": str(expired.cert),
+        "PROXY_PROMETHEUS_TLS_KEY": str(expired.key),
+        "PROXY_CERT_RELOAD_INTERVAL": "100ms",
+    }
+    proxy = proxy_factory(**env)
+    headers = {"Authorization": f"Bearer {token_for('alice')}"}
+    url = proxy.base_url + "/api/v1/query"
+    assert requests.get(url, params={"query": QUERY}, headers=headers, timeout=30).status_code == 502
+    files.issue("watched", "proxy-client", ca=pki.ca)  # a valid one, written to the same paths
+    deadline = time.monotonic() + 10
+    status = 0
+    while time.monotonic() < deadline and status != 200:
+        time.sleep(0.2)
+        status = requests.get(url, params={"query": QUERY}, headers=headers, timeout=30).status_code
+    assert status == 200
+
+
+def test_listener_tls(
+    emulator_server: object, prometheus: object, pki: Pki, tmp_path: Path, token_for: TokenFor
+) -> None:
+    """With PROXY_TLS_CERT/KEY the proxy serves HTTPS (Basic secrets never cross the network in clear)."""
+    env = proxy_environ(
+        prometheus,
+        emulator_server.base_url,
+        PROXY_TLS_CERT=str(pki.server_cert),
+        PROXY_TLS_KEY=str(pki.server_key),
+    )
+    proc = ProxyProcess(env, tmp_path / "proxy.log").wait_ready()
+    try:
+        https = proc.base_url.replace("http://", "https://")
+        r = requests.get(
+            https + "/api/v1/query",
+            params={"query": QUERY},
+            verify=str(pki.ca_cert),
+            headers={"Authorization": f"Bearer {token_for('alice')}"},
+            timeout=30,
+        )
+        assert r.status_code == 200, r.text
+        with pytest.raises(requests.exceptions.ConnectionError):
+            requests.get(proc.base_url + "/", timeout=5)
     finally:
         assert proc.stop() == 0

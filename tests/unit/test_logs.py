@@ -1,0 +1,190 @@
+"""Log pipeline: redaction, JSON/console output, levels, request timing helpers, the leak scanner."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import structlog
+
+from proxy import logs, metrics
+from proxy.timing import CURRENT_FIELDS, add_duration, note_cache, note_current, timed
+from tests.support.logscan import LogScan
+
+JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXBhcnQ"
+
+
+@pytest.fixture
+def out() -> Iterator[io.StringIO]:
+    """Logging configured at debug into a buffer; the session's configuration restored after."""
+    buf = io.StringIO()
+    logs.configure("debug", "json", stream=buf)
+    yield buf
+    logs.configure("debug", "json")
+    logging.getLogger().setLevel(logging.INFO)
+
+
+def lines(buf: io.StringIO) -> list[dict[str, Any]]:
+    """The JSON lines written so far."""
+    return [json.loads(line) for line in buf.getvalue().splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"token {JWT} rejected",
+        "Authorization: Bearer abcdefgh12345678",
+        "header authorization=Basic cmVzZWFyY2hlcjpzZWNyZXQ=",
+        "grant_type=client_credentials&client_secret=s3cr3t-value&x=1",
+        'cookie: session=abcdef; other=1',
+    ],
+)
+def test_redact_text_removes_token_material(text: str) -> None:
+    """JWTs, Bearer/Basic values, header dumps and secret parameters are replaced by the marker."""
+    redacted = logs.redact_text(text)
+    assert logs.REDACTED in redacted
+    for secret in (JWT, "abcdefgh12345678", "cmVzZWFyY2hlcjpzZWNyZXQ=", "s3cr3t-value", "session=abcdef"):
+        assert secret not in redacted
+
+
+def test_redact_keeps_ordinary_text() -> None:
+    """Queries, names and numbers pass unchanged."""
+    text = 'sum(rate(DCGM_FI_DEV_GPU_UTIL{namespace="team-a"}[5m])) by basic'
+    assert text == logs.redact_text(text)
+
+
+def test_processor_redacts_secret_named_fields_and_nested_values() -> None:
+    """Secret-named keys are dropped at any depth; token-shaped strings inside lists are redacted."""
+    event = {
+        "event": "x",
+        "Authorization": "Bearer abc",
+        "headers": {"Cookie": "a=b", "Accept": "json"},
+        "items": [JWT, 3],
+        "status": 200,
+    }
+    result = logs.redact(None, "info", event)
+    assert logs.REDACTED == result["Authorization"]
+    assert {"Cookie": logs.REDACTED, "Accept": "json"} == result["headers"]
+    assert [logs.REDACTED, 3] == result["items"]
+    assert 200 == result["status"]
+
+
+def test_registered_secrets_are_redacted_anywhere(out: io.StringIO) -> None:
+    """A configured secret never appears, whatever field carries it."""
+    logs.register_secrets(["configured-upstream-token-value", None])
+    structlog.get_logger("t").info("oops", detail="sent configured-upstream-token-value upstream")
+    assert "configured-upstream-token-value" not in out.getvalue()
+
+
+def test_structlog_lines_are_json_with_level_and_timestamp(out: io.StringIO) -> None:
+    """One JSON object per event, with level and ISO timestamp, redacted."""
+    structlog.get_logger("t").warning("keycloak_call_failed", call="uma", token=JWT)
+    (line,) = lines(out)
+    assert "keycloak_call_failed" == line["event"]
+    assert "warning" == line["level"]
+    assert logs.REDACTED == line["token"]
+    assert "T" in line["timestamp"]
+
+
+def test_stdlib_logging_goes_through_the_same_pipeline(out: io.StringIO) -> None:
+    """aiohttp's stdlib loggers come out as redacted JSON too."""
+    logging.getLogger("aiohttp.server").error("Error handling request Authorization: Bearer %s", JWT)
+    (line,) = lines(out)
+    assert "aiohttp.server" == line["logger"]
+    assert JWT not in line["event"]
+
+
+def test_console_format_is_plain_text() -> None:
+    """`console` writes human-readable lines, still redacted."""
+    buf = io.StringIO()
+    try:
+        logs.configure("info", "console", stream=buf)
+        structlog.get_logger("t").info("request", route="query", token=JWT)
+    finally:
+        logs.configure("debug", "json")
+        logging.getLogger().setLevel(logging.INFO)
+    text = buf.getvalue()
+    assert "request" in text and "route=query" in text
+    assert JWT not in text and not text.lstrip().startswith("{")
+
+
+def test_below_level_nothing_is_rendered() -> None:
+    """At warning, info events are not rendered and per-request lines are switched off."""
+    buf = io.StringIO()
+    try:
+        logs.configure("warning", "json", stream=buf)
+        assert not logs.request_lines_enabled
+        structlog.get_logger("t").info("request", route="query")
+    finally:
+        logs.configure("debug", "json")
+        logging.getLogger().setLevel(logging.INFO)
+    assert logs.request_lines_enabled
+    assert "" == buf.getvalue()
+
+
+def test_taps_see_every_line(out: io.StringIO) -> None:
+    """A tap receives each rendered line until removed."""
+    seen: list[str] = []
+    remove = logs.add_tap(seen.append)
+    structlog.get_logger("t").info("one")
+    remove()
+    structlog.get_logger("t").info("two")
+    assert 1 == len(seen) and '"one"' in seen[0]
+
+
+def test_timed_and_notes_fill_the_current_request_fields() -> None:
+    """Phase timers sum repeats; cache notes keep a miss; outside a request nothing happens."""
+    fields: dict[str, Any] = {}
+    token = CURRENT_FIELDS.set(fields)
+    try:
+        with timed(None, "authn"):  # type: ignore[arg-type]
+            pass
+        with timed(None, "authn"):  # type: ignore[arg-type]
+            pass
+        add_duration("upstream", 0.25)
+        add_duration("upstream", 0.5)
+        note_cache("allow", "miss")
+        note_cache("allow", "hit")
+        note_cache("token", "hit")
+        note_current(subject="alice")
+    finally:
+        CURRENT_FIELDS.reset(token)
+    assert fields["authn_ms"] >= 0
+    assert 750.0 == fields["upstream_ms"]
+    assert {"allow": "miss", "token": "hit"} == fields["cache"]
+    assert "alice" == fields["subject"]
+    note_current(subject="nobody")  # no request: a no-op
+
+
+def test_metrics_note_cache_results_and_call_durations() -> None:
+    """Cache counters and Keycloak/upstream histograms also annotate the current request."""
+    fields: dict[str, Any] = {}
+    token = CURRENT_FIELDS.set(fields)
+    try:
+        metrics.CACHE_EVENTS.labels("token", "hit").inc()
+        metrics.KEYCLOAK_SECONDS.labels("uma").observe(0.002)
+        metrics.UPSTREAM_SECONDS.labels("200").observe(0.001)
+    finally:
+        CURRENT_FIELDS.reset(token)
+    assert {"token": "hit"} == fields["cache"]
+    assert 2.0 == fields["keycloak_ms"]
+    assert 1.0 == fields["upstream_ms"]
+
+
+def test_log_scan_flags_leaks_and_passes_clean_lines() -> None:
+    """The session scanner catches JWTs, credentials, header fields and demo secrets."""
+    scan = LogScan()
+    scan.feed('{"event":"request","route":"query","status":200}')
+    scan.feed(f'{{"event":"x","detail":"{JWT}"}}')
+    scan.feed('{"event":"x","detail":"Basic cmVzZWFyY2hlci10ZWFtLWE6c2VjcmV0"}')
+    scan.feed('{"event":"x","authorization":"abc"}')
+    scan.feed('{"event":"x","authorization":"[redacted]"}')
+    scan.feed('{"event":"x","detail":"researcher-team-a-secret"}')
+    assert 6 == scan.lines
+    assert ["JWT", "credential", "header field", "demo secret"] == [
+        o.split("]", 1)[1].split(":", 1)[0].strip() for o in scan.offences
+    ]
