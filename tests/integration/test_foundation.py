@@ -278,7 +278,11 @@ def test_client_certificate_is_reloaded_without_restart(
 
 
 def test_listener_tls(
-    emulator_server: object, prometheus: object, pki: Pki, tmp_path: Path, token_for: TokenFor
+    emulator_server: ThreadedEmulatorServer,
+    prometheus: PrometheusServer,
+    pki: Pki,
+    tmp_path: Path,
+    token_for: TokenFor,
 ) -> None:
     """With PROXY_TLS_CERT/KEY the proxy serves HTTPS (Basic secrets never cross the network in clear)."""
     env = proxy_environ(
