@@ -687,6 +687,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="also profile the warm proxy with py-spy (panel, c=16) for SECONDS")
     parser.add_argument("--no-promql", action="store_true", help="skip bench/promql_bench.py")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--shapes", default="", help="comma-separated shapes to run (default: all)")
+    parser.add_argument("--proxy-src", type=Path, default=None,
+                        help="run the proxy from this source tree (PYTHONPATH), e.g. a patched copy")
     args = parser.parse_args(argv)
     only = {t for t in args.only.split(",") if t}
     began = time.monotonic()
@@ -747,7 +750,8 @@ def run_all(stack: contextlib.ExitStack, workdir: Path, args: argparse.Namespace
     )
     kc = Keycloak(kc_url)
     bench = FullBench(workdir, kc, args.duration, kc.token())
-    full = Plan([s.name for s in SHAPES], CONCURRENCY)
+    chosen = [s.name for s in SHAPES if not args.shapes or s.name in args.shapes.split(",")]
+    full = Plan(chosen, CONCURRENCY)
 
     if want(DIRECT):
         bench.measure(Target(DIRECT, direct_url, lambda: [p for p in _prometheus_procs(direct_url)]), full)
@@ -769,6 +773,10 @@ def run_all(stack: contextlib.ExitStack, workdir: Path, args: argparse.Namespace
     def proxy(name: str, plan: Plan, tokens: list[Path] | None = None, pin: bool = False, **extra: str) -> None:
         port, mport = free_port(), free_port()
         env = proxy_env(prom, kc_url, port, mport, **extra)
+        if args.proxy_src is not None:
+            env["PYTHONPATH"] = str(args.proxy_src.resolve())
+        plan = Plan([s for s in plan.shapes if s in chosen], plan.concs,
+                    [(s, c) for s, c in plan.extra if s in chosen])
         url = f"http://127.0.0.1:{port}"
         with started([str(PROXY_BIN), "serve"], f"http://127.0.0.1:{mport}/readyz",
                      workdir / f"{name}.log", env) as proc:

@@ -155,9 +155,6 @@ def request_context(settings: Settings) -> Middleware:
             if route not in _NO_DECISION_ROUTES:
                 _count_decision(fields, status)
             if logs.request_lines_enabled:
-                caches = fields.get("cache")
-                if caches is not None:
-                    fields["cache_hit"] = "miss" not in caches.values()
                 request_log.info(
                     "request",
                     method=request.method,

@@ -266,6 +266,8 @@ async def selectors(request: web.Request) -> web.StreamResponse:
     if name is not None and not LABEL_NAME.match(name):
         raise errors.BadRequest(f"invalid label name {name!r}")
     enforced = await scoped_matches(request, identity, params.all("match[]"))
+    if enforced is None and route_name(request) in MATCH_REQUIRED_UPSTREAM:
+        enforced = [ALL_SERIES]  # a hub-wide caller's scope is everything: same answer shape for all
     url, body = params.replaced("match[]", enforced if enforced is not None else [])
     if enforced is None:
         url, body = list(params.url), list(params.body)
@@ -277,6 +279,8 @@ async def selectors(request: web.Request) -> web.StreamResponse:
     return await _forward(request, built, identity)
 
 
+# Routes where Prometheus selects nothing (400 or empty) without match[]: the scope is always injected.
+MATCH_REQUIRED_UPSTREAM = frozenset({"series", "federate"})
 # Routes Prometheus only serves with GET: a POST from the caller is sent upstream as GET.
 ROUTE_GET_ONLY_UPSTREAM = {"label_values": True, "federate": True}
 

@@ -37,14 +37,17 @@ def add_duration(phase: str, seconds: float) -> None:
 
 
 def note_cache(cache: str, result: str) -> None:
-    """Record one cache lookup of the current request (`result` is "hit" or "miss")."""
+    """Record one cache lookup of the current request as `cache_<name>` and keep `cache_hit` current.
+
+    `result` is "hit" or "miss"; a miss sticks (a later hit on the same cache does not undo it),
+    and `cache_hit` is true while every lookup of the request so far was a hit.
+    """
     current = CURRENT_FIELDS.get()
     if current is not None:
-        caches = current.get("cache")
-        if caches is None:
-            current["cache"] = {cache: result}
-        elif caches.get(cache) != "miss":  # one miss in a phase makes that cache a miss
-            caches[cache] = result
+        key = "cache_" + cache
+        if current.get(key) != "miss":
+            current[key] = result
+        current["cache_hit"] = result == "hit" and current.get("cache_hit", True)
 
 
 class timed:

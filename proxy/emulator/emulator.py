@@ -296,13 +296,16 @@ class Emulator:
         """Sign from now on with a new key; older keys stay published (and valid) until retired."""
         key = generate_key()
         with self.lock:
-            self.realm(realm).keys.append(key)
+            r = self.realm(realm)
+            _ = r.active_key  # a rotation always leaves the previous key published
+            r.keys.append(key)
         return key.kid
 
     def retire_keys(self, realm: str) -> list[str]:
         """Unpublish every key but the active one; tokens they signed stop verifying."""
         with self.lock:
             r = self.realm(realm)
+            _ = r.active_key
             retired = [k.kid for k in r.keys[:-1]]
             r.keys = r.keys[-1:]
         return retired

@@ -33,7 +33,7 @@ async def certs(request: web.Request) -> web.Response:
     """JWKS: every published signing key, newest last."""
     realm = await enter(request, "certs")
     with emulator(request).lock:
-        keys = [k.jwk() for k in realm.keys]
+        keys = [k.jwk() for k in realm.published_keys()]
     return json_answer({"keys": keys})
 
 

@@ -6,7 +6,6 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from proxy.emulator.keys import generate_key
 from proxy.emulator.store import (
     Client,
     Group,
@@ -27,7 +26,7 @@ class RealmImportError(ValueError):
 
 def import_realm(rep: Mapping[str, Any]) -> Realm:
     """Build a realm; authorization settings are imported after clients and users (§3.3)."""
-    realm = Realm(name=rep["realm"], keys=[generate_key()], enabled=rep.get("enabled", True))
+    realm = Realm(name=rep["realm"], enabled=rep.get("enabled", True))
     realm.token_lifespan = int(rep.get("accessTokenLifespan", 300))
     for group in rep.get("groups", []):
         add_group(realm, group, None)

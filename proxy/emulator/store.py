@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from proxy.emulator.keys import SigningKey
+from proxy.emulator.keys import SigningKey, generate_key
 
 
 def new_id() -> str:
@@ -163,7 +163,7 @@ class Realm:
     """One realm: its keys, clients, users, groups and revoked sessions."""
 
     name: str
-    keys: list[SigningKey]
+    keys: list[SigningKey] = field(default_factory=list)
     enabled: bool = True
     token_lifespan: int = 300
     clients: dict[str, Client] = field(default_factory=dict)
@@ -174,8 +174,16 @@ class Realm:
 
     @property
     def active_key(self) -> SigningKey:
-        """The key new tokens are signed with (the newest one)."""
+        """The key new tokens are signed with (the newest one), generated on first use."""
+        if not self.keys:
+            # RSA key generation is the slowest step of building a realm; defer it.
+            self.keys.append(generate_key())
         return self.keys[-1]
+
+    def published_keys(self) -> list[SigningKey]:
+        """Every key the JWKS publishes (at least the active one)."""
+        _ = self.active_key
+        return list(self.keys)
 
     def client_by_client_id(self, client_id: str) -> Client | None:
         """The client with this clientId."""

@@ -42,9 +42,10 @@ def parser() -> argparse.ArgumentParser:
         help="master-realm admin (env KEYCLOAK_ADMIN)",
     )
     a.add_argument(
-        "--admin-password",
-        default=os.environ.get("KEYCLOAK_ADMIN_PASSWORD"),
-        help="prefer env KEYCLOAK_ADMIN_PASSWORD: flags show up in process lists",
+        "--admin-password-file",
+        type=Path,
+        help="file holding the admin password (else env KEYCLOAK_ADMIN_PASSWORD; never a flag: "
+        "flags show up in process lists)",
     )
     a.add_argument("--ca-cert", help="CA bundle for Keycloak's TLS certificate")
     a.add_argument("--insecure", action="store_true", help="do not verify Keycloak's certificate")
@@ -90,13 +91,21 @@ def _export(model: AccessModel, output: Path | None) -> int:
     return 0
 
 
+def _admin_password(args: argparse.Namespace) -> str | None:
+    """The admin password from `--admin-password-file` or KEYCLOAK_ADMIN_PASSWORD."""
+    if args.admin_password_file is not None:
+        return str(args.admin_password_file.read_text(encoding="utf-8").strip())
+    return os.environ.get("KEYCLOAK_ADMIN_PASSWORD")
+
+
 def _apply(model: AccessModel, args: argparse.Namespace) -> int:
+    args.admin_password = _admin_password(args)
     missing = [
         flag
         for flag, value in (
             ("--server-url", args.server_url),
             ("--admin-user", args.admin_user),
-            ("--admin-password", args.admin_password),
+            ("--admin-password-file", args.admin_password),
         )
         if not value
     ]

@@ -6,6 +6,7 @@ import inspect
 import json
 import random
 import string
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -42,12 +43,17 @@ class Lines:
         self.raw.append(text)
 
     def request(self, request_id: str) -> dict[str, Any]:
-        """The one `request` line of `request_id`."""
-        found = [
-            doc
-            for doc in (json.loads(t) for t in self.raw if t.lstrip().startswith("{"))
-            if doc.get("event") == "request" and doc.get("request_id") == request_id
-        ]
+        """The one `request` line of `request_id` (written just after a streamed answer ends)."""
+        deadline = time.monotonic() + 5
+        while True:
+            found = [
+                doc
+                for doc in (json.loads(t) for t in list(self.raw) if t.lstrip().startswith("{"))
+                if doc.get("event") == "request" and doc.get("request_id") == request_id
+            ]
+            if found or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
         assert 1 == len(found), found
         return found[0]
 
@@ -105,7 +111,8 @@ def test_request_line_has_the_operator_fields(
     assert ["team-a"] == line["namespaces"]
     assert line["decision"] in ("allowed", "narrowed")
     assert line["duration_ms"] > 0 and line["upstream_ms"] > 0
-    assert isinstance(line["cache"], dict) and isinstance(line["cache_hit"], bool)
+    assert "hit" == line["cache_resource"] or "miss" == line["cache_resource"]
+    assert line["cache_token"] in ("hit", "miss") and isinstance(line["cache_hit"], bool)
     if handlers_timed():
         assert line["authn_ms"] >= 0 and line["authz_ms"] >= 0
 
@@ -163,8 +170,7 @@ def test_metrics_names_and_bounded_labels(
     assert m[PREFIX + "keycloak_request_duration_seconds_count"]
     assert {"hit", "miss"} <= {s["result"] for s, _ in m[PREFIX + "cache_events_total"]}
     assert m[PREFIX + "cache_entries"]
-    assert [({}, 1.0)] == m[PREFIX + "in_flight_requests"]  # the scrape is on the other port
-    assert [({"worker": "0"}, 1.0)] == m[PREFIX + "worker_info"] or m[PREFIX + "worker_info"] == []
+    assert [({}, 0.0)] == m[PREFIX + "in_flight_requests"]  # the scrape itself is on the other port
     assert m["process_start_time_seconds"]
     allowed_routes = {r.name for r in API_ROUTES} | {"unmatched"}
     for name, samples in m.items():
@@ -202,6 +208,14 @@ def spans() -> Iterator[InMemorySpanExporter]:
     provider.shutdown()
 
 
+def finished_spans(exporter: InMemorySpanExporter, kind: SpanKind) -> list[ReadableSpan]:
+    """Finished spans, once one of `kind` is among them (a streamed answer ends before its span)."""
+    deadline = time.monotonic() + 5
+    while not any(s.kind == kind for s in exporter.get_finished_spans()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return list(exporter.get_finished_spans())
+
+
 @pytest.fixture
 def stub(pki: Pki) -> Iterator[StubUpstream]:
     """A recording TLS upstream."""
@@ -230,7 +244,7 @@ def test_server_and_client_spans_and_traceparent_upstream(
     r = get(server, "/api/v1/query", token_for("alice"), params={"query": ALICE_QUERY},
             headers={"traceparent": caller})
     assert 200 == r.status_code, r.text
-    finished: list[ReadableSpan] = list(spans.get_finished_spans())
+    finished = finished_spans(spans, SpanKind.SERVER)
     (srv,) = [s for s in finished if s.kind == SpanKind.SERVER]
     assert trace_id == format(srv.context.trace_id, "032x")
     assert srv.parent is not None and 0x00F067AA0BA902B7 == srv.parent.span_id
@@ -242,11 +256,14 @@ def test_server_and_client_spans_and_traceparent_upstream(
     wired = "client_trace_configs" in inspect.getsource(proxy.upstream) + inspect.getsource(proxy.keycloak)
     if not wired:
         pytest.skip("client spans need the one-line trace_configs change in upstream.py/keycloak.py")
-    clients = [s for s in finished if s.kind == SpanKind.CLIENT]
+    # Start-up calls (discovery, JWKS) have traces of their own; the request's are in the caller's.
+    clients = [
+        s for s in finished if s.kind == SpanKind.CLIENT and s.context.trace_id == srv.context.trace_id
+    ]
     assert {"GET upstream"} <= {s.name for s in clients}
     assert any(s.name.endswith(" keycloak") for s in clients)
     for span in clients:
-        assert span.context.trace_id == srv.context.trace_id
+        assert span.parent is not None and srv.context.span_id == span.parent.span_id
         assert "?" not in str(span.attributes["url.full"])
     (up,) = [s for s in clients if s.name == "GET upstream"]
     assert sent["traceparent"] == f"00-{trace_id}-{up.context.span_id:016x}-01"

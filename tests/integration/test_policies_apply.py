@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import tempfile
 from collections.abc import Iterator
 from contextlib import redirect_stdout
 from pathlib import Path
@@ -18,6 +19,9 @@ POLICIES = Path(__file__).resolve().parents[2] / "policies"
 DEMO = POLICIES / "demo.yaml"
 EXAMPLE = POLICIES / "example-nerc.yaml"
 
+ADMIN_PASSWORD_FILE = Path(tempfile.mkdtemp()) / "admin-password"
+ADMIN_PASSWORD_FILE.write_text("admin")
+
 
 @pytest.fixture
 def keycloak() -> Iterator[ThreadedEmulatorServer]:
@@ -32,7 +36,14 @@ def keycloak() -> Iterator[ThreadedEmulatorServer]:
 def policies(handle: ThreadedEmulatorServer, *args: str) -> tuple[int, str]:
     """Run `prom-keycloak-proxy policies …` against the emulator; exit code and stdout."""
     out = io.StringIO()
-    conn = ["--server-url", handle.base_url, "--admin-user", "admin", "--admin-password", "admin"]
+    conn = [
+        "--server-url",
+        handle.base_url,
+        "--admin-user",
+        "admin",
+        "--admin-password-file",
+        str(ADMIN_PASSWORD_FILE),
+    ]
     with redirect_stdout(out):
         code = main([*args, *conn] if args[0] == "apply" else list(args))
     return code, out.getvalue()

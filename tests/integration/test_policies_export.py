@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import tempfile
 from contextlib import redirect_stdout
 from pathlib import Path
 
@@ -14,6 +15,9 @@ from proxy.policies.cli import main
 from proxy.policies.loader import load
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
+
+ADMIN_PASSWORD_FILE = Path(tempfile.mkdtemp()) / "admin-password"
+ADMIN_PASSWORD_FILE.write_text("admin")
 
 
 def holdings(emu: Emulator, token: str) -> set[str]:
@@ -51,8 +55,8 @@ def test_export_round_trips_through_import(tmp_path: Path, name: str) -> None:
                     handle.base_url,
                     "--admin-user",
                     "admin",
-                    "--admin-password",
-                    "admin",
+                    "--admin-password-file",
+                    str(ADMIN_PASSWORD_FILE),
                 ]
             )
         assert (code, buf.getvalue()) == (0, "realm nerc: no changes\n")

@@ -155,7 +155,7 @@ def test_timed_and_notes_fill_the_current_request_fields() -> None:
         CURRENT_FIELDS.reset(token)
     assert fields["authn_ms"] >= 0
     assert 750.0 == fields["upstream_ms"]
-    assert {"allow": "miss", "token": "hit"} == fields["cache"]
+    assert ("miss", "hit", False) == (fields["cache_allow"], fields["cache_token"], fields["cache_hit"])
     assert "alice" == fields["subject"]
     note_current(subject="nobody")  # no request: a no-op
 
@@ -170,7 +170,7 @@ def test_metrics_note_cache_results_and_call_durations() -> None:
         metrics.UPSTREAM_SECONDS.labels("200").observe(0.001)
     finally:
         CURRENT_FIELDS.reset(token)
-    assert {"token": "hit"} == fields["cache"]
+    assert ("hit", True) == (fields["cache_token"], fields["cache_hit"])
     assert 2.0 == fields["keycloak_ms"]
     assert 1.0 == fields["upstream_ms"]
 
