@@ -15,9 +15,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import run as bench  # noqa: E402
+from bench import run as bench
+from proxy.demo.certs import Pki
+from proxy.demo.dataset import build_dataset
+from proxy.demo.prometheus import PrometheusServer, free_port
 
 
 def main() -> int:
@@ -32,34 +35,60 @@ def main() -> int:
     shape = next(s for s in bench.SHAPES if s.name == args.shape)
     workdir = Path(tempfile.mkdtemp(prefix="prom-keycloak-proxy-ab-"))
     with contextlib.ExitStack() as stack:
-        prom = bench.PrometheusServer(workdir / "prom", bench.Pki(workdir / "pki"), bench.build_dataset(), rules=None)
+        prom = PrometheusServer(workdir / "prom", Pki(workdir / "pki"), build_dataset(), rules=None)
         prom.start()
         stack.callback(prom.stop)
-        kc_port = bench.free_port()
+        kc_port = free_port()
         kc_url = f"http://127.0.0.1:{kc_port}"
-        stack.enter_context(bench.started(
-            [str(bench.PROXY_BIN), "emulator", str(bench.POLICY), "--port", str(kc_port)],
-            f"{kc_url}/realms/{bench.REALM}/.well-known/openid-configuration", workdir / "kc.log"))
+        stack.enter_context(
+            bench.started(
+                [str(bench.PROXY_BIN), "emulator", str(bench.POLICY), "--port", str(kc_port)],
+                f"{kc_url}/realms/{bench.REALM}/.well-known/openid-configuration",
+                workdir / "kc.log",
+            )
+        )
         token = bench.Keycloak(kc_url).token()
         targets: dict[str, tuple[str, bench.Target]] = {}
-        port = bench.free_port()
+        port = free_port()
         url = f"http://127.0.0.1:{port}"
-        proc = stack.enter_context(bench.started(
-            [sys.executable, str(bench.BENCH / "passthrough.py"), "--port", str(port), "--upstream", prom.base_url,
-             "--ca", str(prom.ca), "--cert", str(prom.client_cert), "--key", str(prom.client_key)],
-            f"{url}/-/ready", workdir / "pt.log"))
+        proc = stack.enter_context(
+            bench.started(
+                [
+                    sys.executable,
+                    str(bench.BENCH / "passthrough.py"),
+                    "--port",
+                    str(port),
+                    "--upstream",
+                    prom.base_url,
+                    "--ca",
+                    str(prom.ca),
+                    "--cert",
+                    str(prom.client_cert),
+                    "--key",
+                    str(prom.client_key),
+                ],
+                f"{url}/-/ready",
+                workdir / "pt.log",
+            )
+        )
         targets["aiohttp-pt"] = (url, bench.Target("pt", url, bench.process_tree(proc.pid)))
         for i, tree in enumerate(args.trees):
-            port, mport = bench.free_port(), bench.free_port()
+            port, mport = free_port(), free_port()
             env = bench.proxy_env(prom, kc_url, port, mport, PYTHONPATH=str(tree.resolve()))
-            proc = stack.enter_context(bench.started(
-                [str(bench.PROXY_BIN), "serve"], f"http://127.0.0.1:{mport}/readyz", workdir / f"p{i}.log", env))
+            proc = stack.enter_context(
+                bench.started(
+                    [str(bench.PROXY_BIN), "serve"],
+                    f"http://127.0.0.1:{mport}/readyz",
+                    workdir / f"p{i}.log",
+                    env,
+                )
+            )
             url = f"http://127.0.0.1:{port}"
             targets[f"{'AB'[i]}:{tree}"] = (url, bench.Target(str(i), url, bench.process_tree(proc.pid)))
         body = bench.write_body(workdir, shape)
         auth = {"BENCH_TOKEN": token}
         results: dict[str, list[tuple[float, float]]] = {name: [] for name in targets}
-        for name, (url, _) in targets.items():
+        for url, _ in targets.values():
             bench.check_answers(url, shape, token)
             bench.wrk(url, shape, body, 4, 1, auth)
         for _ in range(args.rounds):
@@ -73,8 +102,10 @@ def main() -> int:
         for name, rows in results.items():
             rps = statistics.median(r for r, _ in rows)
             cpu = statistics.median(c for _, c in rows)
-            print(f"  {name:40} median {rps:7.0f} req/s   {cpu:6.3f} CPU s/1k   (req/s {min(r for r, _ in rows):.0f}"
-                  f"–{max(r for r, _ in rows):.0f})")
+            print(
+                f"  {name:40} median {rps:7.0f} req/s   {cpu:6.3f} CPU s/1k"
+                f"   (req/s {min(r for r, _ in rows):.0f}–{max(r for r, _ in rows):.0f})"
+            )
     return 0
 
 

@@ -21,6 +21,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -64,9 +65,7 @@ def dashboard_query(size: int = 4096) -> str:
     while True:
         pods.append(f"workload-{i:03d}-{'abcdefgh'[i % 8]}{i * 7919 % 100000:05d}")
         alternation = "|".join(pods)
-        sel = (
-            f'{{cluster="{CLUSTER}",exported_namespace="{NAMESPACE}",exported_pod=~"{alternation}"}}'
-        )
+        sel = f'{{cluster="{CLUSTER}",exported_namespace="{NAMESPACE}",exported_pod=~"{alternation}"}}'
         text = (
             f"sum by (exported_namespace, Hostname) (avg_over_time(DCGM_FI_DEV_GPU_UTIL{sel}[5m]))"
             f" / on (exported_namespace, Hostname) group_left"
@@ -77,7 +76,10 @@ def dashboard_query(size: int = 4096) -> str:
         i += 1
 
 
-PANEL = f'sum by (exported_namespace) (DCGM_FI_DEV_GPU_UTIL{{cluster="{CLUSTER}",exported_namespace="{NAMESPACE}"}})'
+PANEL = (
+    "sum by (exported_namespace) "
+    f'(DCGM_FI_DEV_GPU_UTIL{{cluster="{CLUSTER}",exported_namespace="{NAMESPACE}"}})'
+)
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,14 @@ def _which(tool: str) -> str | None:
     )
 
 
+def urlopen(req: str | urllib.request.Request, timeout: float) -> Any:
+    """`urllib.request.urlopen` for the bench's own loopback http:// services only."""
+    url = req if isinstance(req, str) else req.full_url
+    if not url.startswith("http://127.0.0.1:"):
+        raise ValueError(f"not a loopback http URL: {url}")
+    return urllib.request.urlopen(req, timeout=timeout)  # noqa: S310 - checked above
+
+
 def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None) -> None:
     """Poll `url` until it answers 200; fail early when `proc` died."""
     deadline = time.monotonic() + timeout
@@ -144,7 +154,7 @@ def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen[bytes] | N
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"process for {url} exited with {proc.returncode}")
         try:
-            with urllib.request.urlopen(url, timeout=2) as r:
+            with urlopen(url, timeout=2) as r:
                 if r.status == 200:
                     return
         except (OSError, urllib.error.URLError) as exc:
@@ -351,13 +361,13 @@ class Keycloak:
         self.base_url = base_url
 
     def _post(self, path: str, body: dict[str, Any]) -> Any:
-        req = urllib.request.Request(
+        req = urllib.request.Request(  # noqa: S310 - loopback http, checked by urlopen()
             self.base_url + path,
             data=json.dumps(body).encode(),
             headers={"Content-Type": "application/json"},
             method="POST",
         )
-        with urllib.request.urlopen(req, timeout=10) as r:
+        with urlopen(req, timeout=10) as r:
             return json.loads(r.read() or b"{}")
 
     def token(self) -> str:
@@ -366,7 +376,8 @@ class Keycloak:
             {"grant_type": "password", "client_id": CLIENT, "username": USER, "password": "alice-password"}
         ).encode()
         url = f"{self.base_url}/realms/{REALM}/protocol/openid-connect/token"
-        with urllib.request.urlopen(urllib.request.Request(url, data=form), timeout=10) as r:
+        request = urllib.request.Request(url, data=form)  # noqa: S310 - loopback http
+        with urlopen(request, timeout=10) as r:
             return str(json.loads(r.read())["access_token"])
 
     def minted(self, count: int, lifetime: int = 1800) -> list[str]:
@@ -381,7 +392,7 @@ class Keycloak:
 
     def calls(self) -> dict[str, int]:
         """Back-channel calls per endpoint/grant since the last reset."""
-        with urllib.request.urlopen(f"{self.base_url}/_emulator/realms/{REALM}/stats", timeout=10) as r:
+        with urlopen(f"{self.base_url}/_emulator/realms/{REALM}/stats", timeout=10) as r:
             stats: dict[str, int] = json.loads(r.read())
         return {k: v for k, v in stats.items() if KC_CALLS.match(k)}
 
@@ -417,7 +428,9 @@ def write_body(workdir: Path, shape: Shape) -> Path:
     return path
 
 
-def wrk(url: str, shape: Shape, body: Path, conc: int, seconds: float, auth: dict[str, str]) -> dict[str, int]:
+def wrk(
+    url: str, shape: Shape, body: Path, conc: int, seconds: float, auth: dict[str, str]
+) -> dict[str, int]:
     """One wrk run; the numbers `load.lua` prints in `done()`."""
     env = {**os.environ, "BENCH_PATH": shape.path, "BENCH_BODY_FILE": str(body), **auth}
     cmd = ["wrk", "-t1", f"-c{conc}", f"-d{max(1, round(seconds))}s", "--timeout", "5s", "-s", str(LUA), url]
@@ -431,14 +444,14 @@ def wrk(url: str, shape: Shape, body: Path, conc: int, seconds: float, auth: dic
 
 def check_answers(url: str, shape: Shape, token: str) -> None:
     """One request by hand: the shape must come back 200 with a non-empty result."""
-    req = urllib.request.Request(
+    req = urllib.request.Request(  # noqa: S310 - loopback http, checked by urlopen()
         url + shape.path,
         data=urlencode(shape.form(time.time())).encode(),
         headers={"Authorization": f"Bearer {token}"},
         method="POST",
     )
     try:
-        with urllib.request.urlopen(req, timeout=30) as r:
+        with urlopen(req, timeout=30) as r:
             doc = json.loads(r.read())
     except urllib.error.HTTPError as exc:
         raise RuntimeError(f"{url} {shape.name}: HTTP {exc.code} {exc.read()[:300]!r}") from None
@@ -503,17 +516,17 @@ class Bench:
                 kc=self.kc.calls(),
             )
             self.rows.append(row)
-            log(f"{target.name:18} {name:8} c={conc:<3} {row.rps:8.0f} req/s  p50 {row.p50_ms:6.2f} ms"
-                f"  p99 {row.p99_ms:7.2f} ms  errors {errors}")
+            log(
+                f"{target.name:18} {name:8} c={conc:<3} {row.rps:8.0f} req/s  p50 {row.p50_ms:6.2f} ms"
+                f"  p99 {row.p99_ms:7.2f} ms  errors {errors}"
+            )
         self.rss[target.name] = peak_rss_mb(target.procs())
         if target.note:
             self.notes[target.name] = target.note
 
     def find(self, target: str, shape: str, conc: int) -> Row | None:
         """The row of a run, if it was made."""
-        return next(
-            (r for r in self.rows if (r.target, r.shape, r.conc) == (target, shape, conc)), None
-        )
+        return next((r for r in self.rows if (r.target, r.shape, r.conc) == (target, shape, conc)), None)
 
 
 # ----------------------------------------------------------------------------- report
@@ -586,33 +599,52 @@ def verdicts(bench: Bench, promql_p50: float | None) -> str:
     warm16, pt16 = bench.find(WARM, "panel", 16), bench.find(PASS, "panel", 16)
     if warm16 and pt16:
         ratio = warm16.rps / pt16.rps
-        line(ratio >= 0.8, f"warm proxy ≥ 0.8× pass-through req/s at c=16 (panel): {ratio:.2f}×"
-             f" ({warm16.rps:.0f} vs {pt16.rps:.0f})")
-    warm1, pt1, d1 = bench.find(WARM, "panel", 1), bench.find(PASS, "panel", 1), bench.find(DIRECT, "panel", 1)
+        line(
+            ratio >= 0.8,
+            f"warm proxy ≥ 0.8× pass-through req/s at c=16 (panel): {ratio:.2f}×"
+            f" ({warm16.rps:.0f} vs {pt16.rps:.0f})",
+        )
+    warm1, pt1, d1 = (
+        bench.find(WARM, "panel", 1),
+        bench.find(PASS, "panel", 1),
+        bench.find(DIRECT, "panel", 1),
+    )
     if warm1 and pt1 and d1:
         proxy_added, pt_added = warm1.p50_ms - d1.p50_ms, pt1.p50_ms - d1.p50_ms
-        line(proxy_added <= pt_added + 0.4, f"added p50 over direct at c=1: proxy {proxy_added:.2f} ms"
-             f" ≤ pass-through {pt_added:.2f} ms + 0.4 ms")
+        line(
+            proxy_added <= pt_added + 0.4,
+            f"added p50 over direct at c=1: proxy {proxy_added:.2f} ms"
+            f" ≤ pass-through {pt_added:.2f} ms + 0.4 ms",
+        )
     w2 = bench.find(WORKERS2, "panel", 16) or bench.find(WORKERS2, "panel", 64)
     if w2:
         one = bench.find(WARM, "panel", w2.conc)
         if one:
-            line(w2.rps / one.rps >= 1.3, f"PROXY_WORKERS=2 pinned ≥ 1.3× one worker (panel, c={w2.conc}):"
-                 f" {w2.rps / one.rps:.2f}× ({w2.rps:.0f} vs {one.rps:.0f})")
+            line(
+                w2.rps / one.rps >= 1.3,
+                f"PROXY_WORKERS=2 pinned ≥ 1.3× one worker (panel, c={w2.conc}):"
+                f" {w2.rps / one.rps:.2f}× ({w2.rps:.0f} vs {one.rps:.0f})",
+            )
     warm = [r for r in bench.rows if r.target in (WARM, WORKERS2)]
     if warm:
         worst = max(r.kc_per_1k("token.uma") for r in warm)
         line(worst <= 1, f"Keycloak UMA calls per 1,000 cached requests ≤ 1: worst run {worst:.2f}")
-    line(None if promql_p50 is None else promql_p50 <= 0.3,
-         "PromQL path p50 ≤ 0.3 ms, panel query (bench/promql_bench.py): "
-         + ("not run" if promql_p50 is None else f"{promql_p50:.3f} ms"))
+    line(
+        None if promql_p50 is None else promql_p50 <= 0.3,
+        "PromQL path p50 ≤ 0.3 ms, panel query (bench/promql_bench.py): "
+        + ("not run" if promql_p50 is None else f"{promql_p50:.3f} ms"),
+    )
     return "\n".join(out)
 
 
 def promql_bench() -> tuple[float | None, str]:
     """Run bench/promql_bench.py; the cold panel p50 and its first lines."""
     out = subprocess.run(
-        [sys.executable, str(BENCH / "promql_bench.py")], capture_output=True, text=True, check=False, cwd=ROOT
+        [sys.executable, str(BENCH / "promql_bench.py")],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
     ).stdout
     lines = out.splitlines()
     p50 = None
@@ -633,9 +665,23 @@ def profile(pid: int, seconds: float, workdir: Path) -> str:
         return "(py-spy not installed: `uv pip install py-spy`)"
     raw = workdir / "profile.txt"
     subprocess.run(
-        [spy, "record", "--pid", str(pid), "--duration", f"{seconds:.0f}", "--rate", "250",
-         "--format", "raw", "--output", str(raw), "--nonblocking"],
-        capture_output=True, check=False,
+        [
+            spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            f"{seconds:.0f}",
+            "--rate",
+            "250",
+            "--format",
+            "raw",
+            "--output",
+            str(raw),
+            "--nonblocking",
+        ],
+        capture_output=True,
+        check=False,
     )
     if not raw.exists():
         return "(py-spy failed; ptrace not permitted?)"
@@ -680,16 +726,34 @@ def _short(frame: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Start everything, run the grid, print the table."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per wrk run (default 3)")
     parser.add_argument("--only", default="", help="comma-separated targets to run (default: all)")
-    parser.add_argument("--profile", type=float, default=0.0, metavar="SECONDS",
-                        help="also profile the warm proxy with py-spy (panel, c=16) for SECONDS")
+    parser.add_argument(
+        "--profile",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="also profile the warm proxy with py-spy (panel, c=16) for SECONDS",
+    )
+    parser.add_argument(
+        "--cprofile",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="also run the warm proxy under cProfile (CPU clock), panel c=16, for SECONDS",
+    )
     parser.add_argument("--no-promql", action="store_true", help="skip bench/promql_bench.py")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--shapes", default="", help="comma-separated shapes to run (default: all)")
-    parser.add_argument("--proxy-src", type=Path, default=None,
-                        help="run the proxy from this source tree (PYTHONPATH), e.g. a patched copy")
+    parser.add_argument(
+        "--proxy-src",
+        type=Path,
+        default=None,
+        help="run the proxy from this source tree (PYTHONPATH), e.g. a patched copy",
+    )
     args = parser.parse_args(argv)
     only = {t for t in args.only.split(",") if t}
     began = time.monotonic()
@@ -705,14 +769,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     print()
-    print(f"prom-keycloak-proxy bench — {os.cpu_count()} CPUs, wrk -t1, {args.duration:g} s per run,"
-          f" load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}")
+    print(
+        f"prom-keycloak-proxy bench — {os.cpu_count()} CPUs, wrk -t1, {args.duration:g} s per run,"
+        f" load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}"
+    )
     print("shapes: panel = POST /api/v1/query " + PANEL)
-    print("        range6h = the same as query_range, 6 h at step 30 s (721 points);"
-          f" dash4k = POST /api/v1/query, {len(dashboard_query())} B generated dashboard query")
-    print("+p50 = p50 minus direct's p50; ×pt / ×dir = req/s ratio to aiohttp-pt / direct;"
-          " KC/1k = Keycloak calls per 1,000 requests (UMA/1k: UMA grants only);"
-          " CPU s/1k = CPU seconds of the target's processes per 1,000 requests")
+    print(
+        "        range6h = the same as query_range, 6 h at step 30 s (721 points);"
+        f" dash4k = POST /api/v1/query, {len(dashboard_query())} B generated dashboard query"
+    )
+    print(
+        "+p50 = p50 minus direct's p50; ×pt / ×dir = req/s ratio to aiohttp-pt / direct;"
+        " KC/1k = Keycloak calls per 1,000 requests (UMA/1k: UMA grants only);"
+        " CPU s/1k = CPU seconds of the target's processes per 1,000 requests"
+    )
     print()
     print(render(bench))
     print(verdicts(bench, promql_p50))
@@ -730,7 +800,9 @@ class FullBench(Bench):
     profile_text = ""
 
 
-def run_all(stack: contextlib.ExitStack, workdir: Path, args: argparse.Namespace, only: set[str]) -> FullBench:
+def run_all(
+    stack: contextlib.ExitStack, workdir: Path, args: argparse.Namespace, only: set[str]
+) -> FullBench:
     """Start the shared services, then each target in turn, and measure."""
     want: Callable[[str], bool] = lambda name: not only or name in only  # noqa: E731
     log("starting Prometheus (mTLS, backfilled demo data)")
@@ -759,27 +831,48 @@ def run_all(stack: contextlib.ExitStack, workdir: Path, args: argparse.Namespace
         port = free_port()
         conf = nginx_conf(workdir / "nginx", port, prom.base_url, prom)
         nginx = _which("nginx") or "nginx"
-        with started([nginx, "-c", str(conf), "-p", str(workdir / "nginx")],
-                     f"http://127.0.0.1:{port}/nginx-ready", workdir / "nginx.log") as proc:
+        with started(
+            [nginx, "-c", str(conf), "-p", str(workdir / "nginx")],
+            f"http://127.0.0.1:{port}/nginx-ready",
+            workdir / "nginx.log",
+        ) as proc:
             bench.measure(Target(NGINX, f"http://127.0.0.1:{port}", process_tree(proc.pid)), full)
     if want(PASS):
         port = free_port()
-        cmd = [sys.executable, str(BENCH / "passthrough.py"), "--port", str(port), "--upstream", prom.base_url,
-               "--ca", str(prom.ca), "--cert", str(prom.client_cert), "--key", str(prom.client_key)]
+        cmd = [
+            sys.executable,
+            str(BENCH / "passthrough.py"),
+            "--port",
+            str(port),
+            "--upstream",
+            prom.base_url,
+            "--ca",
+            str(prom.ca),
+            "--cert",
+            str(prom.client_cert),
+            "--key",
+            str(prom.client_key),
+        ]
         url = f"http://127.0.0.1:{port}"
         with started(cmd, f"{url}/-/ready", workdir / "passthrough.log") as proc:
             bench.measure(Target(PASS, url, process_tree(proc.pid)), full)
 
-    def proxy(name: str, plan: Plan, tokens: list[Path] | None = None, pin: bool = False, **extra: str) -> None:
+    def proxy(
+        name: str, plan: Plan, tokens: list[Path] | None = None, pin: bool = False, **extra: str
+    ) -> None:
         port, mport = free_port(), free_port()
         env = proxy_env(prom, kc_url, port, mport, **extra)
         if args.proxy_src is not None:
             env["PYTHONPATH"] = str(args.proxy_src.resolve())
-        plan = Plan([s for s in plan.shapes if s in chosen], plan.concs,
-                    [(s, c) for s, c in plan.extra if s in chosen])
+        plan = Plan(
+            [s for s in plan.shapes if s in chosen],
+            plan.concs,
+            [(s, c) for s, c in plan.extra if s in chosen],
+        )
         url = f"http://127.0.0.1:{port}"
-        with started([str(PROXY_BIN), "serve"], f"http://127.0.0.1:{mport}/readyz",
-                     workdir / f"{name}.log", env) as proc:
+        with started(
+            [str(PROXY_BIN), "serve"], f"http://127.0.0.1:{mport}/readyz", workdir / f"{name}.log", env
+        ) as proc:
             tree = process_tree(proc.pid)
             note = ""
             if pin:
@@ -791,9 +884,15 @@ def run_all(stack: contextlib.ExitStack, workdir: Path, args: argparse.Namespace
 
     if want(WARM):
         proxy(WARM, full)
+    if args.cprofile > 0:
+        bench.profile_text += "\n\n" + _cprofile(bench, prom, kc_url, args.cprofile)
     if want(COLD):
-        proxy(COLD, Plan(["panel"], CONCURRENCY, [("dash4k", 16)]),
-              PROXY_AUTHZ_CACHE_TTL="0s", PROXY_AUTHZ_DENY_CACHE_TTL="0s")
+        proxy(
+            COLD,
+            Plan(["panel"], CONCURRENCY, [("dash4k", 16)]),
+            PROXY_AUTHZ_CACHE_TTL="0s",
+            PROXY_AUTHZ_DENY_CACHE_TTL="0s",
+        )
     if want(NOCACHE):
         plan = Plan(["panel"], CONCURRENCY)
         # one token per request: enough for the fastest expected rate of each run
@@ -804,12 +903,82 @@ def run_all(stack: contextlib.ExitStack, workdir: Path, args: argparse.Namespace
             path = workdir / f"tokens-{i}.txt"
             path.write_text("\n".join(kc.minted(size)) + "\n")
             files.append(path)
-        proxy(NOCACHE, plan, files, PROXY_AUTHZ_CACHE_TTL="0s", PROXY_AUTHZ_DENY_CACHE_TTL="0s",
-              PROXY_AUTH_INTROSPECT="true")
+        proxy(
+            NOCACHE,
+            plan,
+            files,
+            PROXY_AUTHZ_CACHE_TTL="0s",
+            PROXY_AUTHZ_DENY_CACHE_TTL="0s",
+            PROXY_AUTH_INTROSPECT="true",
+        )
     if want(WORKERS2) and (os.cpu_count() or 1) >= 2:
-        proxy(WORKERS2, Plan(["panel"], (16, 64), [("range6h", 16), ("dash4k", 16)]), pin=True,
-              PROXY_WORKERS="2")
+        proxy(
+            WORKERS2,
+            Plan(["panel"], (16, 64), [("range6h", 16), ("dash4k", 16)]),
+            pin=True,
+            PROXY_WORKERS="2",
+        )
     return bench
+
+
+def _cprofile(bench: Bench, prom: PrometheusServer, kc_url: str, seconds: float) -> str:
+    """The warm proxy under cProfile with the CPU clock while wrk loads it (panel, c=16)."""
+    import pstats
+
+    port, mport = free_port(), free_port()
+    env = proxy_env(prom, kc_url, port, mport)
+    out = bench.workdir / "proxy.prof"
+    url = f"http://127.0.0.1:{port}"
+    shape = SHAPES[0]
+    with started(
+        [sys.executable, str(BENCH / "cprofile_proxy.py"), str(out)],
+        f"http://127.0.0.1:{mport}/readyz",
+        bench.workdir / "cprofile.log",
+        env,
+    ) as proc:
+        check_answers(url, shape, bench.token)
+        wrk(url, shape, bench.bodies[shape.name], 16, 1, {"BENCH_TOKEN": bench.token})
+        proc.send_signal(signal.SIGUSR1)
+        log(f"cProfile under load for {seconds:g} s")
+        res = wrk(url, shape, bench.bodies[shape.name], 16, seconds, {"BENCH_TOKEN": bench.token})
+    raw: dict[Any, Any] = pstats.Stats(str(out)).stats  # type: ignore[attr-defined]
+    n = max(1, res["requests"])
+    own: dict[str, float] = {}
+    for key, (_, _, tt, _, callers) in raw.items():
+        if key[0] == "~" and callers:  # a builtin: charge its callers, in proportion
+            weight = sum(c[2] for c in callers.values()) or 1.0
+            for caller, c in callers.items():
+                area = _area(caller[0])
+                own[area] = own.get(area, 0.0) + tt * (c[2] / weight if weight else 0)
+        else:
+            area = _area(key[0])
+            own[area] = own.get(area, 0.0) + tt
+    total = sum(own.values()) or 1e-9
+    lines = [
+        f"cProfile, CPU clock, {n} requests: {1e3 * total / n:.3f} ms CPU per request (with"
+        " cProfile's overhead, which inflates Python-heavy code); own time by module:"
+    ]
+    for area, tt in sorted(own.items(), key=lambda kv: -kv[1])[:30]:
+        lines.append(f"  {100 * tt / total:5.1f}%  {1e6 * tt / n:7.1f} us/req  {area}")
+    funcs = sorted(((v[2], k) for k, v in raw.items() if k[0] != "~"), reverse=True)[:20]
+    lines.append("top functions by own time:")
+    for tt, key in funcs:
+        lines.append(
+            f"  {100 * tt / total:5.1f}%  {1e6 * tt / n:7.1f} us/req  {_area(key[0])}:{key[1]} {key[2]}"
+        )
+    return "\n".join(lines)
+
+
+def _area(path: str) -> str:
+    """A profile entry's module: `proxy/promql/parse.py`, `aiohttp/web_protocol.py`, `stdlib:ssl`."""
+    if path == "~":
+        return "builtins"
+    for marker in ("site-packages/",):
+        if marker in path:
+            return path.split(marker, 1)[1]
+    if "/proxy/" in path:
+        return "proxy/" + path.split("/proxy/", 1)[1]
+    return "stdlib:" + Path(path).stem
 
 
 def _prometheus_procs(url: str) -> list[psutil.Process]:
@@ -824,8 +993,12 @@ def _profile_under_load(bench: Bench, url: str, pid: int, seconds: float) -> str
     log(f"profiling {pid} for {seconds:g} s")
     with subprocess.Popen(
         ["wrk", "-t1", "-c16", f"-d{seconds + 2:g}s", "-s", str(LUA), url],
-        env={**os.environ, "BENCH_PATH": shape.path, "BENCH_BODY_FILE": str(bench.bodies[shape.name]),
-             "BENCH_TOKEN": bench.token},
+        env={
+            **os.environ,
+            "BENCH_PATH": shape.path,
+            "BENCH_BODY_FILE": str(bench.bodies[shape.name]),
+            "BENCH_TOKEN": bench.token,
+        },
         stdout=subprocess.DEVNULL,
     ) as load:
         time.sleep(1)

@@ -70,7 +70,7 @@ def serve(argv: Sequence[str], environ: dict[str, str]) -> int:
         return EXIT_CONFIG
     from proxy.server import run  # imported late: `--help` and config errors stay fast
 
-    return run(settings)
+    return run(settings, environ)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import structlog
 
+from proxy import tracing
 from proxy.config import Settings
 from proxy.errors import KeycloakUnavailable
 from proxy.metrics import KEYCLOAK_ERRORS, KEYCLOAK_SECONDS, KEYCLOAK_UP
@@ -97,6 +98,7 @@ def create_session(settings: Settings) -> aiohttp.ClientSession:
         cookie_jar=aiohttp.DummyCookieJar(),
         trust_env=False,
         headers={"Accept": "application/json"},
+        trace_configs=tracing.client_trace_configs("keycloak"),
     )
 
 

@@ -83,6 +83,15 @@ async def read_params(request: web.Request, max_body: int) -> RequestParams:
     # Checked before reading: aiohttp would otherwise inflate a gzip body (a decompression bomb).
     if request.headers.get("Content-Encoding", "").strip():
         raise errors.UnsupportedMediaType("request bodies with a Content-Encoding are not accepted")
+    # aiohttp reads `Transfer-Encoding: gzip, chunked` as plain chunked: another reader would not.
+    codings = [
+        c.strip().lower()
+        for value in request.headers.getall("Transfer-Encoding", ())
+        for c in value.split(",")
+        if c.strip()
+    ]
+    if codings not in ([], ["chunked"]):
+        raise errors.UnsupportedMediaType("transfer codings other than chunked are not accepted")
     buffer = bytearray()
     while chunk := await request.content.read(65536):
         buffer.extend(chunk)

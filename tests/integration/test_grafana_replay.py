@@ -49,7 +49,8 @@ GRAFANA_HEADERS = {
 }
 
 PANELS = (
-    'sum(rate(vllm:request_success_total{namespace=~"(team-a|team-b)", cluster="nerc-ocp-prod"}[1m0s])) by (pod)',
+    'sum(rate(vllm:request_success_total{namespace=~"(team-a|team-b)", cluster="nerc-ocp-prod"}[1m0s]))'
+    " by (pod)",
     'sum(DCGM_FI_DEV_GPU_UTIL{cluster="nerc-ocp-prod"}) by (cluster, exported_namespace)',
     'sum(kube_pod_info{namespace=~"(team-a|team-b)", cluster="nerc-ocp-prod"} and on(namespace, pod) '
     'max by (namespace, pod) (kube_pod_info{namespace=~"(team-a|team-b)", cluster="nerc-ocp-prod"} == 1))',
@@ -138,7 +139,12 @@ def grafana_steps() -> list[Step]:
             "var-namespace",
             "GET",
             "/api/v1/label/namespace/values",
-            (("limit", "40000"), ("start", s), ("end", e), ("match[]", 'kube_pod_info{cluster="nerc-ocp-prod"}')),
+            (
+                ("limit", "40000"),
+                ("start", s),
+                ("end", e),
+                ("match[]", 'kube_pod_info{cluster="nerc-ocp-prod"}'),
+            ),
             None,
             "values",
         ),
@@ -147,7 +153,13 @@ def grafana_steps() -> list[Step]:
             "POST",
             "/api/v1/query",
             (),
-            (("query", 'topk(5, sum by (exported_namespace) (DCGM_FI_DEV_GPU_UTIL{cluster="nerc-ocp-prod"}))'), ("time", e)),
+            (
+                (
+                    "query",
+                    'topk(5, sum by (exported_namespace) (DCGM_FI_DEV_GPU_UTIL{cluster="nerc-ocp-prod"}))',
+                ),
+                ("time", e),
+            ),
             "query",
         ),
         Step(
@@ -158,8 +170,22 @@ def grafana_steps() -> list[Step]:
             None,
             "values",
         ),
-        Step("label-names-post", "POST", "/api/v1/labels", (), (("limit", "40000"), ("start", s), ("end", e)), "labels"),
-        Step("label-names-get", "GET", "/api/v1/labels", (("limit", "40000"), ("start", s), ("end", e)), None, "labels"),
+        Step(
+            "label-names-post",
+            "POST",
+            "/api/v1/labels",
+            (),
+            (("limit", "40000"), ("start", s), ("end", e)),
+            "labels",
+        ),
+        Step(
+            "label-names-get",
+            "GET",
+            "/api/v1/labels",
+            (("limit", "40000"), ("start", s), ("end", e)),
+            None,
+            "labels",
+        ),
         Step(
             "series-match-all",
             "POST",
@@ -189,7 +215,12 @@ def grafana_steps() -> list[Step]:
             "suggestions-post-label-values",
             "POST",
             "/api/v1/label/namespace/values",
-            (("match[]", 'kube_pod_info{cluster="nerc-ocp-prod"}'), ("start", s), ("end", e), ("limit", "1000")),
+            (
+                ("match[]", 'kube_pod_info{cluster="nerc-ocp-prod"}'),
+                ("start", s),
+                ("end", e),
+                ("limit", "1000"),
+            ),
             (),
             "values",
         ),
@@ -312,7 +343,9 @@ def test_grafana_without_token_gets_401_bearer_challenge(proxy_server: ProxyServ
     assert r.json()["errorType"] == "unauthorized"
 
 
-def test_grafana_post_to_get_fallback_gets_same_answer(proxy_server: ProxyServer, token_for: TokenFor) -> None:
+def test_grafana_post_to_get_fallback_gets_same_answer(
+    proxy_server: ProxyServer, token_for: TokenFor
+) -> None:
     """Grafana's POST-then-GET retry of `series`/`labels` sees the same answer either way."""
     auth = f"Bearer {token_for('alice')}"
     steps = {s.name: s for s in grafana_steps()}

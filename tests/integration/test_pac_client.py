@@ -7,11 +7,12 @@ write it; answers are compared with the caller's oracle Prometheus (SPEC §9).
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from prometheus_api_client import PrometheusConnect
+from prometheus_api_client.exceptions import PrometheusApiClientException
 
 from tests.support.oracle import Grant, assert_same_result, leaked_series, visible
 from tests.support.prometheus import OraclePrometheusFactory
@@ -91,8 +92,8 @@ def test_custom_query_range_equals_oracle(
     q = "sum by (cluster, namespace) (rate(vllm:request_success_total[5m]))"
     got = pc.custom_query_range(
         q,
-        start_time=datetime.fromtimestamp(start, tz=timezone.utc),
-        end_time=datetime.fromtimestamp(end, tz=timezone.utc),
+        start_time=datetime.fromtimestamp(start, tz=UTC),
+        end_time=datetime.fromtimestamp(end, tz=UTC),
         step="60",
     )
     expected = oracle_prometheus_factory.query_range(GRANTS[who], q, start=start, end=end, step=60)
@@ -124,7 +125,7 @@ def test_get_series_and_current_value(
 ) -> None:
     """`get_series` (float timestamps) and `get_current_metric_value` (single quotes) see no other tenant."""
     pc = connect(proxy_server, who, token_for)
-    now = datetime.now(tz=timezone.utc)
+    now = datetime.now(tz=UTC)
     series = pc.get_series(now - timedelta(hours=1), now, params={"match[]": "DCGM_FI_DEV_GPU_UTIL"})
     assert series
     assert not leaked_series(series, GRANTS[who])
@@ -136,7 +137,7 @@ def test_get_series_and_current_value(
 def test_metric_range_data_with_explicit_scope(proxy_server: ProxyServer, token_for: TokenFor) -> None:
     """`get_metric_range_data` (a range selector per chunk, scope in label_config) works for alice."""
     pc = connect(proxy_server, "alice", token_for)
-    end = datetime.now(tz=timezone.utc) - timedelta(minutes=1)
+    end = datetime.now(tz=UTC) - timedelta(minutes=1)
     frames = pc.get_metric_range_data(
         "DCGM_FI_DEV_GPU_UTIL",
         label_config={"cluster": "nerc-ocp-prod", "exported_namespace": "team-a"},

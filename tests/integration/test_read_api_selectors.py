@@ -255,7 +255,9 @@ def test_federate_equals_oracle(
         (CLIENT, 'kube_pod_info{namespace="team-c"}'),
     ],
 )
-@pytest.mark.parametrize("path", ["/api/v1/series", "/api/v1/labels", "/api/v1/label/pod/values", "/federate"])
+@pytest.mark.parametrize(
+    "path", ["/api/v1/series", "/api/v1/labels", "/api/v1/label/pod/values", "/federate"]
+)
 def test_explicit_other_tenant_match_is_403(
     proxy_server: ProxyServer, token_for: TokenFor, who: str, match: str, path: str
 ) -> None:
@@ -265,8 +267,12 @@ def test_explicit_other_tenant_match_is_403(
     assert r.json()["errorType"] == "forbidden"
 
 
-@pytest.mark.parametrize("path", ["/api/v1/series", "/api/v1/labels", "/api/v1/label/__name__/values", "/federate"])
-def test_eve_gets_403_on_selector_endpoints(proxy_server: ProxyServer, token_for: TokenFor, path: str) -> None:
+@pytest.mark.parametrize(
+    "path", ["/api/v1/series", "/api/v1/labels", "/api/v1/label/__name__/values", "/federate"]
+)
+def test_eve_gets_403_on_selector_endpoints(
+    proxy_server: ProxyServer, token_for: TokenFor, path: str
+) -> None:
     """A caller holding nothing gets 403 even without match[] (no empty scope injected)."""
     r = send(proxy_server, f"Bearer {token_for('eve')}", "GET", path)
     assert r.status_code == 403, r.text

@@ -67,7 +67,9 @@ def summarise(data: Mapping[str, Any]) -> list[tuple[str, list[tuple[str, str, s
     return out
 
 
-def expected_rules(data: Mapping[str, Any], grant: Grant) -> list[tuple[str, list[tuple[str, str, str, list[AlertKey]]]]]:
+def expected_rules(
+    data: Mapping[str, Any], grant: Grant
+) -> list[tuple[str, list[tuple[str, str, str, list[AlertKey]]]]]:
     """SPEC §5 applied to the unfiltered answer: the rules a caller holding `grant` may see."""
     out = []
     for group in data["groups"]:
@@ -92,14 +94,14 @@ def expected_rules(data: Mapping[str, Any], grant: Grant) -> list[tuple[str, lis
 def test_rules_filtered_per_spec(
     proxy_server: ProxyServer, token_for: TokenFor, prometheus: PrometheusServer, who: str
 ) -> None:
-    """Rules: visible alerting rules with only visible alerts and recomputed state; recording rules hub-wide."""
+    """Rules: visible alerting rules, only visible alerts, state recomputed; recording rules hub-wide."""
     got = data_of(get(proxy_server, token_for(who), "/api/v1/rules"))
     upstream = prometheus.api("/api/v1/rules")
     assert summarise(got) == expected_rules(upstream, GRANTS[who])
 
 
 def test_rules_examples_for_alice(proxy_server: ProxyServer, token_for: TokenFor) -> None:
-    """Concrete cases: alice sees VllmServing by its labels, GpuBusy with her alerts only, no recording rules."""
+    """alice sees VllmServing by its labels, GpuBusy with her alerts only, and no recording rules."""
     got = data_of(get(proxy_server, token_for("alice"), "/api/v1/rules"))
     rules = {r["name"]: r for g in got["groups"] for r in g["rules"]}
     assert "gpu:fb_used:gib" not in rules and "namespace:vllm_num_requests_running:sum" not in rules
@@ -123,7 +125,9 @@ def test_rules_hub_wide_sees_everything(
 
 
 @pytest.mark.parametrize("who", ["alice", "bob"])
-def test_rules_filtered_whatever_the_parameters(proxy_server: ProxyServer, token_for: TokenFor, who: str) -> None:
+def test_rules_filtered_whatever_the_parameters(
+    proxy_server: ProxyServer, token_for: TokenFor, who: str
+) -> None:
     """Filtering applies to `type=record` / `type=alert` answers too (parameters pass through)."""
     record = data_of(get(proxy_server, token_for(who), "/api/v1/rules", type="record"))
     assert record["groups"] == []
@@ -147,7 +151,9 @@ def test_alerts_filtered_to_visible(
 
 
 @pytest.mark.parametrize("path", ["/api/v1/rules", "/api/v1/alerts", "/api/v1/metadata"])
-def test_eve_gets_403_on_filtered_endpoints(proxy_server: ProxyServer, token_for: TokenFor, path: str) -> None:
+def test_eve_gets_403_on_filtered_endpoints(
+    proxy_server: ProxyServer, token_for: TokenFor, path: str
+) -> None:
     """A caller holding nothing gets 403, not an empty list that hides the misconfiguration."""
     r = get(proxy_server, token_for("eve"), path)
     assert r.status_code == 403, r.text
@@ -162,7 +168,9 @@ def test_metadata_is_200_and_limited(proxy_server: ProxyServer, token_for: Token
 
 
 @pytest.mark.parametrize("metric", ["up", "kube_node_info", "no_such_metric"])
-def test_metadata_for_invisible_metric_is_empty(proxy_server: ProxyServer, token_for: TokenFor, metric: str) -> None:
+def test_metadata_for_invisible_metric_is_empty(
+    proxy_server: ProxyServer, token_for: TokenFor, metric: str
+) -> None:
     """`metric=` naming a metric alice cannot see → 200 with `{}` data."""
     assert data_of(get(proxy_server, token_for("alice"), "/api/v1/metadata", metric=metric)) == {}
 
@@ -201,7 +209,14 @@ def test_parse_query_404_passes_through(proxy_server: ProxyServer, token_for: To
 
 
 @pytest.mark.parametrize(
-    "path", ["/api/v1/status/buildinfo", "/api/v1/format_query", "/api/v1/rules", "/api/v1/alerts", "/api/v1/metadata"]
+    "path",
+    [
+        "/api/v1/status/buildinfo",
+        "/api/v1/format_query",
+        "/api/v1/rules",
+        "/api/v1/alerts",
+        "/api/v1/metadata",
+    ],
 )
 def test_unauthenticated_is_401(proxy_server: ProxyServer, path: str) -> None:
     """Every data-free endpoint still needs authentication: 401 envelope with a Bearer challenge."""

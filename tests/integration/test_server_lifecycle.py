@@ -137,8 +137,8 @@ def test_sigterm_drains_in_flight_and_refuses_new_connections(
         time.sleep(0.3)
         assert refused(proc.port)
         client.join(timeout=20)
-        assert 200 == answer["r"].status_code, answer["r"].text
-        assert 0 == proc.proc.wait(timeout=SHUTDOWN_TIMEOUT + 5)
+        assert answer["r"].status_code == 200, answer["r"].text
+        assert proc.proc.wait(timeout=SHUTDOWN_TIMEOUT + 5) == 0
         assert time.monotonic() - signalled < SHUTDOWN_TIMEOUT
     finally:
         proc.stop()
@@ -173,10 +173,10 @@ def test_two_workers_share_the_port_and_stop_cleanly(
             p for p in psutil.Process(proc.proc.pid).children()
             if "resource_tracker" not in " ".join(p.cmdline())
         ]
-        assert 2 == len({p.pid for p in workers})
+        assert len({p.pid for p in workers}) == 2
         for _ in range(60):
-            assert 200 == requests.get(proc.base_url + "/", headers={"Connection": "close"},
-                                       timeout=5).status_code
+            assert requests.get(proc.base_url + "/", headers={"Connection": "close"},
+                                       timeout=5).status_code == 200
         answered: dict[str, float] = {}
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and (len(answered) < 2 or not all(answered.values())):
@@ -188,9 +188,9 @@ def test_two_workers_share_the_port_and_stop_cleanly(
         assert {"0", "1"} == set(answered), answered
         assert all(v > 0 for v in answered.values()), answered
         proc.proc.send_signal(signal.SIGTERM)
-        assert 0 == proc.proc.wait(timeout=SHUTDOWN_TIMEOUT + 5)
+        assert proc.proc.wait(timeout=SHUTDOWN_TIMEOUT + 5) == 0
         assert not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in workers)
     finally:
         proc.stop()
         LOG_SCAN.feed_file(log)
-    assert 2 == events(log).count("stopped")
+    assert events(log).count("stopped") == 2

@@ -25,7 +25,7 @@ from tests.support.oracle import Grant, leaked_series
 from tests.support.proxy_server import ProxyServer, make_settings
 from tests.support.stack import CLIENT_SECRETS, DEMO_POLICY, REALM, proxy_environ
 
-pytestmark = [pytest.mark.prometheus, pytest.mark.xdist_group("faults")]
+pytestmark = [pytest.mark.prometheus]
 
 ALICE = Grant.of_projects("nerc-ocp-prod", "team-a")
 UNSCOPED = "DCGM_FI_DEV_GPU_UTIL"  # narrowed to alice's grant
@@ -106,7 +106,7 @@ def _query(stack: Stack, *, token: str | None = None, path: str = "/api/v1/query
     started = time.monotonic()
     try:
         r = requests.get(f"{stack.proxy.base_url}{path}", params=params, headers=headers,
-                         auth=basic, timeout=30)
+                         auth=basic, timeout=10)
         status, body, outcome = r.status_code, r.content, str(r.status_code)
     except requests.exceptions.ChunkedEncodingError:
         status, body, outcome = 200, b"", "200+cut"
@@ -140,8 +140,8 @@ def _recover(stack: Stack, check: Callable[[], tuple[int, bytes, float, str]]) -
 
 def _case(stack: Stack, name: str, expected: set[str], bound: float,
           request: Callable[[], tuple[int, bytes, float, str]],
-          heal: Callable[[], None], check: Callable[[], tuple[int, bytes, float, str]] | None = None
-          ) -> None:
+          heal: Callable[[], None], check: Callable[[], tuple[int, bytes, float, str]] | None = None,
+          *, envelope: bool = True) -> None:
     """Run one fault case: expected outcome within `bound` seconds, no leak, then recovery."""
     try:
         status, body, elapsed, outcome = request()
@@ -152,7 +152,7 @@ def _case(stack: Stack, name: str, expected: set[str], bound: float,
     _assert_no_leak(status, body)
     assert outcome in expected, f"{name}: got {outcome} {body[:300]!r}, expected {expected}"
     assert elapsed <= bound, f"{name}: took {elapsed:.2f}s > {bound:.2f}s"
-    if status >= 400 and body:
+    if status >= 400 and body and envelope:
         doc = json.loads(body)
         assert doc["status"] == "error", doc
 
@@ -170,7 +170,7 @@ def _other_ca_server_context(pki: Pki) -> object:
 
 
 UPSTREAM_CASES: list[tuple[str, dict[str, object], set[str], float]] = [
-    ("upstream latency 0.3s", {"mode": "latency", "delay": 0.3}, {"200"}, 2.0),
+    ("upstream latency 0.1s", {"mode": "latency", "delay": 0.1}, {"200"}, 2.0),
     ("upstream latency 5s", {"mode": "latency", "delay": 5.0}, {"504"}, UP_TIMEOUT + SLACK),
     ("upstream reset", {"mode": "reset"}, {"502"}, SLACK),
     ("upstream half-open", {"mode": "half_open"}, {"504"}, UP_TIMEOUT + SLACK),
@@ -206,6 +206,7 @@ HTTP_UPSTREAM_CASES: list[tuple[str, bytes, str, set[str]]] = [
      "/api/v1/query", {"500"}),
     ("upstream 401 (proxy credentials)", http_response(401, b"unauthorized"), "/api/v1/query",
      {"502"}),
+    # regression: the body error escaped `stream()` and the caller hung on the missing bytes
     ("upstream truncated JSON, query",
      http_response(200, b'{"status":"success","data":{"resultType":"vector","res',
                    declared_length=4000), "/api/v1/query", {"200+cut", "502"}),
@@ -225,7 +226,7 @@ def test_upstream_http_faults(stack: Stack, name: str, response: bytes, path: st
     token = stack.token()
     _tls_responder(stack, response)
     _case(stack, name, expected, SLACK + 1, lambda: _query(stack, token=token, path=path),
-          lambda: stack.up_fault.set("pass"))
+          lambda: stack.up_fault.set("pass"), envelope="passed through" not in name)
 
 
 def test_upstream_tls_wrong_certificate(stack: Stack) -> None:

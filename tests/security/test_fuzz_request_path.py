@@ -38,7 +38,7 @@ from tests.support.oracle import Grant, visible
 from tests.support.soak import ProxyProcess
 from tests.support.stack import CLIENT_SECRETS, TokenFor, proxy_environ
 
-pytestmark = [pytest.mark.prometheus, pytest.mark.slow, pytest.mark.xdist_group("fuzz")]
+pytestmark = [pytest.mark.prometheus, pytest.mark.slow]
 
 SEED = int(os.environ.get("FUZZ_SEED") or random.SystemRandom().randrange(2**32))
 TOTAL = int(os.environ.get("FUZZ_REQUESTS", "20000"))

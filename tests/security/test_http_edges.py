@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.prometheus]
 
 ALICE = Grant.of_projects("nerc-ocp-prod", "team-a")
 Q = quote("DCGM_FI_DEV_GPU_UTIL", safe="")
-STATUS = re.compile(rb"^HTTP/1\.[01] (\d{3})", re.M)
+STATUS = re.compile(rb"HTTP/1\.[01] (\d{3})")
 
 
 def exchange(port: int, data: bytes, *, timeout: float = 10.0) -> bytes:
@@ -44,25 +44,51 @@ def exchange(port: int, data: bytes, *, timeout: float = 10.0) -> bytes:
     return b"".join(chunks)
 
 
+def responses(raw: bytes) -> list[tuple[int, bytes, bytes]]:
+    """(status, head, body) of every response in a raw byte stream, framing respected."""
+    out: list[tuple[int, bytes, bytes]] = []
+    while raw:
+        m = STATUS.match(raw)
+        if m is None:
+            break
+        head, _, rest = raw.partition(b"\r\n\r\n")
+        lower = head.lower()
+        status = int(m.group(1))
+        if status == 100:
+            out.append((status, head, b""))
+            raw = rest
+            continue
+        length = re.search(rb"\r\ncontent-length: *(\d+)", lower)
+        if b"transfer-encoding: chunked" in lower:
+            body = bytearray()
+            while True:
+                size_line, _, rest = rest.partition(b"\r\n")
+                size = int(size_line.split(b";")[0] or b"0", 16)
+                if size == 0:
+                    rest = rest.partition(b"\r\n")[2]
+                    break
+                body += rest[:size]
+                rest = rest[size + 2:]
+            out.append((status, head, bytes(body)))
+            raw = rest
+        elif length is not None:
+            n = int(length.group(1))
+            out.append((status, head, rest[:n]))
+            raw = rest[n:]
+        else:
+            out.append((status, head, rest))
+            break
+    return out
+
+
 def statuses(raw: bytes) -> list[int]:
-    """Status codes of every response in a raw byte stream."""
-    return [int(code) for code in STATUS.findall(raw)]
+    """Status codes of every final response in a raw byte stream."""
+    return [status for status, _, _ in responses(raw) if status != 100]
 
 
 def body_of(raw: bytes) -> bytes:
-    """The body of the first response (de-chunked when needed)."""
-    head, _, rest = raw.partition(b"\r\n\r\n")
-    if b"transfer-encoding: chunked" not in head.lower():
-        return rest
-    out = bytearray()
-    while rest:
-        size_line, _, rest = rest.partition(b"\r\n")
-        size = int(size_line.split(b";")[0] or b"0", 16)
-        if size == 0:
-            break
-        out += rest[:size]
-        rest = rest[size + 2:]
-    return bytes(out)
+    """The body of the first final response (de-chunked when needed)."""
+    return next(body for status, _, body in responses(raw) if status != 100)
 
 
 @pytest.fixture(scope="module")
@@ -156,11 +182,14 @@ def test_conflicting_or_malformed_content_length_is_400(
 
 
 @pytest.mark.parametrize("te", ["chunked, identity", "xchunked", "chunked\r\nTransfer-Encoding: "
-                                "chunked", "identity", "gzip, chunked"])
-def test_odd_transfer_encodings_are_refused(
+                                "chunked", "identity", "gzip, chunked", "deflate, chunked"])
+def test_transfer_coding_other_than_chunked_is_refused(
     proxy_server: ProxyServer, bearer: str, te: str
 ) -> None:
-    """Transfer-Encoding values other than a single `chunked` never get a 200."""
+    """Transfer-Encoding other than one `chunked` never gets a 200.
+
+    Regression: aiohttp read `gzip, chunked` as plain chunked and the proxy served the query.
+    """
     body = b"b\r\nquery=1%2B1\r\n0\r\n\r\n"
     raw = exchange(proxy_server.port, req(
         "POST", "/api/v1/query", bearer, body=body,
@@ -226,7 +255,7 @@ def test_oversized_url_is_413(small_proxy: ProxyServer, bearer: str) -> None:
     assert statuses(raw) == [413], raw[:300]
 
 
-@pytest.mark.parametrize("size", [9000, 70000])
+@pytest.mark.parametrize("size", [70000, 1000000])
 def test_oversized_header_is_refused(proxy_server: ProxyServer, bearer: str, size: int) -> None:
     """A single huge header is refused by the HTTP parser (400/431), never processed."""
     raw = exchange(proxy_server.port, req("GET", f"/api/v1/query?query={Q}", bearer,
@@ -245,6 +274,17 @@ def test_encoded_request_bodies_are_415(
     raw = exchange(proxy_server.port, req(
         "POST", "/api/v1/query", bearer, body=body,
         extra=f"Content-Encoding: {encoding}\r\nContent-Type: application/x-www-form-urlencoded\r\n"))
+    # aiohttp's own parser refuses `br` (no Brotli module) with a plain-text 400 before the app
+    assert statuses(raw) == ([400] if encoding == "br" else [415]), raw[:300]
+
+
+def test_gzip_bomb_is_refused_without_decompression(small_proxy: ProxyServer, bearer: str) -> None:
+    """A small gzip body inflating far past the limit: 415 (checked before reading), not 413."""
+    bomb = gzip.compress(b"query=" + b"0" * 800_000)
+    assert len(bomb) < 1024
+    raw = exchange(small_proxy.port, req(
+        "POST", "/api/v1/query", bearer, body=bomb,
+        extra="Content-Encoding: gzip\r\nContent-Type: application/x-www-form-urlencoded\r\n"))
     assert statuses(raw) == [415], raw[:300]
 
 

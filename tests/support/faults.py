@@ -184,7 +184,8 @@ class FaultProxy:
         up = asyncio.ensure_future(self._copy(conn, reader, b_writer, upstream=True))
         down = asyncio.ensure_future(self._copy(conn, b_reader, writer, upstream=False))
         conn.tasks = [up, down]
-        await asyncio.gather(up, down, return_exceptions=True)
+        # either side closing ends the whole connection (no lingering half-closed pipes)
+        await asyncio.wait((up, down), return_when=asyncio.FIRST_COMPLETED)
         self._abort(conn)
 
     async def _copy(

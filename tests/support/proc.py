@@ -12,6 +12,7 @@ from pathlib import Path
 
 import requests
 
+from tests.support.logscan import LOG_SCAN
 from tests.support.proxy_server import free_port
 
 
@@ -65,4 +66,5 @@ class ProxyProcess:
                 self.proc.kill()
                 self.proc.wait()
         self._log.close()
+        LOG_SCAN.feed_file(self.log_path)  # the subprocess's log lines face the secret scan too
         return int(self.proc.returncode)

@@ -67,10 +67,10 @@ def test_processor_redacts_secret_named_fields_and_nested_values() -> None:
         "status": 200,
     }
     result = logs.redact(None, "info", event)
-    assert logs.REDACTED == result["Authorization"]
-    assert {"Cookie": logs.REDACTED, "Accept": "json"} == result["headers"]
-    assert [logs.REDACTED, 3] == result["items"]
-    assert 200 == result["status"]
+    assert result["Authorization"] == logs.REDACTED
+    assert result["headers"] == {"Cookie": logs.REDACTED, "Accept": "json"}
+    assert result["items"] == [logs.REDACTED, 3]
+    assert result["status"] == 200
 
 
 def test_registered_secrets_are_redacted_anywhere(out: io.StringIO) -> None:
@@ -84,9 +84,9 @@ def test_structlog_lines_are_json_with_level_and_timestamp(out: io.StringIO) -> 
     """One JSON object per event, with level and ISO timestamp, redacted."""
     structlog.get_logger("t").warning("keycloak_call_failed", call="uma", token=JWT)
     (line,) = lines(out)
-    assert "keycloak_call_failed" == line["event"]
-    assert "warning" == line["level"]
-    assert logs.REDACTED == line["token"]
+    assert line["event"] == "keycloak_call_failed"
+    assert line["level"] == "warning"
+    assert line["token"] == logs.REDACTED
     assert "T" in line["timestamp"]
 
 
@@ -94,7 +94,7 @@ def test_stdlib_logging_goes_through_the_same_pipeline(out: io.StringIO) -> None
     """aiohttp's stdlib loggers come out as redacted JSON too."""
     logging.getLogger("aiohttp.server").error("Error handling request Authorization: Bearer %s", JWT)
     (line,) = lines(out)
-    assert "aiohttp.server" == line["logger"]
+    assert line["logger"] == "aiohttp.server"
     assert JWT not in line["event"]
 
 
@@ -123,7 +123,7 @@ def test_below_level_nothing_is_rendered() -> None:
         logs.configure("debug", "json")
         logging.getLogger().setLevel(logging.INFO)
     assert logs.request_lines_enabled
-    assert "" == buf.getvalue()
+    assert buf.getvalue() == ""
 
 
 def test_taps_see_every_line(out: io.StringIO) -> None:
@@ -133,7 +133,7 @@ def test_taps_see_every_line(out: io.StringIO) -> None:
     structlog.get_logger("t").info("one")
     remove()
     structlog.get_logger("t").info("two")
-    assert 1 == len(seen) and '"one"' in seen[0]
+    assert len(seen) == 1 and '"one"' in seen[0]
 
 
 def test_timed_and_notes_fill_the_current_request_fields() -> None:
@@ -154,9 +154,9 @@ def test_timed_and_notes_fill_the_current_request_fields() -> None:
     finally:
         CURRENT_FIELDS.reset(token)
     assert fields["authn_ms"] >= 0
-    assert 750.0 == fields["upstream_ms"]
-    assert ("miss", "hit", False) == (fields["cache_allow"], fields["cache_token"], fields["cache_hit"])
-    assert "alice" == fields["subject"]
+    assert fields["upstream_ms"] == 750.0
+    assert (fields["cache_allow"], fields["cache_token"], fields["cache_hit"]) == ("miss", "hit", False)
+    assert fields["subject"] == "alice"
     note_current(subject="nobody")  # no request: a no-op
 
 
@@ -170,9 +170,9 @@ def test_metrics_note_cache_results_and_call_durations() -> None:
         metrics.UPSTREAM_SECONDS.labels("200").observe(0.001)
     finally:
         CURRENT_FIELDS.reset(token)
-    assert ("hit", True) == (fields["cache_token"], fields["cache_hit"])
-    assert 2.0 == fields["keycloak_ms"]
-    assert 1.0 == fields["upstream_ms"]
+    assert (fields["cache_token"], fields["cache_hit"]) == ("hit", True)
+    assert fields["keycloak_ms"] == 2.0
+    assert fields["upstream_ms"] == 1.0
 
 
 def test_log_scan_flags_leaks_and_passes_clean_lines() -> None:
@@ -184,7 +184,7 @@ def test_log_scan_flags_leaks_and_passes_clean_lines() -> None:
     scan.feed('{"event":"x","authorization":"abc"}')
     scan.feed('{"event":"x","authorization":"[redacted]"}')
     scan.feed('{"event":"x","detail":"researcher-team-a-secret"}')
-    assert 6 == scan.lines
-    assert ["JWT", "credential", "header field", "demo secret"] == [
+    assert scan.lines == 6
+    assert [
         o.split("]", 1)[1].split(":", 1)[0].strip() for o in scan.offences
-    ]
+    ] == ["JWT", "credential", "header field", "demo secret"]
