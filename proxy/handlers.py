@@ -26,6 +26,7 @@ from proxy.fairuse import FairUse
 from proxy.filters import filter_alerts, filter_metadata, filter_rules
 from proxy.params import RequestParams, read_params
 from proxy.promql.scope import Holdings, LabelModel, labels_visible
+from proxy.timing import timed
 from proxy.upstream import Upstream, UpstreamRequest, read_bounded, stream
 
 log = structlog.get_logger(__name__)
@@ -68,7 +69,8 @@ def note(request: web.Request, **fields: Any) -> None:
 
 async def authenticate(request: web.Request) -> Identity:
     """Authenticate the caller and bind the subject to the request's log context."""
-    identity = await services(request).authn.authenticate(request.headers.get("Authorization"))
+    with timed(request, "authn"):
+        identity = await services(request).authn.authenticate(request.headers.get("Authorization"))
     note(request, subject=identity.subject)
     structlog.contextvars.bind_contextvars(subject=identity.subject)
     return identity
@@ -97,15 +99,23 @@ async def decide(
     )
     mode: promql.Mode = "narrow" if narrow else "deny"
     if analysis.has_selectors and reach.bounded:
-        targeted = await svc.authz.holdings(identity, reach.clusters, reach.projects)
+        with timed(request, "authz"):
+            targeted = await svc.authz.holdings(identity, reach.clusters, reach.projects)
         try:
-            return apply(targeted, "deny"), targeted
+            result = apply(targeted, "deny")
         except promql.AccessDenied:
             pass  # not fully granted by the exact names: decide from the full holdings
         except promql.PromQLError as exc:
             raise _http_error(request, exc) from exc
-    everything = await svc.authz.holdings(identity, None, {})
-    return _enforce(request, lambda: apply(everything, mode)), everything
+        else:
+            note(request, decision="allowed")
+            return result, targeted
+    with timed(request, "authz"):
+        everything = await svc.authz.holdings(identity, None, {})
+    result = _enforce(request, lambda: apply(everything, mode))
+    restricted = narrow and analysis.has_selectors and not everything.hub_wide
+    note(request, decision="narrowed" if restricted else "allowed")
+    return result, everything
 
 
 def _mode(svc: Services) -> promql.Mode:
@@ -209,25 +219,19 @@ async def query(request: web.Request) -> web.StreamResponse:
     if route_name(request) == "query_range":
         check_range(svc, params)
     analysis = _enforce(request, lambda: promql.analyse_query(text, svc.limits, svc.model))
-    rewritten, holdings = await decide(
+    rewritten, _ = await decide(
         request,
         identity,
         analysis,
         _mode(svc) == "narrow",
         lambda held, mode: promql.enforce_query(analysis, held, mode),
     )
-    note(request, decision="narrowed" if holdings_narrowed(analysis, holdings) else "allowed")
     url, body = params.replaced("query", [rewritten])
     _cap_timeout(svc, url, body)
     built = UpstreamRequest(
         request.method, route_path(request), tuple(url), tuple(body) if params.had_body else None
     )
     return await _forward(request, built, identity)
-
-
-def holdings_narrowed(analysis: promql.Analysis, holdings: Holdings) -> bool:
-    """Whether the decision restricted an unbounded request to the caller's holdings."""
-    return not holdings.hub_wide and not analysis.reach().bounded
 
 
 async def scoped_matches(request: web.Request, identity: Identity, matches: list[str]) -> list[str] | None:
@@ -249,10 +253,6 @@ async def scoped_matches(request: web.Request, identity: Identity, matches: list
     )
     if injected and holdings.hub_wide:
         return None
-    note(
-        request,
-        decision="narrowed" if injected or holdings_narrowed(analysis, holdings) else "allowed",
-    )
     return result
 
 
@@ -344,7 +344,8 @@ async def rules(request: web.Request) -> web.StreamResponse:
     svc = services(request)
     identity = await authenticate(request)
     params = await read_params(request, svc.settings.max_body_bytes)
-    holdings = await svc.authz.holdings(identity, None, {})
+    with timed(request, "authz"):
+        holdings = await svc.authz.holdings(identity, None, {})
     if not holdings.holds_anything():
         raise errors.Forbidden("you hold no permission on this hub")
     note(request, decision="filtered")

@@ -1,3 +1,8 @@
 """Shared fixtures: real Prometheus (mTLS), the Keycloak emulator and the proxy, all on loopback."""
 
-pytest_plugins = ["tests.support.fixtures", "tests.support.stack", "tests.support.soak_plugin", "tests.support.logscan"]
+pytest_plugins = [
+    "tests.support.fixtures",
+    "tests.support.stack",
+    "tests.support.soak_plugin",
+    "tests.support.logscan",
+]

@@ -18,8 +18,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from proxy.emulator import Emulator, ThreadedEmulatorServer
 from proxy.demo.prometheus import PrometheusServer
+from proxy.emulator import Emulator, ThreadedEmulatorServer
 from tests.support.soak import ProxyProcess, Sample, Window, percentile, plateaued
 from tests.support.stack import CLIENT_SECRETS, REALM, TokenFor, proxy_environ
 
@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.prometheus, pytest.mark.soak, pytest.mark.slow, pytest
 USERS = ("alice", "bob", "carol", "dave")
 CACHE_SIZE = 64
 # A Grafana dashboard refresh: range panels, an instant stat, a variable lookup, series lookup.
-DASHBOARD = (
+DASHBOARD: tuple[tuple[str, dict[str, str]], ...] = (
     ("/api/v1/query_range", {"query": "sum by (exported_namespace) (DCGM_FI_DEV_GPU_UTIL)",
                              "step": "60"}),
     ("/api/v1/query_range", {"query": "rate(vllm:request_success_total[5m])", "step": "60"}),

@@ -158,4 +158,5 @@ def plateaued(values: Sequence[float], *, tolerance: float, absolute: float) -> 
     half = len(values) // 2
     first, second = max(values[:half]), max(values[half:])
     allowed = first * (1 + tolerance) + absolute
-    return second <= allowed, f"first-half peak {first:.1f}, second-half peak {second:.1f}, allowed {allowed:.1f}"
+    why = f"first-half peak {first:.1f}, second-half peak {second:.1f}, allowed {allowed:.1f}"
+    return second <= allowed, why

@@ -1,0 +1,100 @@
+"""Fair use (SPEC §12) against the running proxy: per-subject rate and concurrency limits (429 +
+Retry-After), range/step caps (400), and Grafana's health check and exemplar probe still passing."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from proxy.demo.prometheus import PrometheusServer
+from tests.support.faults import FaultProxy
+from tests.support.stack import ProxyFactory, TokenFor
+
+pytestmark = [pytest.mark.prometheus]
+Q = {"query": 'DCGM_FI_DEV_GPU_UTIL{cluster="nerc-ocp-prod",exported_namespace="team-a"}'}
+
+
+def _get(base: str, token: str, params: dict[str, str] | None = None,
+         path: str = "/api/v1/query") -> requests.Response:
+    return requests.get(f"{base}{path}", params=params or Q,
+                        headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+
+def test_rate_limit_per_subject_is_429_with_retry_after(
+    proxy_factory: ProxyFactory, token_for: TokenFor
+) -> None:
+    """Past the burst a subject gets 429 + Retry-After; another subject is unaffected."""
+    proxy = proxy_factory(PROXY_RATE_PER_SUBJECT="1", PROXY_RATE_BURST_PER_SUBJECT="5")
+    alice, carol = token_for("alice"), token_for("carol")
+    codes = [_get(proxy.base_url, alice) for _ in range(8)]
+    limited = [r for r in codes if r.status_code == 429]
+    assert [r.status_code for r in codes[:5]] == [200] * 5
+    assert limited, [r.status_code for r in codes]
+    assert int(limited[0].headers["Retry-After"]) >= 1
+    assert limited[0].json()["status"] == "error"
+    assert _get(proxy.base_url, carol).status_code == 200
+    time.sleep(int(limited[0].headers["Retry-After"]) + 0.1)
+    assert _get(proxy.base_url, alice).status_code == 200
+
+
+def test_concurrency_limit_per_subject_is_429(
+    proxy_factory: ProxyFactory, token_for: TokenFor, prometheus: PrometheusServer
+) -> None:
+    """With upstream answers slowed down, a subject's requests beyond the cap get 429."""
+    slow = FaultProxy(prometheus.port).start()
+    slow.set("latency", delay=0.4)
+    try:
+        proxy = proxy_factory(PROXY_MAX_CONCURRENT_PER_SUBJECT="2",
+                              PROXY_PROMETHEUS_BASE_URL=f"https://{slow.url}")
+        alice, carol = token_for("alice"), token_for("carol")
+        assert _get(proxy.base_url, alice).status_code == 200  # warm the decision cache
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda _: _get(proxy.base_url, alice), range(8)))
+        codes = sorted(r.status_code for r in answers)
+        assert codes.count(200) >= 2 and 429 in codes, codes
+        assert all("Retry-After" in r.headers for r in answers if r.status_code == 429)
+        assert _get(proxy.base_url, carol).status_code == 200
+    finally:
+        slow.stop()
+
+
+@pytest.mark.parametrize(("span", "step", "expected"), [
+    (3600, "15", 200), (86400, "5", 400), (33 * 86400, "3600", 400), (31 * 86400, "3600", 200),
+    (11000 * 60, "60", 200), (11001 * 60, "60", 400),
+])
+def test_range_and_step_caps(
+    proxy_server_url: str, token_for: TokenFor, span: int, step: str, expected: int
+) -> None:
+    """query_range above 11,000 points per series or a 32-day span is a 400 bad_data."""
+    end = int(time.time())
+    r = _get(proxy_server_url, token_for("alice"),
+             {**Q, "start": str(end - span), "end": str(end), "step": step}, "/api/v1/query_range")
+    assert r.status_code == expected, r.text[:200]
+    if expected == 400:
+        assert r.json()["errorType"] == "bad_data"
+
+
+@pytest.fixture
+def proxy_server_url(proxy_server: object) -> str:
+    """The shared proxy's base URL."""
+    return str(proxy_server.base_url)  # type: ignore[attr-defined]
+
+
+def test_grafana_health_check_and_exemplar_probe_pass(
+    proxy_server_url: str, token_for: TokenFor
+) -> None:
+    """`POST query=1+1&time=4` and the millisecond exemplar probe still pass under the caps."""
+    auth = {"Authorization": f"Bearer {token_for('alice')}"}
+    r = requests.post(f"{proxy_server_url}/api/v1/query", data={"query": "1+1", "time": "4"},
+                      headers=auth, timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.json()["data"]["result"][1] == "2"
+    r = requests.post(f"{proxy_server_url}/api/v1/query_exemplars",
+                      data={"query": "test", "start": "1767267012345", "end": "1767268812345"},
+                      headers=auth, timeout=30)
+    assert r.status_code == 200, r.text
+    r = requests.get(f"{proxy_server_url}/api/v1/status/buildinfo", headers=auth, timeout=30)
+    assert r.status_code == 200
