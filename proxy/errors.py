@@ -55,6 +55,13 @@ class MethodNotAllowed(ProxyError):
     error_type = "method_not_allowed"
 
 
+class RequestTimeout(ProxyError):
+    """408: the client did not send its request body in time."""
+
+    status = 408
+    error_type = "timeout"
+
+
 class PayloadTooLarge(ProxyError):
     """413: request body or URL over its size limit."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
@@ -70,6 +71,23 @@ def _check_media_type(request: web.Request) -> None:
         raise errors.UnsupportedMediaType(f"request body charset must be UTF-8, not {charset}")
 
 
+BODY_READ_TIMEOUT = 10.0  # a client trickling its body (slowloris) must not hold a slot for ever
+
+
+async def _read_body(request: web.Request, max_body: int) -> bytes:
+    """The whole body, bounded in size (413) and in time (408)."""
+    buffer = bytearray()
+    try:
+        async with asyncio.timeout(BODY_READ_TIMEOUT):
+            while chunk := await request.content.read(65536):
+                buffer.extend(chunk)
+                if len(buffer) > max_body:  # chunked bodies have no Content-Length to check first
+                    raise errors.PayloadTooLarge(f"request body over {max_body} bytes")
+    except TimeoutError as exc:
+        raise errors.RequestTimeout(f"request body not received within {BODY_READ_TIMEOUT:g}s") from exc
+    return bytes(buffer)
+
+
 async def read_params(request: web.Request, max_body: int) -> RequestParams:
     """Read URL and body parameters; 413 for oversized bodies, 415 for foreign bodies."""
     url = _decode(request.rel_url.raw_query_string, "query string")
@@ -92,12 +110,7 @@ async def read_params(request: web.Request, max_body: int) -> RequestParams:
     ]
     if codings not in ([], ["chunked"]):
         raise errors.UnsupportedMediaType("transfer codings other than chunked are not accepted")
-    buffer = bytearray()
-    while chunk := await request.content.read(65536):
-        buffer.extend(chunk)
-        if len(buffer) > max_body:  # chunked bodies have no Content-Length to check first
-            raise errors.PayloadTooLarge(f"request body over {max_body} bytes")
-    raw = bytes(buffer)
+    raw = await _read_body(request, max_body)
     if not raw:
         return RequestParams(url, (), False)  # prometheus-api-client POSTs empty bodies
     _check_media_type(request)

@@ -16,12 +16,22 @@ from proxy.promql.limits import Limits
 from proxy.promql.regex import regex_cost
 from proxy.promql.strings import quote, unquote
 
+# Runs of tokens the guard only skips over (identifiers other than word operators, durations,
+# small decimal numbers, and `label="plain string"` matchers, with commas and blanks between them)
+# are consumed by one match, so the Python loop below sees only the tokens it measures. A run
+# never starts with a blank or comma, so it cannot separate `=~`/`!~` from a following string.
+_WORD = r"(?!(?i:and|or|unless|atan2)(?![A-Za-z0-9_:.]))[A-Za-z_][A-Za-z0-9_:.]*"
+_DUR = r"(?:[0-9]+(?:ms|[smhdwy]))+(?![A-Za-z0-9_.])"
+_SMALL_NUM = r"[0-9]{1,300}(?:\.[0-9]*)?(?![0-9A-Za-z_.])"  # < 1e300: always in float range
+_PLAIN_STR = r""""(?:[^"\\\n]|\\[^\n])*"|'(?:[^'\\\n]|\\[^\n])*'"""
+_SKIP_ITEM = rf"{_WORD}(?:[ \t\r\n]*=(?![=~])[ \t\r\n]*(?:{_PLAIN_STR}))?|{_DUR}|{_SMALL_NUM}"
 _TOKEN = re.compile(
-    r"""
-      (?P<str>"(?:[^"\\\n]|\\[^\n])*"|'(?:[^'\\\n]|\\[^\n])*'|`[^`]*`)
+    rf"""
+      (?P<skip>(?:{_SKIP_ITEM})(?:[ \t\r\n,]*(?:{_SKIP_ITEM}))*)
+    | (?P<str>"(?:[^"\\\n]|\\[^\n])*"|'(?:[^'\\\n]|\\[^\n])*'|`[^`]*`)
     | (?P<comment>\#[^\n]*)
-    | (?P<open>[(\[{])
-    | (?P<close>[)\]}])
+    | (?P<open>[(\[{{])
+    | (?P<close>[)\]}}])
     | (?P<op>==|!=|<=|>=|=~|!~|[-+*/%^<>])
     | (?P<word>[A-Za-z_][A-Za-z0-9_:.]*)
     | (?P<dur>(?:[0-9]+(?:ms|[smhdwy]))+(?![A-Za-z0-9_.]))
@@ -66,6 +76,9 @@ def check(query: str, limits: Limits) -> GuardReport:
     respelled: list[tuple[int, int, str]] = []
     for tok in _TOKEN.finditer(query):
         kind = tok.lastgroup
+        if kind == "skip":
+            prev = ""  # the run's last token is an identifier, number, duration or string
+            continue
         text = tok.group()
         if kind == "comment":
             continue

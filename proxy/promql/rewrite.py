@@ -16,7 +16,7 @@ from proxy.promql.errors import NarrowingImpossible
 from proxy.promql.policy import Branch, Plan, guidance
 from proxy.promql.printer import matcher as matcher_text
 from proxy.promql.printer import to_text
-from proxy.promql.regex import regex_cost
+from proxy.promql.regex import quote_literal, regex_cost
 from proxy.promql.scope import LabelModel
 
 # Range functions computed per series independently, so f(a ∪ b) = f(a) ∪ f(b) for disjoint
@@ -34,6 +34,8 @@ LIFTABLE = frozenset(
 )  # fmt: skip
 # Functions whose arguments may never be replaced by a union.
 NO_UNION = frozenset({"absent", "absent_over_time", "info"})
+# Functions whose output copies the equality matchers of their argument selector as labels.
+LABEL_COPYING = frozenset({"absent", "absent_over_time"})
 MAX_UNION_LEAVES = 128
 
 
@@ -53,6 +55,29 @@ def account(growth: Growth, branch: Branch) -> None:
         growth.added_bytes += len(matcher_text(m).encode()) + 1
         if m.op == "=~":
             growth.added_regex_cost += regex_cost(m.value)
+
+
+def copied_selector(call: n.Call) -> n.VectorSelector | None:
+    """The selector whose equality matchers `call`'s output copies as labels (absent), if any.
+
+    Prometheus copies them from the direct argument (parentheses unwrapped), a vector selector
+    or, for absent_over_time, the vector selector of a matrix selector.
+    """
+    if call.func not in LABEL_COPYING or not call.args:
+        return None
+    arg = call.args[0]
+    while isinstance(arg, n.Paren):
+        arg = arg.expr
+    if isinstance(arg, n.MatrixSelector):
+        return arg.vs
+    return arg if isinstance(arg, n.VectorSelector) else None
+
+
+def not_copied(branch: Branch) -> Branch:
+    """`branch` with equality matchers respelled `=~"<literal>"`, which absent() does not copy."""
+    return tuple(
+        n.Matcher("=~", m.name, quote_literal(m.value)) if m.op == "=" else m for m in branch
+    )
 
 
 def apply(vs: n.VectorSelector, branch: Branch) -> n.VectorSelector:
@@ -78,10 +103,14 @@ class _Rewriter:
         self.index = 0
         self.model = model
         self.growth = Growth()
+        # ids of selectors whose equality matchers a label-copying function outputs
+        self.copied: set[int] = set()
 
-    def _next(self) -> Plan:
+    def _next(self, vs: n.VectorSelector) -> Plan:
         plan = self.plans[self.index]
         self.index += 1
+        if id(vs) in self.copied:
+            plan = tuple(not_copied(b) for b in plan)
         for branch in plan:
             account(self.growth, branch)
         return plan
@@ -101,7 +130,7 @@ class _Rewriter:
 
     def expr(self, e: n.Expr, union_ok: bool) -> n.Expr:
         if isinstance(e, n.VectorSelector):
-            plan = self._next()
+            plan = self._next(e)
             variants = [apply(e, b) for b in plan]
             if len(variants) == 1:
                 return variants[0]
@@ -109,7 +138,7 @@ class _Rewriter:
                 raise self._refuse(e, "inside this function")
             return self._union(variants)
         if isinstance(e, n.MatrixSelector):
-            plan = self._next()
+            plan = self._next(e.vs)
             if len(plan) != 1:
                 raise self._refuse(e.vs, "in a range-vector position")
             return n.MatrixSelector(apply(e.vs, plan[0]), e.range_ms)
@@ -132,6 +161,9 @@ class _Rewriter:
 
     def _call(self, e: n.Call, union_ok: bool) -> n.Expr:
         args_ok = union_ok and e.func not in NO_UNION
+        copied = copied_selector(e)
+        if copied is not None:
+            self.copied.add(id(copied))
         leaves_before = self.growth.leaves
         args: list[n.Expr] = []
         lifted: tuple[int, list[n.Expr]] | None = None
@@ -139,7 +171,7 @@ class _Rewriter:
             if not isinstance(arg, n.MatrixSelector):
                 args.append(self.expr(arg, args_ok))
                 continue
-            plan = self._next()
+            plan = self._next(arg.vs)
             variants: list[n.Expr] = [n.MatrixSelector(apply(arg.vs, b), arg.range_ms) for b in plan]
             args.append(variants[0])
             if len(variants) > 1:

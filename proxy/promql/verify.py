@@ -14,7 +14,7 @@ from proxy.promql.limits import Limits
 from proxy.promql.parse import parse
 from proxy.promql.policy import Held, granted_plan
 from proxy.promql.regex import literal_alternation
-from proxy.promql.rewrite import LIFTABLE, NO_UNION
+from proxy.promql.rewrite import LIFTABLE, NO_UNION, copied_selector
 from proxy.promql.scope import LabelModel
 from proxy.promql.selectors import NAME_LABEL, reach_of
 
@@ -40,6 +40,8 @@ class Verifier:
         self.clusters = held.cluster_names()
         self.projects = held.project_names()
         self.trust_regexes = frozenset(model.project_label_metrics.values())
+        # ids of output selectors whose equality matchers absent() copies into its output
+        self.copied: set[int] = set()
 
     def _values(self, m: n.Matcher) -> frozenset[str]:
         values = frozenset((m.value,)) if m.op == "=" else literal_alternation(m.value)
@@ -47,8 +49,10 @@ class Verifier:
             raise _fail(f"added matcher {m.name}{m.op} is not a set of granted names")
         return values
 
-    def _check_added(self, added: tuple[n.Matcher, ...]) -> None:
+    def _check_added(self, added: tuple[n.Matcher, ...], copied: bool) -> None:
         for m in added:
+            if copied and m.op == "=":
+                raise _fail("an equality matcher was added where absent() copies it as a label")
             if m.name == self.model.cluster_label:
                 if not self.held.hub_wide and not self._values(m) <= self.clusters:
                     raise _fail("added cluster matcher names a cluster not held")
@@ -71,7 +75,7 @@ class Verifier:
             or out.matchers[:k] != orig.matchers
         ):
             raise _fail("a selector changed")
-        self._check_added(out.matchers[k:])
+        self._check_added(out.matchers[k:], id(out) in self.copied)
         if granted_plan(reach_of(out, self.model), self.held, self.model) is None:
             raise _fail("a selector is not confined to the caller's holdings")
 
@@ -126,6 +130,9 @@ class Verifier:
             if orig.func != out.func or len(orig.args) != len(out.args):
                 raise _fail("a function call changed")
             args_ok = union_ok and orig.func not in NO_UNION
+            copied = copied_selector(out)
+            if copied is not None:
+                self.copied.add(id(copied))
             for a, b in zip(orig.args, out.args, strict=True):
                 self.expr(a, b, args_ok)
         elif isinstance(orig, n.Binary):

@@ -290,11 +290,6 @@ def test_deny_mode_vector_and_eve(deny_proxy: ProxyServer, token_for: TokenFor) 
     ok(get(deny_proxy, token_for("dave"), "/api/v1/query", query="DCGM_FI_DEV_GPU_UTIL"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: narrowing adds an equality cluster matcher inside absent(), whose output "
-    "copies equality matchers as labels: {cluster=...} instead of {} (SPEC §4.4: no other change)",
-)
 def test_absent_narrowed_for_single_cluster_keeps_output_labels(
     proxy_server: ProxyServer,
     token_for: TokenFor,
