@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
 from proxy.promql import nodes as n
+from proxy.promql.cache import BoundedLRU
 from proxy.promql.errors import QuerySyntaxError
 from proxy.promql.limits import Limits
 from proxy.promql.parse import parse
@@ -33,6 +34,8 @@ class Analysis:
     selectors: tuple[SelectorReach, ...]
     model: LabelModel
     limits: Limits
+    # identity of the inputs (kind, texts, limits, model) for caches keyed by analysis
+    key: Hashable | None = field(default=None, compare=False, repr=False)
 
     @property
     def has_selectors(self) -> bool:
@@ -59,22 +62,51 @@ class Analysis:
         )
 
 
+# Whole guard+parse+analyse results by (kind, text(s), limits, model): Grafana re-sends the same
+# panel texts on every refresh. Bounded by entries and by query bytes (trees grow with the text).
+ANALYSIS_CACHE: BoundedLRU[Analysis] = BoundedLRU(max_entries=4096, max_weight=4 << 20)
+_ENTRY_OVERHEAD = 256
+
+
+def model_key(model: LabelModel) -> Hashable:
+    """A hashable identity of `model` (its trust map may be a plain dict)."""
+    return (
+        model.cluster_label,
+        tuple(model.project_labels),
+        tuple(sorted(model.project_label_metrics.items())),
+    )
+
+
 def analyse_query(query: str, limits: Limits, model: LabelModel) -> Analysis:
     """Guard, parse and analyse a PromQL query; raises QueryLimitError / QuerySyntaxError."""
+    key = ("query", query, limits, model_key(model))
+    cached = ANALYSIS_CACHE.get(key)
+    if cached is not None:
+        return cached
     tree = parse(query, limits)
     reaches = tuple(reach_of(vs, model) for vs in iter_selectors(tree))
-    return Analysis("query", (tree,), reaches, model, limits)
+    analysis = Analysis("query", (tree,), reaches, model, limits, key)
+    ANALYSIS_CACHE.put(key, analysis, len(query) + _ENTRY_OVERHEAD)
+    return analysis
 
 
 def analyse_selectors(matches: Sequence[str], limits: Limits, model: LabelModel) -> Analysis:
     """Guard, parse and analyse a match[] list; each entry must be a plain series selector."""
     if isinstance(matches, str):
         raise TypeError("matches must be a sequence of selector strings")
+    texts = tuple(matches)
+    key = ("selectors", texts, limits, model_key(model))
+    cached = ANALYSIS_CACHE.get(key)
+    if cached is not None:
+        return cached
     trees: list[n.Expr] = []
-    for text in matches:
+    for text in texts:
         tree = parse(text, limits)
         if not isinstance(tree, n.VectorSelector):
             raise QuerySyntaxError(f"match[] entry is not a series selector: {text[:100]!r}")
         trees.append(tree)
     reaches = tuple(reach_of(t, model) for t in trees if isinstance(t, n.VectorSelector))
-    return Analysis("selectors", tuple(trees), reaches, model, limits)
+    analysis = Analysis("selectors", tuple(trees), reaches, model, limits, key)
+    weight = sum(len(t) for t in texts) + _ENTRY_OVERHEAD * max(1, len(texts))
+    ANALYSIS_CACHE.put(key, analysis, weight)
+    return analysis

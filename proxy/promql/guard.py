@@ -16,18 +16,25 @@ from proxy.promql.limits import Limits
 from proxy.promql.regex import regex_cost
 from proxy.promql.strings import quote, unquote
 
-# Runs of tokens the guard only skips over (identifiers other than word operators, durations,
-# small decimal numbers, and `label="plain string"` matchers, with commas and blanks between them)
-# are consumed by one match, so the Python loop below sees only the tokens it measures. A run
-# never starts with a blank or comma, so it cannot separate `=~`/`!~` from a following string.
+# Two token kinds let the scanner jump over what it only skips, so the Python loop below sees
+# just the tokens it measures: `sel`, a selector brace block with only `=`/`!=` matchers on plain
+# strings (one nesting level, no operator counted, no regex), optionally after its metric name;
+# and `skip`, a run of identifiers other than word operators, durations, small decimal numbers
+# and `label="plain string"` matchers, separated by blanks, commas or single `=`. Neither starts
+# with a blank or comma, so neither can separate `=~`/`!~` (or `@`) from the token after it.
+_SP = r"[ \t\r\n]*"
 _WORD = r"(?!(?i:and|or|unless|atan2)(?![A-Za-z0-9_:.]))[A-Za-z_][A-Za-z0-9_:.]*"
 _DUR = r"(?:[0-9]+(?:ms|[smhdwy]))+(?![A-Za-z0-9_.])"
 _SMALL_NUM = r"[0-9]{1,300}(?:\.[0-9]*)?(?![0-9A-Za-z_.])"  # < 1e300: always in float range
-_PLAIN_STR = r""""(?:[^"\\\n]|\\[^\n])*"|'(?:[^'\\\n]|\\[^\n])*'"""
-_SKIP_ITEM = rf"{_WORD}(?:[ \t\r\n]*=(?![=~])[ \t\r\n]*(?:{_PLAIN_STR}))?|{_DUR}|{_SMALL_NUM}"
+_PLAIN_STR = r""""[^"\\\n]*(?:\\[^\n][^"\\\n]*)*"|'[^'\\\n]*(?:\\[^\n][^'\\\n]*)*'"""
+_EQ = r"=(?![=~])"
+_SKIP_ITEM = rf"{_WORD}(?:{_SP}{_EQ}{_SP}(?:{_PLAIN_STR}))?|{_DUR}|{_SMALL_NUM}"
+_MATCHER = rf"{_WORD}{_SP}(?:{_EQ}|!=){_SP}(?:{_PLAIN_STR})"
+_BLOCK = rf"\{{{_SP}(?:{_MATCHER}(?:{_SP},{_SP}{_MATCHER})*{_SP},?{_SP})?\}}"
 _TOKEN = re.compile(
     rf"""
-      (?P<skip>(?:{_SKIP_ITEM})(?:[ \t\r\n,]*(?:{_SKIP_ITEM}))*)
+      (?P<sel>(?:{_WORD}{_SP})?{_BLOCK})
+    | (?P<skip>(?:{_SKIP_ITEM})(?:(?:[ \t\r\n,]|{_EQ})*(?:{_SKIP_ITEM}))*)
     | (?P<str>"(?:[^"\\\n]|\\[^\n])*"|'(?:[^'\\\n]|\\[^\n])*'|`[^`]*`)
     | (?P<comment>\#[^\n]*)
     | (?P<open>[(\[{{])
@@ -78,6 +85,13 @@ def check(query: str, limits: Limits) -> GuardReport:
         kind = tok.lastgroup
         if kind == "skip":
             prev = ""  # the run's last token is an identifier, number, duration or string
+            continue
+        if kind == "sel":
+            if len(stack) >= max_depth:
+                max_depth = len(stack) + 1
+                if max_depth > limits.max_depth:
+                    raise QueryLimitError("nesting depth", max_depth, limits.max_depth)
+            prev = ""  # the block's last token is `}`
             continue
         text = tok.group()
         if kind == "comment":

@@ -240,9 +240,12 @@ def denied_message(sel: SelectorReach, held: Held, model: LabelModel) -> str:
     return f"{text}: no access to " + "; ".join(missing)
 
 
-def plan_selector(sel: SelectorReach, holdings: Holdings, mode: Mode, model: LabelModel) -> Plan:
+def plan_selector(
+    sel: SelectorReach, holdings: Holdings, mode: Mode, model: LabelModel, held: Held | None = None
+) -> Plan:
     """Decide one selector: the branches of matchers to add, or AccessDenied."""
-    held = Held.of(holdings)
+    if held is None:
+        held = Held.of(holdings)
     if not held.anything():
         raise AccessDenied("you hold no access on this hub")
     plan = granted_plan(sel, held, model)

@@ -75,9 +75,7 @@ def copied_selector(call: n.Call) -> n.VectorSelector | None:
 
 def not_copied(branch: Branch) -> Branch:
     """`branch` with equality matchers respelled `=~"<literal>"`, which absent() does not copy."""
-    return tuple(
-        n.Matcher("=~", m.name, quote_literal(m.value)) if m.op == "=" else m for m in branch
-    )
+    return tuple(n.Matcher("=~", m.name, quote_literal(m.value)) if m.op == "=" else m for m in branch)
 
 
 def apply(vs: n.VectorSelector, branch: Branch) -> n.VectorSelector:

@@ -40,6 +40,10 @@ class Holdings:
         object.__setattr__(self, "clusters", frozenset(self.clusters))
         object.__setattr__(self, "projects", _frozen_map(self.projects))
 
+    def __hash__(self) -> int:
+        """Hash of the holdings' contents, so equal holdings share cache entries."""
+        return hash((self.hub_wide, self.clusters, frozenset(self.projects.items())))
+
     def holds_anything(self) -> bool:
         """True when the caller holds at least one GET resource on this hub."""
         return self.hub_wide or bool(self.clusters) or any(self.projects.values())

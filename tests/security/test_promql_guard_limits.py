@@ -2,6 +2,8 @@
 and inputs that crash or explode the raw parser are refused before it sees them.
 
 Every probe runs in a child process with RLIMIT_AS set, so a crash cannot take the tests down.
+Times are CPU time (user + system) of the work itself, the minimum of a few repetitions: CI runs
+the suite with `pytest -n 2` on two cores, where wall-clock time measures the neighbours' load.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ LIMITS = Limits()
 CAP = 1 << 30  # address-space cap of each child
 MAX_SECONDS = 0.050
 MAX_RSS_KIB = 200 * 1024
+REPS = 5  # cold parses per probe; the fastest counts
 
 
 def _fill(sep: str, terms: int) -> str:
@@ -59,8 +62,8 @@ EXPLOSIVE = {
 }
 
 
-def _probe(query: str, *, raw: bool = False, cap: int = CAP) -> dict[str, object]:
-    args = [sys.executable, str(PROBE), str(cap)] + (["raw"] if raw else [])
+def _probe(query: str, *, raw: bool = False, cap: int = CAP, reps: int = REPS) -> dict[str, object]:
+    args = [sys.executable, str(PROBE), str(cap), "raw" if raw else "guarded", str(reps)]
     done = subprocess.run(args, input=query, capture_output=True, text=True, timeout=120)
     if done.returncode != 0:
         return {"outcome": f"died:{done.returncode}", "seconds": None, "rss_kib": None}
@@ -83,17 +86,20 @@ def test_worst_case_at_limits_is_admitted_and_cheap(name: str) -> None:
 def test_explosive_inputs_are_refused_by_the_guard_quickly(name: str) -> None:
     """Inputs that crash or explode the raw parser never reach it: refused in well under 1 ms."""
     query = EXPLOSIVE[name]
-    start = time.perf_counter()
-    with pytest.raises(QueryLimitError) as info:
-        check(query, LIMITS)
-    assert time.perf_counter() - start < 0.001
+    best = float("inf")
+    for _ in range(REPS):
+        start = time.process_time()
+        with pytest.raises(QueryLimitError) as info:
+            check(query, LIMITS)
+        best = min(best, time.process_time() - start)
+    assert best < 0.001, best
     assert info.value.limit in str(info.value) and str(info.value.maximum) in str(info.value)
 
 
 @pytest.mark.parametrize("name", ["plus_chain_5000", "regex_w200_x50"])
 def test_raw_parser_really_explodes_on_them(name: str) -> None:
     """Control: the same inputs given raw to promql-parser die or blow the time/memory budget."""
-    report = _probe(EXPLOSIVE[name], raw=True, cap=256 << 20)
+    report = _probe(EXPLOSIVE[name], raw=True, cap=256 << 20, reps=1)
     seconds = report["seconds"]
     exploded = str(report["outcome"]).startswith(("died", "error")) or (
         isinstance(seconds, float) and seconds > MAX_SECONDS

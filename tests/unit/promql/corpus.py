@@ -37,6 +37,12 @@ def binding_dump(query: str, drop: tuple[str, ...] = ()) -> str:
     return text
 
 
+def regex_matcher_dump(name: str, literal: str) -> str:
+    """The whitespace-free Debug dump of an `=~` matcher on a plain literal, with its comma."""
+    anchored = json.dumps(f"^(?:{literal})$")
+    return f"Matcher{{op:Re(Regex({anchored},),),name:{json.dumps(name)},value:{json.dumps(literal)},}},"
+
+
 def equal_matcher_dump(name: str, value: str) -> str:
     """The whitespace-free Debug dump of an `=` matcher, followed by its list comma."""
     return f"Matcher{{op:Equal,name:{json.dumps(name)},value:{json.dumps(value)},}},"
