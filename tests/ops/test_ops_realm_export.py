@@ -1,0 +1,18 @@
+"""The compose stack's Keycloak realm is exactly what `policies export policies/demo.yaml` writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from proxy.policies.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_committed_realm_matches_the_export(tmp_path: Path) -> None:
+    """deploy/compose/keycloak/realm-nerc.json has not drifted from policies/demo.yaml."""
+    out = tmp_path / "realm.json"
+    assert main(["export", str(ROOT / "policies" / "demo.yaml"), "-o", str(out)]) == 0
+    committed = json.loads((ROOT / "deploy" / "compose" / "keycloak" / "realm-nerc.json").read_text())
+    assert json.loads(out.read_text()) == committed
