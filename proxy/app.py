@@ -108,6 +108,7 @@ def request_context(settings: Settings) -> Middleware:
     # Label children resolved once per (route, code): no lock or tuple per request.
     counted: dict[tuple[str, int], Any] = {}
     timed_routes: dict[str, Any] = {}
+    in_flight = metrics.IN_FLIGHT_NOW
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -126,7 +127,7 @@ def request_context(settings: Settings) -> Middleware:
         resource = request.match_info.route.resource
         route = (resource.name if resource is not None else None) or "unmatched"
         started = time.perf_counter()
-        metrics.IN_FLIGHT.inc()
+        in_flight.value += 1
         status = 500
         try:
             if len(request.raw_path) > max_url:
@@ -141,7 +142,7 @@ def request_context(settings: Settings) -> Middleware:
             response = _error_response(exc.status, exc.error_type, exc.message, exc.headers)
             status = exc.status
         finally:
-            metrics.IN_FLIGHT.dec()
+            in_flight.value -= 1
             elapsed = time.perf_counter() - started
             key = (route, status)
             child = counted.get(key)

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import math
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from cachetools import TTLCache
-
 from proxy import errors
 
 
-@dataclass
+@dataclass(slots=True)
 class _Bucket:
     tokens: float
     stamp: float
@@ -26,27 +25,45 @@ class FairUse:
         self._rate = rate
         self._burst = burst
         self._concurrency = concurrency
-        # Idle subjects are forgotten; a full bucket is the default anyway.
-        self._buckets: TTLCache[str, _Bucket] = TTLCache(max_subjects, ttl=max(60.0, burst / rate))
+        # Idle subjects are forgotten; a full bucket is the default anyway (an idle period of `ttl`
+        # refills any bucket, as ttl >= burst / rate). Buckets are kept least recently used first
+        # (a bucket's stamp is its last use), so the expired ones, and when more than
+        # `max_subjects` are active the least recently used, are always at the front: an
+        # OrderedDict does in O(1) what a TTLCache did with its timer links on every request.
+        self._ttl = max(60.0, burst / rate)
+        self._max_subjects = max_subjects
+        self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
         self._in_flight: dict[str, int] = {}
+
+    def _bucket(self, subject: str, now: float) -> _Bucket:
+        """The subject's bucket, now the most recently used; a new full one for a new subject."""
+        buckets = self._buckets
+        bucket = buckets.get(subject)
+        if bucket is not None:
+            buckets.move_to_end(subject)
+            return bucket
+        horizon = now - self._ttl
+        while buckets:
+            oldest = next(iter(buckets.values()))
+            if oldest.stamp > horizon and len(buckets) < self._max_subjects:
+                break
+            buckets.popitem(last=False)
+        bucket = buckets[subject] = _Bucket(float(self._burst), now)
+        return bucket
 
     async def admit(self, subject: str) -> None:
         """Take one token from the subject's bucket or refuse with 429 and Retry-After."""
         now = time.monotonic()
-        bucket = self._buckets.get(subject)
-        if bucket is None:
-            bucket = _Bucket(float(self._burst), now)
+        bucket = self._bucket(subject, now)
         bucket.tokens = min(float(self._burst), bucket.tokens + (now - bucket.stamp) * self._rate)
         bucket.stamp = now
         if bucket.tokens < 1.0:
-            self._buckets[subject] = bucket
             wait = math.ceil((1.0 - bucket.tokens) / self._rate)
             raise errors.TooManyRequests(
                 f"rate limit of {self._rate:g} requests/s exceeded",
                 headers={"Retry-After": str(wait)},
             )
         bucket.tokens -= 1.0
-        self._buckets[subject] = bucket
 
     @asynccontextmanager
     async def slot(self, subject: str) -> AsyncIterator[None]:

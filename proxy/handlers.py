@@ -67,13 +67,37 @@ def note(request: web.Request, **fields: Any) -> None:
     request.setdefault(LOG_FIELDS, {}).update(fields)
 
 
-async def authenticate(request: web.Request) -> Identity:
+async def authenticate(request: web.Request, svc: Services | None = None) -> Identity:
     """Authenticate the caller and bind the subject to the request's log context."""
+    authn = (svc or services(request)).authn
     with timed(request, "authn"):
-        identity = await services(request).authn.authenticate(request.headers.get("Authorization"))
+        identity = await authn.authenticate(request.headers.get("Authorization"))
     note(request, subject=identity.subject)
     structlog.contextvars.bind_contextvars(subject=identity.subject)
     return identity
+
+
+# Reach of an analysis and its two log fields, by the analysis object: analyses are immutable and
+# come from the PromQL analysis cache, so a repeated panel reuses these instead of recomputing
+# the union and sorting on every request. The entry holds the analysis itself, so its id cannot be
+# reused while the entry lives; few entries (cleared when full), as each keeps a parsed tree (of a
+# query of at most PROXY_MAX_QUERY_BYTES) alive beyond the analysis cache's own bounds.
+_REACH: dict[int, tuple[promql.Analysis, promql.Reach, tuple[str, ...], tuple[str, ...]]] = {}
+_REACH_MAX_ENTRIES = 128
+
+
+def _reach(analysis: promql.Analysis) -> tuple[promql.Reach, tuple[str, ...], tuple[str, ...]]:
+    """`analysis.reach()` with its sorted clusters and namespaces, computed once per analysis."""
+    hit = _REACH.get(id(analysis))
+    if hit is not None and hit[0] is analysis:
+        return hit[1], hit[2], hit[3]
+    reach = analysis.reach()
+    clusters = tuple(sorted(reach.clusters))
+    namespaces = tuple(sorted({p for ps in reach.projects.values() for p in ps}))
+    if len(_REACH) >= _REACH_MAX_ENTRIES:
+        _REACH.clear()
+    _REACH[id(analysis)] = (analysis, reach, clusters, namespaces)
+    return reach, clusters, namespaces
 
 
 async def decide(
@@ -82,6 +106,7 @@ async def decide(
     analysis: promql.Analysis,
     narrow: bool,
     apply: Callable[[Holdings, promql.Mode], T],
+    svc: Services | None = None,
 ) -> tuple[T, Holdings]:
     """Ask Keycloak what the analysed request needs and enforce it; returns (result, holdings).
 
@@ -90,13 +115,9 @@ async def decide(
     (SPEC §4.3: an unbounded *or partly granted* selector), in deny mode so that the 403 says what
     is missing rather than "you hold nothing" (the exact-names answer only covers those names).
     """
-    svc = services(request)
-    reach = analysis.reach()
-    note(
-        request,
-        clusters=sorted(reach.clusters),
-        namespaces=sorted({p for ps in reach.projects.values() for p in ps}),
-    )
+    svc = svc or services(request)
+    reach, clusters, namespaces = _reach(analysis)
+    note(request, clusters=clusters, namespaces=namespaces)
     mode: promql.Mode = "narrow" if narrow else "deny"
     if analysis.has_selectors and reach.bounded:
         with timed(request, "authz"):
@@ -200,9 +221,11 @@ def _cap_timeout(svc: Services, url: list[tuple[str, str]], body: list[tuple[str
                 params[i] = (key, f"{int(cap * 1000)}ms")
 
 
-async def _forward(request: web.Request, built: UpstreamRequest, identity: Identity) -> web.StreamResponse:
+async def _forward(
+    request: web.Request, built: UpstreamRequest, identity: Identity, svc: Services | None = None
+) -> web.StreamResponse:
     """Send a built request upstream under the caller's fair-use share and stream the answer."""
-    svc = services(request)
+    svc = svc or services(request)
     async with svc.fair_use.slot(identity.subject):
         response = await svc.upstream.send(built, svc.upstream.headers_for(request, built.form is not None))
         return await stream(request, response)
@@ -211,7 +234,7 @@ async def _forward(request: web.Request, built: UpstreamRequest, identity: Ident
 async def query(request: web.Request) -> web.StreamResponse:
     """`/api/v1/query`, `query_range`, `query_exemplars`: analyse, authorize, rewrite, forward."""
     svc = services(request)
-    identity = await authenticate(request)
+    identity = await authenticate(request, svc)
     await svc.fair_use.admit(identity.subject)
     params = await read_params(request, svc.settings.max_body_bytes)
     text = params.single("query")
@@ -225,13 +248,14 @@ async def query(request: web.Request) -> web.StreamResponse:
         analysis,
         _mode(svc) == "narrow",
         lambda held, mode: promql.enforce_query(analysis, held, mode),
+        svc,
     )
     url, body = params.replaced("query", [rewritten])
     _cap_timeout(svc, url, body)
     built = UpstreamRequest(
         request.method, route_path(request), tuple(url), tuple(body) if params.had_body else None
     )
-    return await _forward(request, built, identity)
+    return await _forward(request, built, identity, svc)
 
 
 async def scoped_matches(request: web.Request, identity: Identity, matches: list[str]) -> list[str] | None:

@@ -45,6 +45,13 @@ SECRET_KEYS = frozenset(
 )
 _secrets: re.Pattern[str] | None = None
 _secret_values: set[str] = set()
+# Strings already seen to come out of `redact_text` unchanged (so they hold no token material):
+# the same subjects, clusters, namespaces and event names recur on every request line, and a set
+# lookup is far cheaper than the regex scans. Only unchanged strings are kept, so no secret is
+# ever held here; bounded (cleared when full), and cleared when new secrets are registered.
+_clean: set[str] = set()
+_CLEAN_MAX_ENTRIES = 4096
+_CLEAN_MAX_LEN = 256
 
 
 def _replace(match: re.Match[str]) -> str:
@@ -64,16 +71,24 @@ def register_secrets(values: Iterable[str | None]) -> None:
     _secret_values.update(v for v in values if v and len(v) >= 4)
     ordered = sorted(_secret_values, key=len, reverse=True)
     _secrets = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+    _clean.clear()  # a string clean before may contain a newly registered secret
 
 
 def redact_text(text: str) -> str:
     """Replace token-shaped substrings (and registered secrets) with a marker."""
+    if text in _clean:
+        return text
+    out = text
     # Every token shape needs one of these; most field values (names, ids) have none.
-    if " " in text or "=" in text or ":" in text or "eyJ" in text or "\t" in text:
-        text = _TOKEN_TEXT.sub(_replace, text)
+    if " " in out or "=" in out or ":" in out or "eyJ" in out or "\t" in out:
+        out = _TOKEN_TEXT.sub(_replace, out)
     if _secrets is not None:
-        text = _secrets.sub(REDACTED, text)
-    return text
+        out = _secrets.sub(REDACTED, out)
+    if out == text and len(text) <= _CLEAN_MAX_LEN:
+        if len(_clean) >= _CLEAN_MAX_ENTRIES:
+            _clean.clear()
+        _clean.add(text)
+    return out
 
 
 def _redact_value(value: Any) -> Any:
@@ -86,7 +101,8 @@ def _redact_value(value: Any) -> Any:
             for k, v in value.items()
         }
     if isinstance(value, list | tuple | set | frozenset):
-        return [_redact_value(v) for v in value]
+        # Lists of names (clusters, namespaces) are the common case: strings straight to the scan.
+        return [redact_text(v) if v.__class__ is str else _redact_value(v) for v in value]
     if isinstance(value, int | float | bool) or value is None:
         return value
     return redact_text(str(value))
@@ -100,15 +116,35 @@ _OWN_FIELDS = frozenset(
 )
 
 
+# Per field name: skipped (the proxy's own), always replaced (secret-named) or scanned. Decided
+# once per name rather than lower-casing and testing every key of every line; names come from the
+# code, so this stays small (and is bounded anyway).
+_SKIP, _SECRET, _SCAN = 1, 2, 3
+_kinds: dict[str, int] = {}
+# Values that carry no text: left as they are (as before, whatever their field's name).
+_SCALAR_TYPES = frozenset({int, float, bool, type(None)})
+
+
+def _kind(key: str) -> int:
+    """How the values of field `key` are redacted."""
+    kind = _SKIP if key in _OWN_FIELDS else _SECRET if key.lower() in SECRET_KEYS else _SCAN
+    if len(_kinds) < 1024:
+        _kinds[key] = kind
+    return kind
+
+
 def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """structlog processor: drop secret-named fields and token-shaped strings."""
+    kinds = _kinds
     for key, value in event.items():
-        if key in _OWN_FIELDS or value is None or value.__class__ in (int, float, bool):
+        kind = kinds.get(key) or _kind(key)
+        if kind == _SKIP or value.__class__ in _SCALAR_TYPES:
             continue
-        if key.lower() in SECRET_KEYS:
+        if kind == _SECRET:
             event[key] = REDACTED
-        elif key.startswith("cache_") and value in ("hit", "miss"):
-            continue
+        elif value.__class__ is str:
+            if value not in _clean:  # inlined fast path of redact_text
+                event[key] = redact_text(value)
         else:
             event[key] = _redact_value(value)
     return event

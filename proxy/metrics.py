@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client.metrics import MetricWrapperBase
 
 from proxy.timing import add_duration, note_cache
 
@@ -13,7 +16,53 @@ ProcessCollector(registry=REGISTRY)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
-class _CacheCounter(Counter):
+class _Children(MetricWrapperBase):
+    """Remembers the child of each positional label tuple: `labels()` validates, stringifies and
+    takes a lock on every call, and the request path asks for the same few children every time."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._children: dict[tuple[object, ...], Any] = {}
+
+    def labels(self, *labelvalues: object, **labelkwargs: object) -> Any:
+        """The child for these label values (from the memo when asked positionally before)."""
+        if labelkwargs:
+            return super().labels(*labelvalues, **labelkwargs)
+        child = self._children.get(labelvalues)
+        if child is None:
+            # validation stays prometheus_client's: only a child it returned is remembered
+            child = self._children[labelvalues] = super().labels(*labelvalues)
+        return child
+
+    def remove(self, *labelvalues: Any) -> None:
+        """Remove a child (and forget every memo entry, so a removed child is never updated)."""
+        self._children = {}
+        super().remove(*labelvalues)
+
+    def remove_by_labels(self, labels: dict[str, str]) -> None:
+        """Remove matching children (and forget the memo)."""
+        self._children = {}
+        super().remove_by_labels(labels)
+
+    def clear(self) -> None:
+        """Remove every child (and forget the memo)."""
+        self._children = {}
+        super().clear()
+
+
+class _Counter(_Children, Counter):
+    """A Counter with remembered children."""
+
+
+class _Gauge(_Children, Gauge):
+    """A Gauge with remembered children."""
+
+
+class _Histogram(_Children, Histogram):
+    """A Histogram with remembered children."""
+
+
+class _CacheCounter(_Counter):
     """A counter of cache lookups that also marks the lookup on the current request's log line."""
 
     def inc(self, amount: float = 1, exemplar: dict[str, str] | None = None) -> None:
@@ -23,7 +72,7 @@ class _CacheCounter(Counter):
             note_cache(self._labelvalues[0], self._labelvalues[1])
 
 
-class _PhaseHistogram(Histogram):
+class _PhaseHistogram(_Histogram):
     """A latency histogram that also adds each observation to the request's `<phase>_ms` field."""
 
     phase = ""
@@ -46,13 +95,13 @@ class _KeycloakHistogram(_PhaseHistogram):
     phase = "keycloak"
 
 
-REQUESTS = Counter(
+REQUESTS = _Counter(
     "prom_keycloak_proxy_requests_total",
     "Requests answered, by route (the route table's name, never a raw path) and status code.",
     ["route", "code"],
     registry=REGISTRY,
 )
-REQUEST_SECONDS = Histogram(
+REQUEST_SECONDS = _Histogram(
     "prom_keycloak_proxy_request_duration_seconds",
     "Time to answer a request (headers sent), by route.",
     ["route"],
@@ -64,7 +113,21 @@ IN_FLIGHT = Gauge(
     "Requests being handled now.",
     registry=REGISTRY,
 )
-DECISIONS = Counter(
+
+
+class _Count:
+    """A plain counter the request path adjusts (no lock, no validation), read at scrape time."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0
+
+
+# The request middleware counts requests in flight here; the gauge reads it when scraped.
+IN_FLIGHT_NOW = _Count()
+IN_FLIGHT.set_function(lambda: IN_FLIGHT_NOW.value)
+DECISIONS = _Counter(
     "prom_keycloak_proxy_authz_decisions_total",
     "Authorization outcomes: allowed, narrowed, filtered, passthrough, denied, refused (guard or "
     "parse), unauthenticated, error (Keycloak unavailable).",
@@ -77,7 +140,7 @@ KEYCLOAK_SECONDS = _KeycloakHistogram(
     ["call"],
     registry=REGISTRY,
 )
-KEYCLOAK_ERRORS = Counter(
+KEYCLOAK_ERRORS = _Counter(
     "prom_keycloak_proxy_keycloak_errors_total",
     "Keycloak calls that failed, by call and reason (timeout, unreachable, status_5xx, status_4xx).",
     ["call", "reason"],
@@ -89,7 +152,7 @@ CACHE_EVENTS = _CacheCounter(
     ["cache", "result"],
     registry=REGISTRY,
 )
-CACHE_SIZE = Gauge(
+CACHE_SIZE = _Gauge(
     "prom_keycloak_proxy_cache_entries",
     "Entries held, by cache.",
     ["cache"],
@@ -102,7 +165,7 @@ UPSTREAM_SECONDS = _UpstreamHistogram(
     buckets=LATENCY_BUCKETS,
     registry=REGISTRY,
 )
-QUERY_REJECTIONS = Counter(
+QUERY_REJECTIONS = _Counter(
     "prom_keycloak_proxy_query_rejections_total",
     "Queries refused before authorization, by reason (limit name, syntax).",
     ["reason"],
@@ -118,7 +181,7 @@ KEYCLOAK_UP = Gauge(
     "1 when the last Keycloak call got an answer, 0 when it failed to connect or timed out.",
     registry=REGISTRY,
 )
-WORKER = Gauge(
+WORKER = _Gauge(
     "prom_keycloak_proxy_worker_info",
     "1, labelled with this process's worker index (0 … PROXY_WORKERS-1).",
     ["worker"],

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from urllib.parse import parse_qsl
+from functools import lru_cache
+from urllib.parse import unquote
 
 from aiohttp import web
 
@@ -48,14 +49,35 @@ class RequestParams:
         return url, body
 
 
+def _pair(field: str) -> tuple[str, str]:
+    """One `name=value` field exactly as `parse_qsl(keep_blank_values=True, errors="strict")`
+    decodes it (`+` is a space, no `=` means an empty value); UnicodeDecodeError when not UTF-8."""
+    name, sep, value = field.partition("=")
+    return (
+        unquote(name.replace("+", " "), encoding="utf-8", errors="strict"),
+        unquote(value.replace("+", " "), encoding="utf-8", errors="strict") if sep else "",
+    )
+
+
+# Dashboards send the same (long, percent-encoded) query fields on every refresh, and unquoting
+# is a Python loop over the text; only short fields are remembered (bounded memory), and failures
+# are never cached (an exception is not a result).
+_cached_pair = lru_cache(maxsize=512)(_pair)
+_CACHED_FIELD_MAX = 4096
+
+
 def _decode(raw: bytes | str, where: str) -> tuple[tuple[str, str], ...]:
     """Parse `a=b&c=d` strictly as UTF-8 (non-UTF-8 bytes are refused, never guessed)."""
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
-        pairs = parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict")
+        if not text:
+            return ()
+        # parse_qsl's own loop: split on "&" only, empty fields skipped
+        return tuple(
+            _cached_pair(f) if len(f) <= _CACHED_FIELD_MAX else _pair(f) for f in text.split("&") if f
+        )
     except (UnicodeDecodeError, ValueError) as exc:
         raise errors.BadRequest(f"{where} is not valid UTF-8 form data") from exc
-    return tuple(pairs)
 
 
 def _check_media_type(request: web.Request) -> None:
@@ -76,10 +98,19 @@ BODY_READ_TIMEOUT = 10.0  # a client trickling its body (slowloris) must not hol
 
 async def _read_body(request: web.Request, max_body: int) -> bytes:
     """The whole body, bounded in size (413) and in time (408)."""
+    content = request.content
     buffer = bytearray()
+    if content.is_eof():
+        # The whole body came with the headers (a dashboard's form): take it without arming a timer.
+        data = content.read_nowait(-1)
+        if len(data) > max_body:
+            raise errors.PayloadTooLarge(f"request body over {max_body} bytes")
+        if content.at_eof():
+            return data
+        buffer.extend(data)
     try:
         async with asyncio.timeout(BODY_READ_TIMEOUT):
-            while chunk := await request.content.read(65536):
+            while chunk := await content.read(65536):
                 buffer.extend(chunk)
                 if len(buffer) > max_body:  # chunked bodies have no Content-Length to check first
                     raise errors.PayloadTooLarge(f"request body over {max_body} bytes")

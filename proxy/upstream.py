@@ -45,6 +45,16 @@ PASSED_RESPONSE_HEADERS = (
 # The upstream refusing the proxy's own credentials is the proxy's fault, not the caller's.
 CREDENTIAL_STATUSES = frozenset({401, 403, 407})
 CHUNK = 64 * 1024
+# The value last given to the (process-wide) UPSTREAM_UP gauge: set only on a change, not under
+# the gauge's lock on every request.
+_up_state: list[float] = [-1.0]
+
+
+def _set_up(value: float) -> None:
+    """Set UPSTREAM_UP when it changes."""
+    if _up_state[0] != value:
+        _up_state[0] = value
+        metrics.UPSTREAM_UP.set(value)
 
 Params = Sequence[tuple[str, str]]
 
@@ -229,11 +239,11 @@ class Upstream:
             metrics.UPSTREAM_SECONDS.labels("timeout").observe(time.perf_counter() - started)
             raise errors.UpstreamTimeout("upstream did not answer in time") from exc
         except (aiohttp.ClientError, OSError, ssl.SSLError) as exc:
-            metrics.UPSTREAM_UP.set(0)
+            _set_up(0.0)
             metrics.UPSTREAM_SECONDS.labels("error").observe(time.perf_counter() - started)
             log.warning("upstream_unreachable", error=type(exc).__name__, detail=str(exc)[:200])
             raise errors.UpstreamUnavailable("upstream is unreachable") from exc
-        metrics.UPSTREAM_UP.set(1)
+        _set_up(1.0)
         metrics.UPSTREAM_SECONDS.labels(str(response.status)).observe(time.perf_counter() - started)
         if response.status in CREDENTIAL_STATUSES:
             response.release()

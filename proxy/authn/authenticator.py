@@ -110,6 +110,11 @@ class Authenticator:
             raise self._unauthorized("missing or oversized credentials")
         scheme, _, credentials = authorization.strip().partition(" ")
         credentials = credentials.strip()
+        if self._introspector is None and scheme.lower() == "bearer" and credentials:
+            # Warm path: a token verified before needs no I/O, so no timeout timer either.
+            hit = self._bearer.cached(credentials)
+            if hit is not None:
+                return hit
         try:
             async with asyncio.timeout(self._timeout):
                 identity = await self._identify(scheme.lower(), credentials)
