@@ -55,8 +55,10 @@ async def _timed(session: aiohttp.ClientSession, window: list[Window], method: s
         window[0].unexpected.append(str(status))
 
 
-async def _load(proxy: ProxyProcess, emu: Emulator, tokens: dict[str, str], duration: float,
+async def _load(proxy: ProxyProcess, emu: Emulator, token_for: TokenFor, duration: float,
                 interval: float) -> list[Sample]:
+    names = (*USERS, "eve", "researcher-team-a")
+    tokens = {name: token_for(name) for name in names}
     window = [Window()]
     samples: list[Sample] = []
     stop = time.monotonic() + duration
@@ -69,24 +71,25 @@ async def _load(proxy: ProxyProcess, emu: Emulator, tokens: dict[str, str], dura
         return {"start": str(now - 3600), "end": str(now), **extra} if "step" in extra else extra
 
     async def dashboard_user(i: int, session: aiohttp.ClientSession) -> None:
-        auth = {"Authorization": f"Bearer {tokens[USERS[i % len(USERS)]]}"}
         while time.monotonic() < stop:
+            auth = {"Authorization": f"Bearer {tokens[USERS[i % len(USERS)]]}"}
             await asyncio.gather(*(
                 _timed(session, window, "POST", base + path, (200,), data=params(p), headers=auth)
                 for path, p in DASHBOARD))
             await asyncio.sleep(1.0)
 
-    async def script(session: aiohttp.ClientSession, header: str) -> None:
+    async def script(session: aiohttp.ClientSession, basic_auth: bool) -> None:
         while time.monotonic() < stop:
+            header = basic if basic_auth else f"Bearer {tokens['researcher-team-a']}"
             await _timed(session, window, "GET", f"{base}/api/v1/query", (200,),
                          params={"query": 'DCGM_FI_DEV_GPU_UTIL{exported_namespace="team-a"}'},
                          headers={"Authorization": header})
             await asyncio.sleep(0.05)
 
     async def denied(session: aiohttp.ClientSession) -> None:
-        eve = {"Authorization": f"Bearer {tokens['eve']}"}
-        alice = {"Authorization": f"Bearer {tokens['alice']}"}
         while time.monotonic() < stop:
+            eve = {"Authorization": f"Bearer {tokens['eve']}"}
+            alice = {"Authorization": f"Bearer {tokens['alice']}"}
             await _timed(session, window, "GET", f"{base}/api/v1/query", (403,),
                          params={"query": "up"}, headers=eve)
             await _timed(session, window, "GET", f"{base}/api/v1/query", (403,),
@@ -106,6 +109,12 @@ async def _load(proxy: ProxyProcess, emu: Emulator, tokens: dict[str, str], dura
                          headers={"Authorization": f"Bearer {fresh}"})
             await asyncio.sleep(0.05)
 
+    async def refresher() -> None:
+        # Access tokens live 5 minutes; clients refresh them well before, as Grafana does.
+        while time.monotonic() < stop:
+            await asyncio.sleep(min(60.0, max(0.0, stop - time.monotonic())))
+            tokens.update({name: token_for(name) for name in names})
+
     async def reporter() -> None:
         started = time.monotonic()
         while time.monotonic() < stop:
@@ -123,7 +132,7 @@ async def _load(proxy: ProxyProcess, emu: Emulator, tokens: dict[str, str], dura
     async with aiohttp.ClientSession(connector=connector,
                                      timeout=aiohttp.ClientTimeout(total=30)) as session:
         workers = [dashboard_user(i, session) for i in range(20)]
-        workers += [script(session, basic), script(session, f"Bearer {tokens['researcher-team-a']}")]
+        workers += [script(session, True), script(session, False), refresher()]
         workers += [denied(session), denied(session), token_churn(session)]
         await asyncio.gather(reporter(), *workers)
     return samples
@@ -137,11 +146,10 @@ def test_soak_mixed_traffic_plateaus(
     env = proxy_environ(prometheus, emulator_server.base_url,
                         PROXY_AUTHZ_CACHE_SIZE=str(CACHE_SIZE), PROXY_LOG_LEVEL="error")
     proxy = ProxyProcess(env, tmp_path / "proxy.log").start()
-    tokens = {name: token_for(name) for name in (*USERS, "eve", "researcher-team-a")}
     interval = min(30.0, soak_duration / 4)
     print(f"\nsoak: {soak_duration:.0f}s, report every {interval:.0f}s, proxy pid {proxy.pid}")
     try:
-        samples = asyncio.run(_load(proxy, emu, tokens, soak_duration, interval))
+        samples = asyncio.run(_load(proxy, emu, token_for, soak_duration, interval))
     finally:
         proxy.stop()
     total = sum(s.rps * interval for s in samples)
