@@ -53,20 +53,7 @@ def main() -> int:
         url = f"http://127.0.0.1:{port}"
         proc = stack.enter_context(
             bench.started(
-                [
-                    sys.executable,
-                    str(bench.BENCH / "passthrough.py"),
-                    "--port",
-                    str(port),
-                    "--upstream",
-                    prom.base_url,
-                    "--ca",
-                    str(prom.ca),
-                    "--cert",
-                    str(prom.client_cert),
-                    "--key",
-                    str(prom.client_key),
-                ],
+                bench.passthrough_command(port, prom),
                 f"{url}/-/ready",
                 workdir / "pt.log",
             )

@@ -800,6 +800,15 @@ class FullBench(Bench):
     profile_text = ""
 
 
+def passthrough_command(port: int, prom: PrometheusServer) -> list[str]:
+    """The command line of the bare aiohttp pass-through in front of `prom` (mTLS)."""
+    return [
+        sys.executable, str(BENCH / "passthrough.py"), "--port", str(port),
+        "--upstream", prom.base_url, "--ca", str(prom.ca),
+        "--cert", str(prom.client_cert), "--key", str(prom.client_key),
+    ]
+
+
 def run_all(
     stack: contextlib.ExitStack, workdir: Path, args: argparse.Namespace, only: set[str]
 ) -> FullBench:
@@ -839,20 +848,7 @@ def run_all(
             bench.measure(Target(NGINX, f"http://127.0.0.1:{port}", process_tree(proc.pid)), full)
     if want(PASS):
         port = free_port()
-        cmd = [
-            sys.executable,
-            str(BENCH / "passthrough.py"),
-            "--port",
-            str(port),
-            "--upstream",
-            prom.base_url,
-            "--ca",
-            str(prom.ca),
-            "--cert",
-            str(prom.client_cert),
-            "--key",
-            str(prom.client_key),
-        ]
+        cmd = passthrough_command(port, prom)
         url = f"http://127.0.0.1:{port}"
         with started(cmd, f"{url}/-/ready", workdir / "passthrough.log") as proc:
             bench.measure(Target(PASS, url, process_tree(proc.pid)), full)
