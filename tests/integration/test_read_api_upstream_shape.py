@@ -8,9 +8,7 @@ filtering is checked against a canned metadata answer the real (backfilled) Prom
 
 from __future__ import annotations
 
-import asyncio
 import re
-import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +18,8 @@ import pytest
 import requests
 from aiohttp import web
 
-from tests.support.proxy_server import ProxyServer, free_port
+from tests.support.loopback import LoopbackServer
+from tests.support.proxy_server import ProxyServer
 from tests.support.stack import ProxyFactory, TokenFor
 
 NAMES = ["DCGM_FI_DEV_GPU_UTIL", "kube_pod_info"]
@@ -45,17 +44,13 @@ class Seen:
 
 
 @dataclass
-class RecordingUpstream:
+class RecordingUpstream(LoopbackServer):
     """A plain-HTTP stub Prometheus recording every request, answering from canned data."""
 
     seen: list[Seen] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._runner: web.AppRunner | None = None
+        LoopbackServer.__init__(self)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
@@ -78,25 +73,9 @@ class RecordingUpstream:
             data = {"resultType": "vector", "result": []}
         return web.json_response({"status": "success", "data": data})
 
-    async def _start(self) -> None:
-        app = web.Application()
+    def add_routes(self, app: web.Application) -> None:
+        """Every path is recorded by `_handle`."""
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-
-    def start(self) -> RecordingUpstream:
-        """Serve in a background thread."""
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=10)
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and end the thread."""
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
 
     def last(self, path: str) -> Seen:
         """The most recent request to `path`."""

@@ -18,8 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from proxy.emulator import ThreadedEmulatorServer
 from tests.support.logscan import LOG_SCAN
+from tests.support.loopback import LoopbackServer
 from tests.support.proc import ProxyProcess
-from tests.support.proxy_server import free_port
 from tests.support.stack import POLICY, REALM, TokenFor
 
 QUERY = 'DCGM_FI_DEV_GPU_UTIL{cluster="nerc-ocp-prod",namespace="team-a"}'
@@ -27,41 +27,21 @@ SLOW_SECONDS = 2.0
 SHUTDOWN_TIMEOUT = 6.0
 
 
-class SlowUpstream:
+class SlowUpstream(LoopbackServer):
     """A plain-HTTP upstream on loopback whose query endpoint answers after SLOW_SECONDS."""
 
     def __init__(self) -> None:
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
+        super().__init__()
         self.received = threading.Event()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._runner: web.AppRunner | None = None
 
     async def _query(self, request: web.Request) -> web.Response:
         self.received.set()
         await asyncio.sleep(SLOW_SECONDS)
         return web.json_response({"status": "success", "data": {"resultType": "vector", "result": []}})
 
-    async def _start(self) -> None:
-        app = web.Application()
+    def add_routes(self, app: web.Application) -> None:
+        """Only the query endpoint, answering slowly."""
         app.router.add_route("*", "/api/v1/query", self._query)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.1)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-
-    def start(self) -> SlowUpstream:
-        """Serve in a background thread."""
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=10)
-        return self
-
-    def stop(self) -> None:
-        """Stop serving."""
-        if self._runner is not None:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
 
 
 @pytest.fixture

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl
-import threading
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiohttp import web
 
 from proxy.demo.certs import Pki
-from tests.support.proxy_server import free_port
+from tests.support.loopback import LoopbackServer
 
 BIG_CHUNK = b"x" * (1024 * 1024)
 
@@ -29,8 +26,10 @@ class Seen:
 
 
 @dataclass
-class StubUpstream:
+class StubUpstream(LoopbackServer):
     """Serves `/api/v1/*` over TLS requiring the PKI's client certificate; records every request."""
+
+    scheme = "https"
 
     pki: Pki
     mode: str = "ok"  # ok | hang | big | unauthorized
@@ -38,11 +37,7 @@ class StubUpstream:
     seen: list[Seen] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.port = free_port()
-        self.base_url = f"https://127.0.0.1:{self.port}"
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._runner: web.AppRunner | None = None
+        LoopbackServer.__init__(self)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
@@ -69,33 +64,16 @@ class StubUpstream:
             headers={"Set-Cookie": "upstream=secret", "WWW-Authenticate": "Basic"},
         )
 
-    def _ssl(self) -> ssl.SSLContext:
+    def add_routes(self, app: web.Application) -> None:
+        """Every path is recorded by `_handle`."""
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """TLS requiring a client certificate from the PKI's CA, like the real Prometheus."""
         ctx = self.pki.server_context()
         ctx.verify_mode = ssl.CERT_REQUIRED
         ctx.load_verify_locations(str(self.pki.ca_cert))
         return ctx
-
-    async def _start(self) -> None:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.1)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=self._ssl()).start()
-
-    def start(self) -> StubUpstream:
-        """Start serving in a background thread."""
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=10)
-        return self
-
-    def stop(self) -> None:
-        """Stop serving."""
-        if self._runner is not None:
-            fut: Any = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)
-            with contextlib.suppress(TimeoutError):
-                fut.result(timeout=10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
 
     def env(self) -> dict[str, str]:
         """`PROXY_PROMETHEUS_*` pointing a proxy at this stub with the PKI's client certificate."""
