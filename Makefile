@@ -9,11 +9,11 @@ DURATION ?= 10m
 
 .PHONY: setup system-deps demo test lint typecheck unit bench soak lock clean
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements.lock pyproject.toml emulator/pyproject.toml demo/pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet --require-hashes --no-deps -r requirements.lock
-	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e . -e ./emulator -e ./demo
 	touch $(STAMP)
 
 system-deps:
@@ -25,7 +25,7 @@ system-deps:
 setup: system-deps $(STAMP)
 
 demo: setup
-	$(BIN)/prom-keycloak-proxy demo
+	$(BIN)/prom-keycloak-proxy-demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check proxy tests bench

@@ -18,9 +18,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import run as bench
-from proxy.demo.certs import Pki
-from proxy.demo.dataset import build_dataset
-from proxy.demo.prometheus import PrometheusServer, free_port
+from proxy_demo.certs import Pki
+from proxy_demo.dataset import build_dataset
+from proxy_demo.prometheus import PrometheusServer, free_port
 
 
 def main() -> int:
@@ -42,7 +42,7 @@ def main() -> int:
         kc_url = f"http://127.0.0.1:{kc_port}"
         stack.enter_context(
             bench.started(
-                [str(bench.PROXY_BIN), "emulator", str(bench.POLICY), "--port", str(kc_port)],
+                [str(bench.EMULATOR_BIN), str(bench.POLICY), "--port", str(kc_port)],
                 f"{kc_url}/realms/{bench.REALM}/.well-known/openid-configuration",
                 workdir / "kc.log",
             )

@@ -39,15 +39,17 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from proxy.demo.certs import Pki  # noqa: E402
-from proxy.demo.dataset import build_dataset  # noqa: E402
-from proxy.demo.prometheus import PrometheusServer, ensure_prometheus, free_port  # noqa: E402
+from proxy_demo.certs import Pki  # noqa: E402
+from proxy_demo.dataset import build_dataset  # noqa: E402
+from proxy_demo.policy import DEMO_POLICY  # noqa: E402
+from proxy_demo.prometheus import PrometheusServer, ensure_prometheus, free_port  # noqa: E402
 
 BENCH = ROOT / "bench"
 LUA = BENCH / "load.lua"
 VENV_BIN = Path(sys.executable).parent
 PROXY_BIN = VENV_BIN / "prom-keycloak-proxy"
-POLICY = ROOT / "policies" / "demo.yaml"
+EMULATOR_BIN = VENV_BIN / "keycloak-emulator"
+POLICY = DEMO_POLICY
 REALM = "nerc"
 USER, CLIENT = "alice", "grafana"  # alice holds PROJECT team-a on nerc-ocp-prod only
 CLUSTER, NAMESPACE = "nerc-ocp-prod", "team-a"
@@ -824,7 +826,7 @@ def run_all(
     kc_url = f"http://127.0.0.1:{kc_port}"
     stack.enter_context(
         started(
-            [str(PROXY_BIN), "emulator", str(POLICY), "--port", str(kc_port)],
+            [str(EMULATOR_BIN), str(POLICY), "--port", str(kc_port)],
             f"{kc_url}/realms/{REALM}/.well-known/openid-configuration",
             workdir / "emulator.log",
         )

@@ -1,4 +1,4 @@
-"""Command line: `serve` (default), `demo`, `policies …`, `emulator`."""
+"""Command line: `serve` (default), `policies …`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pydantic.fields import FieldInfo
 
 from proxy.config import SECRET_FIELDS, ConfigError, Settings, env_name, flag_name, load_settings
 
-COMMANDS = ("serve", "demo", "policies", "emulator")
+COMMANDS = ("serve", "policies")
 EXIT_CONFIG = 2
 
 
@@ -80,25 +80,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     rest = args[1:] if args and args[0] in COMMANDS else args
     if args and args[0] in ("-h", "--help") and len(args) == 1:
         print(
-            "usage: prom-keycloak-proxy [serve|demo|policies|emulator] [options]\n\n"
+            "usage: prom-keycloak-proxy [serve|policies] [options]\n\n"
             "  serve      run the proxy (default; `serve --help` lists every option)\n"
-            "  demo       real Prometheus + Keycloak emulator + proxy on loopback, with curl lines\n"
             "  policies   validate | apply | export the access model (policies/*.yaml)\n"
-            "  emulator   serve the Keycloak emulator for given policy files\n"
         )
         print(build_serve_parser().format_help())
         return 0
     environ = dict(os.environ)
     if command == "serve":
         return serve(rest, environ)
-    if command == "demo":
-        from proxy.demo.run import main as demo_main
+    from proxy.policies.cli import main as policies_main
 
-        return demo_main(rest)
-    if command == "policies":
-        from proxy.policies.cli import main as policies_main
-
-        return int(policies_main(rest))
-    from proxy.emulator import main as emulator_main
-
-    return int(emulator_main(rest) or 0)
+    return int(policies_main(rest))

@@ -1,4 +1,4 @@
-"""`prom-keycloak-proxy demo --check`: the embedded default starts, answers every printed command, stops."""
+"""`prom-keycloak-proxy-demo --check`: the embedded default starts, answers every printed command, stops."""
 
 from __future__ import annotations
 
@@ -13,8 +13,7 @@ def test_demo_check_runs_every_printed_command(prometheus_binaries: object) -> N
     ports = [str(free_port()) for _ in range(3)]
     proc = subprocess.run(
         [
-            *console_script(),
-            "demo",
+            *console_script("prom-keycloak-proxy-demo", "proxy_demo"),
             "--check",
             "--port",
             ports[0],

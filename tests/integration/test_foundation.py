@@ -12,9 +12,9 @@ import psutil
 import pytest
 import requests
 
-from proxy.demo.certs import Pki
-from proxy.demo.prometheus import PrometheusServer
-from proxy.emulator import ThreadedEmulatorServer
+from keycloak_emulator import ThreadedEmulatorServer
+from proxy_demo.certs import Pki
+from proxy_demo.prometheus import PrometheusServer
 from tests.support.proc import ProxyProcess
 from tests.support.proxy_server import ProxyServer, free_port
 from tests.support.stack import ProxyFactory, TokenFor, proxy_environ

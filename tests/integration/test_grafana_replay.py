@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 import pytest
 import requests
 
-from proxy.demo.prometheus import PrometheusServer
+from proxy_demo.prometheus import PrometheusServer
 from tests.support.oracle import Grant, assert_same_result, leaked_label_names, leaked_series, visible
 from tests.support.prometheus import OraclePrometheusFactory
 from tests.support.proxy_server import ProxyServer

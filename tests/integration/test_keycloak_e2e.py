@@ -13,11 +13,12 @@ import pytest
 import requests
 import yaml
 
-from proxy.demo.prometheus import PrometheusServer
-from proxy.emulator import Emulator, EmulatorServer, ThreadedEmulatorServer
+from keycloak_emulator import Emulator, EmulatorServer, ThreadedEmulatorServer
+from proxy_demo.policy import DEMO_POLICY
+from proxy_demo.prometheus import PrometheusServer
 from tests.support.identities import PROD, TEST
 from tests.support.oracle import Grant, visible
-from tests.support.stack import DEMO_POLICY, PASSWORDS, POLICY, REALM, ProxyFactory
+from tests.support.stack import PASSWORDS, POLICY, REALM, ProxyFactory
 
 QUERY = f'DCGM_FI_DEV_GPU_UTIL{{cluster="{PROD}",exported_namespace="team-a"}}'
 SHAPES: list[tuple[dict[str, Any], Grant]] = [

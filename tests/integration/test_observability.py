@@ -22,8 +22,8 @@ import proxy.handlers
 import proxy.keycloak
 import proxy.upstream
 from proxy import logs, tracing
-from proxy.demo.certs import Pki
 from proxy.routes import API_ROUTES
+from proxy_demo.certs import Pki
 from tests.support.proxy_server import ProxyServer, free_port
 from tests.support.stack import ProxyFactory, TokenFor
 from tests.support.stub_upstream import StubUpstream

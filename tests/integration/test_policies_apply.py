@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from proxy.emulator import Emulator, EmulatorError, EmulatorServer, ThreadedEmulatorServer
+from keycloak_emulator import Emulator, EmulatorError, EmulatorServer, ThreadedEmulatorServer
 from proxy.policies.cli import main
 from proxy.policies.loader import load
 from proxy.policies.model import AccessModel, Grantee
+from proxy_demo.policy import DEMO_POLICY
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
-DEMO = POLICIES / "demo.yaml"
+DEMO = DEMO_POLICY
 EXAMPLE = POLICIES / "example-nerc.yaml"
 
 ADMIN_PASSWORD_FILE = Path(tempfile.mkdtemp()) / "admin-password"

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from proxy.emulator import Emulator, EmulatorError, EmulatorServer
+from keycloak_emulator import Emulator, EmulatorError, EmulatorServer
 from proxy.policies.cli import main
 from proxy.policies.loader import load
+from proxy_demo.policy import DEMO_POLICY
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 
@@ -66,7 +67,7 @@ def test_export_round_trips_through_import(tmp_path: Path, name: str) -> None:
 
 def test_export_writes_json_to_stdout(capsys: pytest.CaptureFixture[str]) -> None:
     """Without `-o` the realm JSON goes to stdout, permissions listed after their policies (§3.3)."""
-    assert main(["export", str(POLICIES / "demo.yaml")]) == 0
+    assert main(["export", str(DEMO_POLICY)]) == 0
     realm = json.loads(capsys.readouterr().out)
     settings = realm["clients"][0]["authorizationSettings"]
     kinds = [p["type"] for p in settings["policies"]]

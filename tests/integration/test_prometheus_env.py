@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from proxy.demo.certs import Pki
-from proxy.demo.dataset import CLUSTERS, Series
-from proxy.demo.prometheus import PrometheusServer
+from proxy_demo.certs import Pki
+from proxy_demo.dataset import CLUSTERS, Series
+from proxy_demo.prometheus import PrometheusServer
 from tests.support.oracle import Grant, assert_same_result, filter_visible, visible
 from tests.support.prometheus import OraclePrometheusFactory
 

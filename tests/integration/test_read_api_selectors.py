@@ -16,7 +16,7 @@ from urllib.parse import urlencode
 import pytest
 import requests
 
-from proxy.demo.prometheus import PrometheusServer
+from proxy_demo.prometheus import PrometheusServer
 from tests.support.oracle import Grant, leaked_label_values, leaked_series
 from tests.support.prometheus import OraclePrometheusFactory
 from tests.support.proxy_server import ProxyServer

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import requests
 
-from proxy.demo.prometheus import PrometheusServer
+from proxy_demo.prometheus import PrometheusServer
 from tests.support.oracle import Grant, visible
 from tests.support.proxy_server import ProxyServer
 from tests.support.stack import TokenFor

@@ -16,7 +16,7 @@ import requests
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from proxy.emulator import ThreadedEmulatorServer
+from keycloak_emulator import ThreadedEmulatorServer
 from tests.support.logscan import LOG_SCAN
 from tests.support.loopback import LoopbackServer
 from tests.support.proc import ProxyProcess

@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
+from proxy_demo.policy import DEMO_POLICY
+
 from .conftest import REPO, Doc
 
 COMPOSE_FILE = REPO / "docker-compose.yaml"
@@ -274,10 +276,10 @@ def test_realm_import_is_consistent(services: dict[str, Doc]) -> None:
 
 
 def test_realm_matches_the_demo_policies() -> None:
-    """The placeholder realm names what policies/demo.yaml names (what `policies export` writes)."""
-    demo_path = REPO / "policies" / "demo.yaml"
+    """The placeholder realm names what demo/proxy_demo/demo.yaml names (what `policies export` writes)."""
+    demo_path = DEMO_POLICY
     if not demo_path.is_file():
-        pytest.skip("policies/demo.yaml is not there")
+        pytest.skip("demo/proxy_demo/demo.yaml is not there")
     demo: dict[str, Any] = yaml.safe_load(demo_path.read_text(encoding="utf-8"))
     realm: dict[str, Any] = json.loads(REALM.read_text())
     clients = {c["clientId"]: c for c in realm["clients"]}

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from proxy.demo.prometheus import PrometheusServer
+from proxy_demo.prometheus import PrometheusServer
 from tests.support.faults import FaultProxy
 from tests.support.stack import ProxyFactory, TokenFor
 

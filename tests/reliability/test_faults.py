@@ -16,14 +16,15 @@ import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from proxy.demo.certs import Pki
-from proxy.demo.prometheus import PrometheusServer
-from proxy.emulator import Emulator, EmulatorServer, ThreadedEmulatorServer
-from proxy.emulator.keys import SigningKey
+from keycloak_emulator import Emulator, EmulatorServer, ThreadedEmulatorServer
+from keycloak_emulator.keys import SigningKey
+from proxy_demo.certs import Pki
+from proxy_demo.policy import DEMO_POLICY
+from proxy_demo.prometheus import PrometheusServer
 from tests.support.faults import FaultProxy, http_response
 from tests.support.oracle import Grant, leaked_series
 from tests.support.proxy_server import ProxyServer, make_settings
-from tests.support.stack import CLIENT_SECRETS, DEMO_POLICY, REALM, proxy_environ
+from tests.support.stack import CLIENT_SECRETS, REALM, proxy_environ
 
 pytestmark = [pytest.mark.prometheus]
 

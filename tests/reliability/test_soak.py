@@ -18,8 +18,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from proxy.demo.prometheus import PrometheusServer
-from proxy.emulator import Emulator, ThreadedEmulatorServer
+from keycloak_emulator import Emulator, ThreadedEmulatorServer
+from proxy_demo.prometheus import PrometheusServer
 from tests.support.soak import ProxyProcess, Sample, Window, percentile, plateaued
 from tests.support.stack import CLIENT_SECRETS, REALM, TokenFor, proxy_environ
 

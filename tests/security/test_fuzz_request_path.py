@@ -32,8 +32,8 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 from yarl import URL
 
-from proxy.demo.prometheus import PrometheusServer
-from proxy.emulator import ThreadedEmulatorServer
+from keycloak_emulator import ThreadedEmulatorServer
+from proxy_demo.prometheus import PrometheusServer
 from tests.support.oracle import Grant, visible
 from tests.support.soak import ProxyProcess
 from tests.support.stack import CLIENT_SECRETS, TokenFor, proxy_environ

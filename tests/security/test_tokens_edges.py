@@ -16,13 +16,14 @@ import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from proxy.demo.prometheus import PrometheusServer
-from proxy.emulator import Emulator, EmulatorServer, ThreadedEmulatorServer
-from proxy.emulator.keys import SigningKey, generate_key
+from keycloak_emulator import Emulator, EmulatorServer, ThreadedEmulatorServer
+from keycloak_emulator.keys import SigningKey, generate_key
 from proxy.policies.loader import load
 from proxy.policies.realm_json import realm_import
+from proxy_demo.policy import DEMO_POLICY
+from proxy_demo.prometheus import PrometheusServer
 from tests.support.proxy_server import ProxyServer, make_settings
-from tests.support.stack import DEMO_POLICY, REALM, proxy_environ
+from tests.support.stack import REALM, proxy_environ
 
 pytestmark = [pytest.mark.prometheus]
 

@@ -33,9 +33,9 @@ from typing import Any
 
 import pytest
 
-from proxy.demo.certs import Pki
-from proxy.demo.dataset import Series, build_dataset
-from proxy.demo.prometheus import (
+from proxy_demo.certs import Pki
+from proxy_demo.dataset import Series, build_dataset
+from proxy_demo.prometheus import (
     DEMO_RULES,
     Binaries,
     PrometheusServer,

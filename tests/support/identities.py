@@ -1,4 +1,4 @@
-"""The demo identities of policies/demo.yaml, their credentials and their grants (for the oracle)."""
+"""The demo identities of demo/proxy_demo/demo.yaml, their credentials and their grants (for the oracle)."""
 
 from __future__ import annotations
 

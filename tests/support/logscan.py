@@ -30,7 +30,7 @@ _HEADER_FIELD = re.compile(
 
 
 def _demo_secrets() -> list[str]:
-    """Every secret of `policies/demo.yaml`, raw and as a Basic credential."""
+    """Every secret of `demo/proxy_demo/demo.yaml`, raw and as a Basic credential."""
     pairs = [(c["client_id"], c["secret"]) for c in POLICY["clients"] if c.get("secret")]
     pairs.append((POLICY["resource_server"]["client_id"], POLICY["resource_server"]["secret"]))
     pairs += [(u["username"], u["password"]) for u in POLICY["users"]]

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from proxy.demo.dataset import Series
+from proxy_demo.dataset import Series
 
 DEFAULT_CLUSTER_LABEL = "cluster"
 DEFAULT_PROJECT_LABELS = ("namespace", "exported_namespace")

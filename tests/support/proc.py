@@ -16,13 +16,13 @@ from tests.support.logscan import LOG_SCAN
 from tests.support.proxy_server import free_port
 
 
-def console_script() -> list[str]:
-    """The `prom-keycloak-proxy` command of this environment."""
-    script = Path(sys.executable).with_name("prom-keycloak-proxy")
+def console_script(name: str = "prom-keycloak-proxy", module: str = "proxy") -> list[str]:
+    """The console script `name` of this environment, else `python -m module`."""
+    script = Path(sys.executable).with_name(name)
     if script.exists():
         return [str(script)]
-    found = shutil.which("prom-keycloak-proxy")
-    return [found] if found else [sys.executable, "-m", "proxy"]
+    found = shutil.which(name)
+    return [found] if found else [sys.executable, "-m", module]
 
 
 class ProxyProcess:

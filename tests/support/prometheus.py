@@ -17,9 +17,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from proxy.demo.certs import Pki
-from proxy.demo.dataset import Series
-from proxy.demo.prometheus import DEMO_RULES, Binaries, PrometheusServer
+from proxy_demo.certs import Pki
+from proxy_demo.dataset import Series
+from proxy_demo.prometheus import DEMO_RULES, Binaries, PrometheusServer
 from tests.support.oracle import (
     DEFAULT_CLUSTER_LABEL,
     DEFAULT_PROJECT_LABELS,

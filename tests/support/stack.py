@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from proxy.demo.prometheus import PrometheusServer
-from proxy.emulator import Emulator, EmulatorServer, ThreadedEmulatorServer
+from keycloak_emulator import Emulator, EmulatorServer, ThreadedEmulatorServer
+from proxy_demo.policy import DEMO_POLICY
+from proxy_demo.prometheus import PrometheusServer
 from tests.support.proxy_server import ProxyServer, make_settings
 
-DEMO_POLICY = Path(__file__).resolve().parents[2] / "policies" / "demo.yaml"
 POLICY: dict[str, Any] = yaml.safe_load(DEMO_POLICY.read_text(encoding="utf-8"))
 REALM: str = POLICY["realm"]
 PASSWORDS = {u["username"]: u["password"] for u in POLICY["users"]}
@@ -25,7 +24,7 @@ ProxyFactory = Callable[..., ProxyServer]
 
 @pytest.fixture(scope="session")
 def emulator_server() -> Iterator[ThreadedEmulatorServer]:
-    """The Keycloak emulator with `policies/demo.yaml`, as a real HTTP server on loopback."""
+    """The Keycloak emulator with `demo/proxy_demo/demo.yaml`, as a real HTTP server on loopback."""
     server = EmulatorServer.start_in_thread(Emulator.from_files([DEMO_POLICY]))
     yield server
     server.close()

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from proxy.demo.certs import Pki
+from proxy_demo.certs import Pki
 from tests.support.loopback import LoopbackServer
 
 BIG_CHUNK = b"x" * (1024 * 1024)

@@ -1,22 +1,22 @@
-"""Authentication end to end against the Keycloak emulator loaded from policies/demo.yaml."""
+"""Authentication end to end against the Keycloak emulator loaded from demo/proxy_demo/demo.yaml."""
 
 from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
+from keycloak_emulator import Emulator, EmulatorServer
 from proxy.authn import Authenticator
 from proxy.config import Settings, load_settings
-from proxy.emulator import Emulator, EmulatorServer
 from proxy.errors import Unauthorized
 from proxy.keycloak import create_session
+from proxy_demo.policy import DEMO_POLICY
 
-DEMO = Path(__file__).resolve().parents[3] / "policies" / "demo.yaml"
+DEMO = DEMO_POLICY
 REALM = "nerc"
 
 

@@ -1,4 +1,4 @@
-"""Authorization end to end against the Keycloak emulator loaded from policies/demo.yaml."""
+"""Authorization end to end against the Keycloak emulator loaded from demo/proxy_demo/demo.yaml."""
 
 from __future__ import annotations
 
@@ -6,21 +6,21 @@ import asyncio
 import base64
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
+from keycloak_emulator import Emulator, EmulatorServer
 from proxy.authn import Authenticator, Identity
 from proxy.authz import Authorizer
 from proxy.config import load_settings
-from proxy.emulator import Emulator, EmulatorServer
 from proxy.errors import KeycloakUnavailable
 from proxy.keycloak import create_session
 from proxy.promql.scope import Holdings
+from proxy_demo.policy import DEMO_POLICY
 
-DEMO = Path(__file__).resolve().parents[3] / "policies" / "demo.yaml"
+DEMO = DEMO_POLICY
 REALM, PROD, TEST = "nerc", "nerc-ocp-prod", "nerc-ocp-test"
 
 
@@ -94,7 +94,7 @@ async def test_targeted_questions_match_demo_policies(
     projects: dict[str, set[str]],
     expected: Holdings,
 ) -> None:
-    """Each demo user holds exactly what policies/demo.yaml grants among the names asked."""
+    """Each demo user holds exactly what demo/proxy_demo/demo.yaml grants among the names asked."""
     who = await stack.user(user)
     held = await stack.authz.holdings(
         who, frozenset(clusters), {c: frozenset(p) for c, p in projects.items()}

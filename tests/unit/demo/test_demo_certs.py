@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from proxy.demo.certs import Pki
+from proxy_demo.certs import Pki
 
 
 @pytest.fixture(scope="module")

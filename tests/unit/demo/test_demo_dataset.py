@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from proxy.demo.dataset import (
+from proxy_demo.dataset import (
     CLUSTERS,
     FUTURE,
     GPU_OPERATOR_NAMESPACE,
@@ -20,7 +20,7 @@ from proxy.demo.dataset import (
     metric_names,
     to_openmetrics,
 )
-from proxy.demo.prometheus import PrometheusUnavailable, ensure_prometheus
+from proxy_demo.prometheus import PrometheusUnavailable, ensure_prometheus
 
 NOW = 1_800_000_015.0  # fixed instant, deliberately off the 30 s grid
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from proxy.demo import prometheus as prom_mod
-from proxy.demo.certs import Pki
-from proxy.demo.dataset import Series
-from proxy.demo.prometheus import (
+from proxy_demo import prometheus as prom_mod
+from proxy_demo.certs import Pki
+from proxy_demo.dataset import Series
+from proxy_demo.prometheus import (
     PrometheusServer,
     PrometheusStartError,
     PrometheusUnavailable,

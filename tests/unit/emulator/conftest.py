@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from proxy.emulator import Emulator, EmulatorServer
+from keycloak_emulator import Emulator, EmulatorServer
 from tests.unit.emulator.support import DEMO, Keycloak
 
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from proxy.emulator import Emulator, EmulatorServer
+from keycloak_emulator import Emulator, EmulatorServer
+from proxy_demo.policy import DEMO_POLICY
 
-DEMO = Path(__file__).resolve().parents[3] / "policies" / "demo.yaml"
+DEMO = DEMO_POLICY
 RS = "prom-keycloak-proxy"
 UMA = "urn:ietf:params:oauth:grant-type:uma-ticket"
 PASSWORDS = {u: f"{u}-password" for u in ("alice", "bob", "carol", "dave", "eve")}

@@ -8,7 +8,7 @@ from pathlib import Path
 import aiohttp
 import jwt
 
-from proxy.emulator import Emulator, EmulatorServer, main
+from keycloak_emulator import Emulator, EmulatorServer, main
 from tests.unit.emulator.support import DEMO, Keycloak
 
 
@@ -90,7 +90,7 @@ def test_threaded_server_restarts_on_the_same_port() -> None:
 
 def test_many_realms_from_many_files() -> None:
     """`from_files` loads every file's realm next to `master`."""
-    example = DEMO.with_name("example-nerc.yaml")
+    example = Path(__file__).resolve().parents[3] / "policies" / "example-nerc.yaml"
     emu = Emulator.from_files([DEMO])
     assert set(emu.realms) == {"master", "nerc"}
     emu.load_policies(example)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import jwt
 
-from proxy.emulator import Emulator
+from keycloak_emulator import Emulator
 from tests.unit.emulator.support import Keycloak
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.emulator import Emulator, EmulatorError
-from proxy.emulator.store import GroupRef, Policy, ResourceServer, new_id
+from keycloak_emulator import Emulator, EmulatorError
+from keycloak_emulator.store import GroupRef, Policy, ResourceServer, new_id
 from tests.unit.emulator.support import RS
 
 HUB = "HUB-moc"
@@ -88,7 +88,7 @@ def test_group_policy_follows_membership_and_extend_children(emu: Emulator) -> N
     team_a = realm.group_by_path("/team-a")
     alice = realm.user_by_username("alice")
     assert team_a is not None and alice is not None
-    from proxy.emulator.store import Group
+    from keycloak_emulator.store import Group
 
     child = Group(new_id(), "interns", parent_id=team_a.id)
     realm.groups[child.id] = child

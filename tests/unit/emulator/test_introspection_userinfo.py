@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from proxy.emulator import Emulator
+from keycloak_emulator import Emulator
 from tests.unit.emulator.support import RESEARCHER, Keycloak
 
 INTROSPECT = "/realms/nerc/protocol/openid-connect/token/introspect"

@@ -7,7 +7,7 @@ from typing import Any
 
 import jwt
 
-from proxy.emulator import Emulator
+from keycloak_emulator import Emulator
 from tests.unit.emulator.support import RESEARCHER, Keycloak
 
 
@@ -160,7 +160,7 @@ async def test_refresh_grant_issues_new_tokens_for_the_same_session(kc: Keycloak
 
 async def test_user_without_profile_fields_is_not_fully_set_up(emu: Emulator) -> None:
     """§2.2 KC ≥ 24 gotcha: a user lacking email/first/last name → 400 "Account is not fully set up"."""
-    from proxy.emulator import EmulatorError
+    from keycloak_emulator import EmulatorError
 
     user = emu.realm("nerc").user_by_username("bob")
     assert user is not None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import jwt
 
-from proxy.emulator import Emulator
+from keycloak_emulator import Emulator
 from tests.unit.emulator.support import RS, UMA, Keycloak, names
 
 PROD = "HUB-moc-CLUSTER-nerc-ocp-prod"
@@ -55,7 +55,7 @@ async def test_existing_resource_without_the_scope_counts_as_unknown(kc: Keycloa
     """§1.4 step 3–4: a first resource lacking the requested scope → invalid_resource too."""
     rs = emu.realm("nerc").client_by_client_id(RS)
     assert rs is not None and rs.authz is not None
-    from proxy.emulator.store import Scope
+    from keycloak_emulator.store import Scope
 
     rs.authz.scopes["patch-id"] = Scope("patch-id", "PATCH")
     answer = await kc.uma(kc.user_token("dave"), "HUB#PATCH", "HUB-moc#GET")
@@ -118,7 +118,7 @@ async def test_audience_errors(kc: Keycloak) -> None:
 
 async def test_expired_or_foreign_bearer_is_401_invalid_grant(kc: Keycloak, emu: Emulator) -> None:
     """§1.1 / PGT: an invalid bearer → 401 invalid_grant "Invalid bearer token"."""
-    from proxy.emulator.keys import generate_key
+    from keycloak_emulator.keys import generate_key
 
     expired = emu.mint("nerc", {}, user="dave", lifetime=-10)
     forged = emu.mint("nerc", {}, user="dave", key=generate_key().private_key)

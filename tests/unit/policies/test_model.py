@@ -10,13 +10,14 @@ from proxy.policies.checks import SCHEMA_PATH, schema
 from proxy.policies.desired import desired_state
 from proxy.policies.loader import load
 from proxy.policies.model import Grantee
+from proxy_demo.policy import DEMO_POLICY
 
 POLICIES = Path(__file__).resolve().parents[3] / "policies"
 
 
 def test_resource_names_follow_spec_4_1() -> None:
     """HUB, HUB-<hub>, HUB-<hub>-CLUSTER-<c>, HUB-<hub>-CLUSTER-<c>-PROJECT-<p>, hub first."""
-    model = load(POLICIES / "demo.yaml")
+    model = load(DEMO_POLICY)
     resources = model.resource_names()
     assert resources[:4] == [
         "HUB",
@@ -34,7 +35,7 @@ def test_realm_without_top_level_hub() -> None:
 
 def test_demo_identities_hold_what_the_brief_says() -> None:
     """alice one project, bob one cluster, carol mixed, dave the hub, eve nothing, researcher team-a."""
-    model = load(POLICIES / "demo.yaml")
+    model = load(DEMO_POLICY)
     prod, test = "HUB-moc-CLUSTER-nerc-ocp-prod", "HUB-moc-CLUSTER-nerc-ocp-test"
     assert model.granted_to(Grantee("user", "alice")) == {f"{prod}-PROJECT-team-a"}
     assert model.granted_to(Grantee("user", "bob")) == {test}
@@ -49,7 +50,7 @@ def test_demo_identities_hold_what_the_brief_says() -> None:
 
 def test_desired_objects_use_the_portal_names() -> None:
     """Groups and group policies `<resource>-GET`, permissions `<resource>-GET-permission`, all marked."""
-    state = desired_state(load(POLICIES / "demo.yaml"))
+    state = desired_state(load(DEMO_POLICY))
     project = "HUB-moc-CLUSTER-nerc-ocp-prod-PROJECT-team-a"
     assert f"{project}-GET" in state.groups
     portal = next(p for p in state.permissions if p.name == f"{project}-GET-permission")

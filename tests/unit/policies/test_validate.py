@@ -8,6 +8,7 @@ import pytest
 
 from proxy.policies.checks import check_file, check_text
 from proxy.policies.cli import main
+from proxy_demo.policy import DEMO_POLICY
 
 POLICIES = Path(__file__).resolve().parents[3] / "policies"
 
@@ -123,10 +124,10 @@ def test_undeclared_grantee_is_a_warning() -> None:
     assert model is not None and [p.severity for p in problems] == ["warning"]
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "example-nerc.yaml"])
-def test_shipped_files_are_clean(name: str) -> None:
+@pytest.mark.parametrize("path", [DEMO_POLICY, POLICIES / "example-nerc.yaml"], ids=["demo", "example-nerc"])
+def test_shipped_files_are_clean(path: Path) -> None:
     """The demo and example files have no problems at all."""
-    model, problems = check_file(POLICIES / name)
+    model, problems = check_file(path)
     assert model is not None and problems == []
 
 
@@ -137,7 +138,7 @@ def test_cli_prints_file_line_and_exits_1(tmp_path: Path, capsys: pytest.Capture
     assert main(["validate", str(bad)]) == 1
     out = capsys.readouterr().out
     assert f"{bad}:6: error: duplicate group 'x'" in out
-    assert main(["validate", str(POLICIES / "demo.yaml")]) == 0
+    assert main(["validate", str(DEMO_POLICY)]) == 0
     assert "0 error(s), 0 warning(s)" in capsys.readouterr().out
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from proxy.emulator.endpoints import resource_json
-from proxy.emulator.store import Client, Group, Policy, Realm, ResourceServer, User
+from keycloak_emulator.endpoints import resource_json
+from keycloak_emulator.store import Client, Group, Policy, Realm, ResourceServer, User
 
 
 def client_rep(client: Client) -> dict[str, Any]:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from proxy.emulator import tokens
-from proxy.emulator.errors import KeycloakError
-from proxy.emulator.form import Form
-from proxy.emulator.grants import TokenCall, authenticate_client
-from proxy.emulator.store import Realm, Resource, ResourceServer
+from keycloak_emulator import tokens
+from keycloak_emulator.errors import KeycloakError
+from keycloak_emulator.form import Form
+from keycloak_emulator.grants import TokenCall, authenticate_client
+from keycloak_emulator.store import Realm, Resource, ResourceServer
 
 HINTS = {"access_token", "refresh_token", "id_token", "requesting_party_token"}
 RPT_KEYS = ("jti", "acr", "typ", "exp", "iat", "aud", "nbf")

@@ -3,9 +3,9 @@
 Never imported by the request path (SPEC §11); used by `prom-keycloak-proxy demo` and the tests.
 """
 
-from proxy.demo.certs import CertPair, Pki
-from proxy.demo.dataset import CLUSTERS, HUB, NAMESPACES, Series, build_dataset, to_openmetrics
-from proxy.demo.prometheus import (
+from proxy_demo.certs import CertPair, Pki
+from proxy_demo.dataset import CLUSTERS, HUB, NAMESPACES, Series, build_dataset, to_openmetrics
+from proxy_demo.prometheus import (
     DEMO_RULES,
     PrometheusServer,
     PrometheusStartError,

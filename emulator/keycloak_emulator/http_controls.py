@@ -6,8 +6,8 @@ from typing import Any
 
 from aiohttp import web
 
-from proxy.emulator.errors import KeycloakError
-from proxy.emulator.http_common import emulator, json_answer, no_realm
+from keycloak_emulator.errors import KeycloakError
+from keycloak_emulator.http_common import emulator, json_answer, no_realm
 
 PREFIX = "/_emulator"
 

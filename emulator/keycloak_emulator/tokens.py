@@ -10,8 +10,8 @@ from typing import Any
 
 import jwt
 
-from proxy.emulator.keys import SigningKey
-from proxy.emulator.store import Client, Realm, User
+from keycloak_emulator.keys import SigningKey
+from keycloak_emulator.store import Client, Realm, User
 
 DEFAULT_SCOPE = "profile email"
 REFRESH_LIFETIME = 1800

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from proxy.emulator import discovery, endpoints, grants
-from proxy.emulator.errors import KeycloakError
-from proxy.emulator.http_common import emulator, enter, form_of, json_answer, query_of
+from keycloak_emulator import discovery, endpoints, grants
+from keycloak_emulator.errors import KeycloakError
+from keycloak_emulator.http_common import emulator, enter, form_of, json_answer, query_of
 
 OIDC = "/realms/{realm}/protocol/openid-connect"
 

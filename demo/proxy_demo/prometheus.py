@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from proxy.demo.certs import Pki
-from proxy.demo.dataset import Series, to_openmetrics
+from proxy_demo.certs import Pki
+from proxy_demo.dataset import Series, to_openmetrics
 
 __all__ = [
     "DEMO_RULES",

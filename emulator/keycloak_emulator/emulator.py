@@ -12,12 +12,12 @@ from typing import Any
 
 import jwt
 
-from proxy.emulator import grants, tokens
-from proxy.emulator.errors import KeycloakError
-from proxy.emulator.form import Form
-from proxy.emulator.keys import generate_key
-from proxy.emulator.realm_import import import_realm
-from proxy.emulator.store import Client, Realm, Resource, User, new_id
+from keycloak_emulator import grants, tokens
+from keycloak_emulator.errors import KeycloakError
+from keycloak_emulator.form import Form
+from keycloak_emulator.keys import generate_key
+from keycloak_emulator.realm_import import import_realm
+from keycloak_emulator.store import Client, Realm, Resource, User, new_id
 
 MASTER = "master"
 PLACEHOLDER_BASE = "http://keycloak.invalid"

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from proxy.emulator import tokens, uma
-from proxy.emulator.errors import KeycloakError
-from proxy.emulator.evaluation import identity_of
-from proxy.emulator.form import Form
-from proxy.emulator.store import Client, Realm, User
+from keycloak_emulator import tokens, uma
+from keycloak_emulator.errors import KeycloakError
+from keycloak_emulator.evaluation import identity_of
+from keycloak_emulator.form import Form
+from keycloak_emulator.store import Client, Realm, User
 
 UMA_GRANT = "urn:ietf:params:oauth:grant-type:uma-ticket"
 BAD_CLIENT = "Invalid client or Invalid client credentials"

@@ -7,10 +7,10 @@ from typing import Any
 
 from aiohttp import web
 
-from proxy.emulator.emulator import Emulator
-from proxy.emulator.errors import KeycloakError
-from proxy.emulator.form import Form
-from proxy.emulator.store import Realm
+from keycloak_emulator.emulator import Emulator
+from keycloak_emulator.errors import KeycloakError
+from keycloak_emulator.form import Form
+from keycloak_emulator.store import Realm
 
 EMULATOR_KEY = web.AppKey("emulator", Emulator)
 

@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from proxy.emulator.keys import SigningKey, generate_key
+from keycloak_emulator.keys import SigningKey, generate_key
 
 
 def new_id() -> str:

@@ -18,11 +18,12 @@ from aiohttp import web
 from proxy import logs
 from proxy.app import create_app, create_metrics_app, server_limits
 from proxy.config import Settings, load_settings
-from proxy.demo.certs import Pki
-from proxy.demo.dataset import build_dataset
-from proxy.demo.prometheus import PrometheusServer, ensure_prometheus
+from proxy_demo.certs import Pki
+from proxy_demo.dataset import build_dataset
+from proxy_demo.policy import DEMO_POLICY
+from proxy_demo.prometheus import PrometheusServer, ensure_prometheus
 
-DEFAULT_POLICY = Path(__file__).resolve().parents[2] / "policies" / "demo.yaml"
+DEFAULT_POLICY = DEMO_POLICY
 DEMO_TOKEN_LIFESPAN = 3600
 EXAMPLE_QUERY = 'sum by (namespace, exported_namespace) (DCGM_FI_DEV_GPU_UTIL{cluster="nerc-ocp-prod"})'
 
@@ -80,7 +81,7 @@ def curl_lines(policy: dict[str, Any], emu: Any, base: str) -> list[str]:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    from proxy.emulator import Emulator, EmulatorServer  # never imported by the request path
+    from keycloak_emulator import Emulator, EmulatorServer  # never imported by the request path
 
     policy = yaml.safe_load(args.policy.read_text(encoding="utf-8"))
     ensure_prometheus()
@@ -148,8 +149,8 @@ async def _check(lines: Sequence[str]) -> int:
     return 1 if failures else 0
 
 
-def main(argv: Sequence[str]) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo until Ctrl-C (or once, with `--check`)."""
-    args = _parser().parse_args(list(argv))
+    args = _parser().parse_args(None if argv is None else list(argv))
     logs.configure("warning", "console")
     return asyncio.run(_run(args))

@@ -7,20 +7,20 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from proxy.emulator import admin_repr, admin_write, tokens
-from proxy.emulator.emulator import MASTER, Emulator
-from proxy.emulator.endpoints import find_resources, resource_json
-from proxy.emulator.errors import KeycloakError, admin_error
-from proxy.emulator.form import Form
-from proxy.emulator.http_common import emulator, json_answer, no_realm, query_of
-from proxy.emulator.realm_import import (
+from keycloak_emulator import admin_repr, admin_write, tokens
+from keycloak_emulator.emulator import MASTER, Emulator
+from keycloak_emulator.endpoints import find_resources, resource_json
+from keycloak_emulator.errors import KeycloakError, admin_error
+from keycloak_emulator.form import Form
+from keycloak_emulator.http_common import emulator, json_answer, no_realm, query_of
+from keycloak_emulator.realm_import import (
     RealmImportError,
     add_group,
     add_user,
     import_authorization,
     upsert_resource,
 )
-from proxy.emulator.store import Client, Realm, ResourceServer, Scope, new_id
+from keycloak_emulator.store import Client, Realm, ResourceServer, Scope, new_id
 
 ADMIN = "/admin/realms/{realm}"
 AUTHZ = ADMIN + "/clients/{id}/authz/resource-server"

@@ -7,8 +7,8 @@ import asyncio
 import contextlib
 from pathlib import Path
 
-from proxy.emulator.emulator import Emulator
-from proxy.emulator.server import EmulatorServer
+from keycloak_emulator.emulator import Emulator
+from keycloak_emulator.server import EmulatorServer
 from proxy.policies.problems import PolicyFileError
 
 
@@ -17,7 +17,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="prom-keycloak-proxy emulator", description="Serve policies files as an emulated Keycloak."
     )
-    p.add_argument("files", nargs="*", type=Path, default=[Path("policies/demo.yaml")])
+    p.add_argument("files", nargs="*", type=Path, default=[Path("demo/proxy_demo/demo.yaml")])
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8081)
     p.add_argument("--hostname", help="public base URL used in token issuers")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from proxy.emulator.errors import KeycloakError, admin_error
-from proxy.emulator.realm_import import add_client, ensure_service_account
-from proxy.emulator.store import Client, GroupRef, Policy, Realm, ResourceServer, new_id
+from keycloak_emulator.errors import KeycloakError, admin_error
+from keycloak_emulator.realm_import import add_client, ensure_service_account
+from keycloak_emulator.store import Client, GroupRef, Policy, Realm, ResourceServer, new_id
 
 POLICY_TYPES = {"group", "user", "client", "aggregate", "js", "scope", "resource"}
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from proxy.emulator import http_admin, http_controls, http_oidc
-from proxy.emulator.emulator import Emulator
-from proxy.emulator.http_common import EMULATOR_KEY, keycloak_errors
+from keycloak_emulator import http_admin, http_controls, http_oidc
+from keycloak_emulator.emulator import Emulator
+from keycloak_emulator.http_common import EMULATOR_KEY, keycloak_errors
 
 
 def build_app(emu: Emulator) -> web.Application:

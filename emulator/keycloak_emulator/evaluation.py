@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from proxy.emulator.store import Client, Policy, Realm, Resource, ResourceServer, User
+from keycloak_emulator.store import Client, Policy, Realm, Resource, ResourceServer, User
 
 
 @dataclass(frozen=True)

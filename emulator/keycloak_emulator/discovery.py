@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from proxy.emulator.store import Realm
+from keycloak_emulator.store import Realm
 
 
 def openid_configuration(issuer: str) -> dict[str, Any]:

@@ -8,8 +8,8 @@ from concurrent.futures import Future
 
 from aiohttp import web
 
-from proxy.emulator.app import build_app
-from proxy.emulator.emulator import Emulator
+from keycloak_emulator.app import build_app
+from keycloak_emulator.emulator import Emulator
 
 
 class EmulatorServer:

@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from proxy.emulator.store import (
+from keycloak_emulator.store import (
     Client,
     Group,
     GroupRef,

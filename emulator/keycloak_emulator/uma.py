@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from proxy.emulator.errors import KeycloakError
-from proxy.emulator.evaluation import Identity, ResourcePermission, evaluate
-from proxy.emulator.store import Realm, Resource, ResourceServer
+from keycloak_emulator.errors import KeycloakError
+from keycloak_emulator.evaluation import Identity, ResourcePermission, evaluate
+from keycloak_emulator.store import Realm, Resource, ResourceServer
 
 TYPE_PREFIXES = ("resource-type:", "resource-type-any:", "resource-type-instance:", "resource-type-owner:")
 
