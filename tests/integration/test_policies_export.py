@@ -30,15 +30,15 @@ def holdings(emu: Emulator, token: str) -> set[str]:
         return set()
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "example-nerc.yaml"])
-def test_export_round_trips_through_import(tmp_path: Path, name: str) -> None:
+@pytest.mark.parametrize("path", [DEMO_POLICY, POLICIES / "example-nerc.yaml"], ids=["demo", "example-nerc"])
+def test_export_round_trips_through_import(tmp_path: Path, path: Path) -> None:
     """Imported export gives the same UMA answers, and `apply` on it then finds no change."""
     out = tmp_path / "realm.json"
-    assert main(["export", str(POLICIES / name), "-o", str(out)]) == 0
+    assert main(["export", str(path), "-o", str(out)]) == 0
     imported = Emulator()
     imported.import_realm(json.loads(out.read_text()))
-    loaded = Emulator.from_files([POLICIES / name])
-    model = load(POLICIES / name)
+    loaded = Emulator.from_files([path])
+    model = load(path)
     for user in model.users:
         tokens = [
             e.mint("nerc", {}, user=user.username, client="prom-keycloak-proxy") for e in (imported, loaded)
@@ -51,7 +51,7 @@ def test_export_round_trips_through_import(tmp_path: Path, name: str) -> None:
             code = main(
                 [
                     "apply",
-                    str(POLICIES / name),
+                    str(path),
                     "--server-url",
                     handle.base_url,
                     "--admin-user",
