@@ -1,4 +1,4 @@
-"""Command line: `serve` (default), `policies …`."""
+"""Command line: `serve` (default), `policies …`, `audit …`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pydantic.fields import FieldInfo
 
 from proxy.config import SECRET_FIELDS, ConfigError, Settings, env_name, flag_name, load_settings
 
-COMMANDS = ("serve", "policies")
+COMMANDS = ("serve", "policies", "audit")
 EXIT_CONFIG = 2
 
 
@@ -82,13 +82,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             "usage: prom-keycloak-proxy [serve|policies] [options]\n\n"
             "  serve      run the proxy (default; `serve --help` lists every option)\n"
-            "  policies   validate | apply | export the access model (policies/*.yaml)\n"
+            "  policies   validate | apply | export | report the access model (policies/*.yaml)\n"
+            "  audit      who | subject | refusals | events: access reviews from audit files\n"
         )
         print(build_serve_parser().format_help())
         return 0
     environ = dict(os.environ)
     if command == "serve":
         return serve(rest, environ)
+    if command == "audit":
+        from proxy.audit.cli import main as audit_main
+
+        return audit_main(rest)
     from proxy.policies.cli import main as policies_main
 
     return int(policies_main(rest))

@@ -1,4 +1,4 @@
-"""Session-wide check that no log line the proxy writes carries token material.
+"""Session-wide check that no log line (nor audit event) the proxy writes carries token material.
 
 Register in `tests/conftest.py` (`pytest_plugins = [..., "tests.support.logscan"]`). At session
 start it configures the proxy's real logging pipeline (JSON, redaction, debug for the proxy's own
@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from proxy import logs
+from proxy.audit import writer as audit_writer
 from tests.support.stack import POLICY
 
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
@@ -84,7 +85,10 @@ def log_scan() -> Iterator[LogScan]:
     # The proxy's own loggers at debug; third-party libraries (urllib3, asyncio) stay at info.
     logging.getLogger().setLevel(logging.INFO)
     remove = logs.add_tap(LOG_SCAN.feed)
+    # The audit stream is scanned like the log: an event must never carry token material either.
+    remove_audit = audit_writer.add_tap(lambda text: LOG_SCAN.feed(text, source="audit"))
     yield LOG_SCAN
+    remove_audit()
     remove()
     if LOG_SCAN.offences:
         pytest.fail("token material in logs:\n" + "\n".join(LOG_SCAN.offences[:20]), pytrace=False)

@@ -1,0 +1,203 @@
+"""One audit writer per process: the request path enqueues, a background thread serialises and writes.
+
+The request path only appends to a queue (no JSON encoding, no I/O, no lock held while writing), so
+writing costs the request path next to nothing; a full queue or a failing sink drops the event and
+counts it, and `healthy()` tells a writer configured as required to refuse requests instead.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import Counter
+
+from proxy.audit.event import AuditEvent, unauthenticated_event
+from proxy.audit.sinks import Sink
+from proxy.metrics import REGISTRY
+
+DROPPED = Counter(
+    "proxy_audit_events_dropped",
+    "Audit events that could not be written (queue full or write failed)",
+    ["reason"],
+    registry=REGISTRY,
+)
+WRITTEN = Counter("proxy_audit_events_written", "Audit lines written", registry=REGISTRY)
+
+Tap = Callable[[str], None]
+_taps: list[Tap] = []
+# A flood of distinct sources (spoofed X-Forwarded-For) must not grow the aggregate without bound.
+MAX_SOURCES_PER_MINUTE = 10_000
+OVERFLOW_SOURCE = "(other sources)"
+_STOP = object()
+
+
+def add_tap(tap: Tap) -> Callable[[], None]:
+    """Also hand every written batch of lines to `tap` (the suite's log scan); returns a remover."""
+    _taps.append(tap)
+    return lambda: _taps.remove(tap)
+
+
+class AuditWriter:
+    """Queue + thread in front of a sink."""
+
+    def __init__(self, sink: Sink, *, required: bool = False, max_queue: int = 65536) -> None:
+        self.sink = sink
+        self.required = required
+        self.max_queue = max_queue
+        self.written = 0
+        self.dropped = 0
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # Each counter has one writing thread (the event loop / the writer), so none loses updates.
+        self._enqueued = 0
+        self._processed = 0
+        self._failing = False
+        self._unauth: dict[tuple[int, str], list[Any]] = {}
+        self._thread: threading.Thread | None = None
+
+    @property
+    def _pending(self) -> int:
+        return self._enqueued - self._processed
+
+    # --- request path ------------------------------------------------------------------------
+
+    def healthy(self) -> bool:
+        """Whether an event emitted now would be written (room in the queue, sink not failing)."""
+        return not self._failing and self._pending < self.max_queue
+
+    def emit(self, event: AuditEvent | dict[str, Any]) -> bool:
+        """Queue one event; False when it was dropped (and counted)."""
+        if self._pending >= self.max_queue:
+            self._drop("queue_full")
+            return False
+        self._enqueued += 1
+        self._queue.put(event)
+        return True
+
+    def unauthenticated(self, source: str, route: str | None = None, now: float | None = None) -> None:
+        """Count one 401 without credentials worth an event; written per source per minute."""
+        minute = int((now if now is not None else time.time()) // 60)
+        self._enqueued += 1
+        self._queue.put(("401", minute, source, route))
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> AuditWriter:
+        """Start the background thread (idempotent)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+            self._thread.start()
+        return self
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until everything queued so far is written (tests, shutdown)."""
+        deadline = time.monotonic() + timeout
+        while self._pending > 0 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return self._pending <= 0
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Write what is queued (401 aggregates included), then stop the thread and the sink."""
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join(timeout)
+            self._thread = None
+        else:
+            self._drain_now()
+        self.sink.close()
+
+    # --- writer thread -----------------------------------------------------------------------
+
+    def _drop(self, reason: str, n: int = 1) -> None:
+        self.dropped += n
+        DROPPED.labels(reason).inc(n)
+
+    def _run(self) -> None:
+        while True:
+            try:
+                item = self._queue.get(timeout=1.0)
+            except queue.Empty:
+                self._housekeeping(time.time(), final=False)
+                continue
+            batch = [item]
+            while len(batch) < 512:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stop = any(i is _STOP for i in batch)
+            self._write_batch([i for i in batch if i is not _STOP])
+            self._housekeeping(time.time(), final=stop)
+            if stop:
+                return
+
+    def _drain_now(self) -> None:
+        items = []
+        while True:
+            try:
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        self._write_batch([i for i in items if i is not _STOP])
+        self._housekeeping(time.time(), final=True)
+
+    def _write_batch(self, items: list[Any]) -> None:
+        lines: list[str] = []
+        for item in items:
+            if isinstance(item, tuple):
+                self._count_401(item)
+            else:
+                lines.append(self._encode(item))
+        self._write(lines)
+        self._processed += len(items)
+
+    @staticmethod
+    def _encode(item: AuditEvent | dict[str, Any]) -> str:
+        data = item.to_json() if isinstance(item, AuditEvent) else item
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+    def _write(self, lines: list[str]) -> None:
+        if not lines:
+            return
+        text = "\n".join(lines) + "\n"
+        try:
+            self.sink.write(text.encode("utf-8"))
+        except (OSError, ValueError):
+            self._failing = True
+            self._drop("write_failed", len(lines))
+            return
+        self._failing = False
+        self.written += len(lines)
+        WRITTEN.inc(len(lines))
+        for tap in list(_taps):
+            tap(text)
+
+    def _count_401(self, item: tuple[str, int, str, str | None]) -> None:
+        _, minute, source, route = item
+        key = (minute, source)
+        if (
+            key not in self._unauth
+            and sum(1 for m, _ in self._unauth if m == minute) >= MAX_SOURCES_PER_MINUTE
+        ):
+            key = (minute, OVERFLOW_SOURCE)
+        entry = self._unauth.setdefault(key, [0, route])
+        entry[0] += 1
+
+    def _housekeeping(self, now: float, *, final: bool) -> None:
+        current = int(now // 60)
+        closed = [k for k in self._unauth if final or k[0] < current]
+        lines = []
+        for key in sorted(closed):
+            count, route = self._unauth.pop(key)
+            lines.append(
+                json.dumps(unauthenticated_event(key[1], key[0], count, route), separators=(",", ":"))
+            )
+        self._write(lines)
+        try:
+            self.sink.tick(now)
+        except OSError:
+            self._failing = True
