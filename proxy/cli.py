@@ -1,4 +1,4 @@
-"""Command line: `serve` (default), `policies …`, `audit …`."""
+"""Command line: `serve` (default), `policies …`, `audit …`, `--version`."""
 
 from __future__ import annotations
 
@@ -6,36 +6,73 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic.fields import FieldInfo
 
 from proxy.config import SECRET_FIELDS, ConfigError, Settings, env_name, flag_name, load_settings
+from proxy.durations import format_duration, parse_duration
+from proxy.settings_sources import CONFIG_ENV, STRICT_ENV, aliases
 
 COMMANDS = ("serve", "policies", "audit")
 EXIT_CONFIG = 2
+DISTRIBUTION = "prom-keycloak-proxy"
 
 
-def _flag_type(info: FieldInfo) -> Any:
-    """Flags take strings; pydantic converts them exactly as it converts env values."""
-    return str
+def version() -> str:
+    """The installed distribution's version."""
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _is_duration(info: FieldInfo) -> bool:
+    """Whether a field takes a Prometheus-style duration."""
+    return any(getattr(m, "func", None) is parse_duration for m in info.metadata)
+
+
+def _shown_default(info: FieldInfo) -> str:
+    """The default as an operator would write it (durations as `2m`, lists comma-separated)."""
+    if info.is_required():
+        return "required"
+    default = info.get_default(call_default_factory=True)
+    if default in (None, (), {}):
+        return "default: unset"
+    if _is_duration(info):
+        return f"default: {format_duration(float(default))}"
+    if isinstance(default, tuple):
+        return "default: " + ",".join(default)
+    if isinstance(default, bool):
+        return f"default: {str(default).lower()}"
+    return f"default: {default}"
+
+
+_METAVARS = (
+    ("Path", "FILE"), ("bool", "BOOL"), ("int", "N"), ("float", "N"), ("tuple", "A,B"), ("dict", "K=V,…")
+)
+
+
+def _metavar(info: FieldInfo) -> str:
+    """What a flag takes, in one word."""
+    if _is_duration(info):
+        return "DURATION"
+    if get_origin(info.annotation) is Literal:
+        return "|".join(str(choice) for choice in get_args(info.annotation))
+    text = str(info.annotation)
+    for word, shown in _METAVARS:
+        if word in text:
+            return shown
+    return "VALUE"
 
 
 def _describe(name: str, info: FieldInfo) -> str:
-    """Help text: meaning, env variable, default."""
-    default = info.get_default(call_default_factory=True)
-    shown = (
-        "required"
-        if info.is_required()
-        else f"default: {default!r}"
-        if default not in (None, (), {})
-        else "default: unset"
-    )
-    extra = ""
-    if name in ("prometheus_ca_cert", "prometheus_tls_cert"):
-        extra = f" (also {env_name(name).replace('_CERT', '_CRT')})"
-    return f"{info.description} [env {env_name(name)}{extra}; {shown}]"
+    """Help text: meaning, env variable (and its other spellings), default."""
+    others = [env_name(a) for a in aliases(info) if a != name]
+    also = f" (also {', '.join(others)})" if others else ""
+    return f"{info.description} [env {env_name(name)}{also}; {_shown_default(info)}]"
 
 
 def build_serve_parser(prog: str = "prom-keycloak-proxy serve") -> argparse.ArgumentParser:
@@ -43,28 +80,37 @@ def build_serve_parser(prog: str = "prom-keycloak-proxy serve") -> argparse.Argu
     parser = argparse.ArgumentParser(
         prog=prog,
         description=(
-            "Run the authorizing PromQL proxy. Options come from (rising priority) defaults, "
-            "a YAML file, PROXY_* environment variables, and these flags. Secrets have no flag: "
+            "Run the authorizing PromQL proxy. Options come from (rising priority) "
+            "a YAML file, secret files, PROXY_* environment variables, and these flags. "
+            "Secrets have no flag: "
             + ", ".join(f"{env_name(s)} (or {env_name(s)}_FILE)" for s in SECRET_FIELDS)
             + ". Durations accept 90s, 5m, 1h30m."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        argument_default=None,
     )
-    parser.add_argument("--config", type=Path, help="YAML configuration file [env PROXY_CONFIG]")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    parser.add_argument("--config", type=Path, help=f"YAML configuration file [env {CONFIG_ENV}]")
+    parser.add_argument(
+        "--strict-config",
+        action="store_true",
+        help=f"unknown PROXY_* variables are errors, not warnings [env {STRICT_ENV}]",
+    )
     for name, info in Settings.model_fields.items():
         if name in SECRET_FIELDS:
             continue
-        parser.add_argument(flag_name(name), dest=name, type=_flag_type(info), help=_describe(name, info))
+        # Flags take strings; pydantic converts them exactly as it converts env values.
+        parser.add_argument(
+            flag_name(name), dest=name, type=str, metavar=_metavar(info), help=_describe(name, info)
+        )
     return parser
 
 
 def serve(argv: Sequence[str], environ: dict[str, str]) -> int:
     """Validate configuration (exit 2 listing every problem) and run the proxy."""
     args = build_serve_parser().parse_args(list(argv))
-    flags = {k: v for k, v in vars(args).items() if k != "config" and v is not None}
+    options: dict[str, Any] = vars(args)
+    flags = {k: v for k, v in options.items() if k in Settings.model_fields and v is not None}
     try:
-        settings = load_settings(flags, environ, args.config)
+        settings = load_settings(flags, environ, args.config, strict=args.strict_config)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_CONFIG
@@ -76,6 +122,9 @@ def serve(argv: Sequence[str], environ: dict[str, str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Dispatch to a subcommand; with none given, `serve`."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if args == ["--version"]:
+        print(f"prom-keycloak-proxy {version()}")
+        return 0
     command = args[0] if args and args[0] in COMMANDS else "serve"
     rest = args[1:] if args and args[0] in COMMANDS else args
     if args and args[0] in ("-h", "--help") and len(args) == 1:
@@ -84,6 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "  serve      run the proxy (default; `serve --help` lists every option)\n"
             "  policies   validate | apply | export | report the access model (policies/*.yaml)\n"
             "  audit      who | subject | refusals | events: access reviews from audit files\n"
+            "  --version  print the version\n"
         )
         print(build_serve_parser().format_help())
         return 0

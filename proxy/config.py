@@ -1,64 +1,66 @@
-"""Configuration: one immutable `Settings`, read once at start from defaults, YAML, env and flags.
+"""Configuration: one immutable `Settings`, read once at start (docs/operations.md#configuration).
 
-Priority (rising): built-in defaults, YAML file (`--config` / `PROXY_CONFIG`), `PROXY_*`
-environment variables (and `PROXY_*_FILE` for secrets), command-line flags. Secrets have no flag.
-Every problem is collected and reported at once (`ConfigError.problems`).
+pydantic-settings merges its sources, in rising priority: the YAML file (`--config` /
+`PROXY_CONFIG`), `PROXY_*_FILE` secret files, `PROXY_*` environment variables, command-line
+flags. The sources themselves live in `proxy.settings_sources`; every problem any of them finds
+is reported at once (`ConfigError.problems`).
 """
 
 from __future__ import annotations
 
-import os
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import (
-    AliasChoices,
-    BeforeValidator,
-    Field,
-    ValidationError,
-    field_validator,
-)
-from pydantic_settings import (
-    BaseSettings,
-    NoDecode,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    YamlConfigSettingsSource,
-)
+from pydantic import AfterValidator, AliasChoices, BeforeValidator, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
+from proxy import settings_sources as sources
 from proxy.durations import parse_duration
+from proxy.settings_sources import (
+    ENV_PREFIX,
+    ConfigError,
+    env_name,
+    flag_name,
+    split_host_port,
+)
 
-ENV_PREFIX = "PROXY_"
+
+def _readable(path: Path | None) -> Path | None:
+    """A configured file must exist and be readable now (it is re-read later, on rotation)."""
+    if path is not None and not sources.readable_file(path):
+        raise ValueError(f"file {path} is not readable")
+    return path
+
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
-CsvList = Annotated[tuple[str, ...], NoDecode]
+CsvList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(sources.split_csv)]
+ReadableFile = Annotated[Path | None, AfterValidator(_readable)]
 
 
-def _split_csv(value: Any) -> Any:
-    """Accept `a,b` strings as well as YAML lists."""
-    if isinstance(value, str):
-        return tuple(part.strip() for part in value.split(",") if part.strip())
-    return value
+def _secret(help_text: str) -> Any:
+    """A required secret: env, `*_FILE` or YAML only, never a command-line flag."""
+    return Field(description=help_text, json_schema_extra={"secret": True})
 
 
-def _secret(help_text: str, *aliases: str) -> Any:
-    """A secret field: env, `*_FILE` or YAML only, never a command-line flag."""
-    return Field(
-        default=None,
-        description=help_text,
-        json_schema_extra={"secret": True},
-        validation_alias=AliasChoices(*aliases) if aliases else None,
-    )
+def _optional_secret(help_text: str) -> Any:
+    """An optional secret: env, `*_FILE` or YAML only, never a command-line flag."""
+    return Field(None, description=help_text, json_schema_extra={"secret": True})
+
+
+def _also(name: str, alias: str) -> AliasChoices:
+    """A field that accepts a second spelling in every source (YAML key, env, flags by name)."""
+    return AliasChoices(name, alias)
 
 
 class Settings(BaseSettings):
-    """Every option of the proxy (SPEC §2.1); field name = YAML key, `PROXY_<NAME>` = env."""
+    """Every option of the proxy (docs/operations.md); field name = YAML key, `PROXY_<NAME>` = env."""
 
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
+        env_prefix_target="all",  # aliases are env names too: PROXY_PROMETHEUS_CA_CRT
+        env_ignore_empty=True,  # an empty variable means "not set", as in the Go proxy
         frozen=True,
         extra="forbid",
         populate_by_name=True,
@@ -66,27 +68,27 @@ class Settings(BaseSettings):
     )
 
     listen: str = Field("0.0.0.0:8080", description="proxy listen address host:port")
-    tls_cert: Path | None = Field(None, description="TLS certificate for the proxy's listener")
-    tls_key: Path | None = Field(None, description="TLS private key for the proxy's listener")
+    tls_cert: ReadableFile = Field(None, description="TLS certificate for the proxy's listener")
+    tls_key: ReadableFile = Field(None, description="TLS private key for the proxy's listener")
     metrics_listen: str = Field("0.0.0.0:9091", description="address for /metrics, /healthz and /readyz")
 
     prometheus_base_url: str = Field(
         description="upstream base URL, may carry a path (…/api/metrics/v1/default)"
     )
-    prometheus_ca_cert: Path | None = Field(
+    prometheus_ca_cert: ReadableFile = Field(
         None,
-        description="CA bundle that signs the upstream's certificate (alias …_CA_CRT)",
-        validation_alias=AliasChoices("prometheus_ca_cert", "prometheus_ca_crt"),
+        description="CA bundle that signs the upstream's certificate",
+        validation_alias=_also("prometheus_ca_cert", "prometheus_ca_crt"),
     )
-    prometheus_tls_cert: Path | None = Field(
+    prometheus_tls_cert: ReadableFile = Field(
         None,
-        description="client certificate for upstream mTLS (alias …_TLS_CRT)",
-        validation_alias=AliasChoices("prometheus_tls_cert", "prometheus_tls_crt"),
+        description="client certificate for upstream mTLS",
+        validation_alias=_also("prometheus_tls_cert", "prometheus_tls_crt"),
     )
-    prometheus_tls_key: Path | None = Field(
+    prometheus_tls_key: ReadableFile = Field(
         None, description="client key for upstream mTLS (goes with the certificate)"
     )
-    prometheus_token: str | None = _secret("bearer token the proxy itself sends upstream")
+    prometheus_token: str | None = _optional_secret("bearer token the proxy itself sends upstream")
     prometheus_tls_server_name: str | None = Field(
         None, description="server name to verify on the upstream certificate"
     )
@@ -101,9 +103,9 @@ class Settings(BaseSettings):
     auth_audiences: CsvList = Field((), description="accepted `aud` values (empty: any)")
     auth_allowed_azp: CsvList = Field((), description="accepted `azp` values (empty: any)")
     auth_client_id: str = Field(description="resource-server client owning HUB/CLUSTER/PROJECT")
-    auth_client_secret: str | None = _secret("secret of the resource-server client")
+    auth_client_secret: str = _secret("secret of the resource-server client")
     auth_tls_verify: bool = Field(True, description="verify Keycloak's TLS certificate")
-    auth_ca_cert: Path | None = Field(None, description="CA bundle for Keycloak's certificate")
+    auth_ca_cert: ReadableFile = Field(None, description="CA bundle for Keycloak's certificate")
     auth_introspect: bool = Field(False, description="also check tokens by introspection")
     auth_timeout: Duration = Field(5.0, description="timeout of every Keycloak call")
     basic_auth_failures_per_minute: int = Field(
@@ -118,8 +120,9 @@ class Settings(BaseSettings):
     project_labels: CsvList = Field(
         ("namespace", "exported_namespace"),
         description="series labels naming the project, in precedence order",
+        min_length=1,
     )
-    project_label_metrics: Annotated[dict[str, str], NoDecode] = Field(
+    project_label_metrics: Annotated[dict[str, str], NoDecode, BeforeValidator(sources.label_map)] = Field(
         default_factory=dict,
         description="trust limits, e.g. exported_namespace=DCGM_.* (label=metric regex)",
     )
@@ -151,30 +154,6 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
     log_format: Literal["json", "console"] = Field("json", description="log format")
 
-    @field_validator(
-        "auth_audiences",
-        "auth_allowed_azp",
-        "project_labels",
-        "cors_allowed_origins",
-        mode="before",
-    )
-    @classmethod
-    def _csv(cls, value: Any) -> Any:
-        return _split_csv(value)
-
-    @field_validator("project_label_metrics", mode="before")
-    @classmethod
-    def _label_metrics(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            out: dict[str, str] = {}
-            for part in _split_csv(value):
-                label, sep, regex = part.partition("=")
-                if not sep or not label or not regex:
-                    raise ValueError(f"expected label=regex, got {part!r}")
-                out[label.strip()] = regex.strip()
-            return out
-        return value
-
     @field_validator("prometheus_base_url", "auth_base_url")
     @classmethod
     def _url(cls, value: str) -> str:
@@ -191,13 +170,6 @@ class Settings(BaseSettings):
         split_host_port(value)
         return value
 
-    @field_validator("project_labels")
-    @classmethod
-    def _labels_nonempty(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if not value:
-            raise ValueError("at least one project label is needed")
-        return value
-
     @classmethod
     def settings_customise_sources(
         cls,
@@ -207,159 +179,50 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Only the sources `load_settings` passes in explicitly; nothing implicit."""
-        return (init_settings,)
+        """Flags > env > `*_FILE` secrets > YAML, from the environment `load_settings` was given."""
+        return (init_settings, *sources.configured_sources(settings_cls))
 
 
-FILE_PATH_FIELDS = (
-    "tls_cert",
-    "tls_key",
-    "prometheus_ca_cert",
-    "prometheus_tls_cert",
-    "prometheus_tls_key",
-    "auth_ca_cert",
-)
-SECRET_FIELDS = tuple(
-    name
-    for name, info in Settings.model_fields.items()
-    if isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("secret")
-)
-ENV_ALIASES = {
-    "prometheus_ca_crt": "prometheus_ca_cert",
-    "prometheus_tls_crt": "prometheus_tls_cert",
-}
-
-
-class ConfigError(Exception):
-    """Invalid configuration; `problems` lists every one of them."""
-
-    def __init__(self, problems: Sequence[str]) -> None:
-        super().__init__("invalid configuration:\n" + "\n".join(f"  {p}" for p in problems))
-        self.problems = list(problems)
-
-
-def split_host_port(value: str) -> tuple[str, int]:
-    """Split `host:port` (IPv6 in brackets); raise ValueError when malformed."""
-    match = re.fullmatch(r"\[?([^\[\]]*)\]?:(\d{1,5})", value)
-    if not match or int(match.group(2)) > 65535:
-        raise ValueError(f"expected host:port, got {value!r}")
-    return match.group(1), int(match.group(2))
-
-
-def env_name(field: str) -> str:
-    """The environment variable of a field."""
-    return ENV_PREFIX + field.upper()
-
-
-def flag_name(field: str) -> str:
-    """The command-line flag of a field."""
-    return "--" + field.replace("_", "-")
-
-
-def _from_env(environ: Mapping[str, str], problems: list[str]) -> dict[str, Any]:
-    """Read `PROXY_*` variables (and `*_FILE` for secrets) into field values."""
-    fields = set(Settings.model_fields)
-    out: dict[str, Any] = {}
-    for key, value in environ.items():
-        if not key.upper().startswith(ENV_PREFIX):
-            continue
-        name = key[len(ENV_PREFIX) :].lower()
-        if name == "config":
-            continue
-        if name.endswith("_file") and name[: -len("_file")] in SECRET_FIELDS:
-            secret = name[: -len("_file")]
-            try:
-                out[secret] = Path(value).read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                problems.append(f"{key}: cannot read {value!r}: {exc.strerror}")
-            continue
-        name = ENV_ALIASES.get(name, name)
-        if name in fields and value != "":  # an empty variable means "not set", as in the Go proxy
-            out[name] = value
-    return out
-
-
-def _from_yaml(path: Path, problems: list[str]) -> dict[str, Any]:
-    """Read the YAML file's top-level mapping."""
-    try:
-        data = YamlConfigSettingsSource(Settings, yaml_file=path)()
-    except Exception as exc:  # yaml errors, OSError: reported, not raised
-        problems.append(f"config file {path}: {exc}")
-        return {}
-    unknown = sorted(
-        set(data) - set(Settings.model_fields) - set(ENV_ALIASES) - {f + "_file" for f in SECRET_FIELDS}
-    )
-    for key in unknown:
-        problems.append(f"config file {path}: unknown key {key!r}")
-    resolved: dict[str, Any] = {}
-    for key, value in data.items():
-        if key in unknown:
-            continue
-        if key.endswith("_file") and key[: -len("_file")] in SECRET_FIELDS:
-            try:
-                resolved[key[: -len("_file")]] = Path(str(value)).read_text("utf-8").strip()
-            except OSError as exc:
-                problems.append(f"config file {path}: {key}: cannot read {value!r}: {exc.strerror}")
-            continue
-        resolved[ENV_ALIASES.get(key, key)] = value
-    return resolved
-
-
-def _describe(error: Mapping[str, Any]) -> str:
-    """One line per pydantic error, named by the env variable operators set."""
-    loc = ".".join(str(part) for part in error["loc"]) or "config"
-    field = loc.split(".")[0]
-    name = env_name(field) if field in Settings.model_fields else loc
-    if error["type"] == "missing":
-        return f"{name}: required, not set"
-    return f"{name}: {error['msg']}"
-
-
-def _check_files(values: Mapping[str, Any], problems: list[str]) -> None:
-    """Every configured file must be readable, and certificates come with their keys."""
-    for field in FILE_PATH_FIELDS:
-        value = values.get(field)
-        if value in (None, ""):
-            continue
-        if not os.access(str(value), os.R_OK) or not Path(str(value)).is_file():
-            problems.append(f"{env_name(field)}: file {value!s} is not readable")
-    for cert, key in (("tls_cert", "tls_key"), ("prometheus_tls_cert", "prometheus_tls_key")):
-        if bool(values.get(cert)) != bool(values.get(key)):
-            problems.append(f"{env_name(cert)} and {env_name(key)} must be set together")
-    if not values.get("auth_client_secret"):
-        problems.append(
-            "PROXY_AUTH_CLIENT_SECRET: required, not set (env, PROXY_AUTH_CLIENT_SECRET_FILE or YAML)"
-        )
+# Certificates and their keys come together, or not at all.
+PAIRS = (("tls_cert", "tls_key"), ("prometheus_tls_cert", "prometheus_tls_key"))
 
 
 def load_settings(
     flags: Mapping[str, Any],
     environ: Mapping[str, str],
     config_file: Path | None = None,
+    *,
+    strict: bool = False,
+    warn: Callable[[str], None] | None = None,
 ) -> Settings:
-    """Merge defaults < YAML < env < flags, validate, and raise ConfigError listing every problem."""
-    problems: list[str] = []
-    path = config_file or (
-        Path(environ[ENV_PREFIX + "CONFIG"]) if environ.get(ENV_PREFIX + "CONFIG") else None
-    )
-    merged: dict[str, Any] = {}
-    if path is not None:
-        merged.update(_from_yaml(path, problems))
-    merged.update(_from_env(environ, problems))
-    merged.update({k: v for k, v in flags.items() if v is not None})
+    """Merge YAML < `*_FILE` < env < flags, validate, and raise ConfigError listing every problem.
+
+    Unknown `PROXY_*` variables are passed to `warn` (stderr by default), or are problems when
+    `strict` (or `PROXY_CONFIG_STRICT=true`) is set.
+    """
+    given = {k: v for k, v in flags.items() if v is not None}
+    load = sources.Load.begin(Settings, environ, config_file, strict)
+    load.note(given)
     settings: Settings | None = None
-    try:
-        settings = Settings(**merged)
-    except ValidationError as exc:
-        problems.extend(_describe(err) for err in exc.errors())
-    _check_files(merged, problems)
-    if problems or settings is None:
-        raise ConfigError(sorted(set(problems), key=problems.index))
+    with load.active():
+        try:
+            settings = Settings(**given)
+        except ValidationError as exc:
+            load.problems.extend(sources.describe(Settings, err) for err in exc.errors())
+    load.check_pairs(PAIRS)
+    for message in load.warnings:
+        (warn or sources.print_warning)(message)
+    if load.problems or settings is None:
+        raise ConfigError(list(dict.fromkeys(load.problems)))
     return settings
 
 
+SECRET_FIELDS = sources.secret_fields(Settings)
+
 __all__ = [
+    "SECRET_FIELDS",
     "ConfigError",
+    "Duration",
     "Settings",
     "env_name",
     "flag_name",

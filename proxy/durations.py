@@ -36,3 +36,19 @@ def parse_duration(value: Any) -> float:
     if len(set(units)) != len(units):
         raise ValueError(f"invalid duration {value!r}: repeated unit")
     return sum(int(m.group(1)) * _UNITS[m.group(2)] for m in _PART.finditer(text))
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds as a Prometheus-style duration (`2m`, `1h30m`, `250ms`), the inverse of parsing."""
+    if seconds == 0:
+        return "0s"
+    millis = round(seconds * 1000)
+    if millis % 1000:
+        return f"{millis}ms" if millis < 1000 else f"{seconds:g}s"
+    rest = millis // 1000
+    parts: list[str] = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, rest = divmod(rest, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)

@@ -152,3 +152,94 @@ def test_invalid_config_exits_2_before_listening() -> None:
                           env={"PATH": "/usr/bin:/bin"}, timeout=60)
     assert proc.returncode == 2
     assert proc.stderr.count("required, not set") >= 5
+
+
+def test_missing_config_file_is_a_problem(tmp_path: Path) -> None:
+    """A `--config` / `PROXY_CONFIG` file that does not exist is reported, not silently skipped."""
+    with pytest.raises(ConfigError) as info:
+        load_settings({}, BASE, tmp_path / "absent.yaml")
+    assert any("absent.yaml: not found" in p for p in info.value.problems)
+    with pytest.raises(ConfigError) as info:
+        load_settings({}, {**BASE, "PROXY_CONFIG": str(tmp_path / "gone.yaml")})
+    assert any("gone.yaml: not found" in p for p in info.value.problems)
+
+
+def test_unknown_variable_warns_with_a_suggestion() -> None:
+    """A misspelt `PROXY_*` variable is a warning naming the closest option; the load succeeds."""
+    warnings: list[str] = []
+    s = load_settings({}, {**BASE, "PROXY_AUTH_TIMEOUTS": "3s"}, warn=warnings.append)
+    assert s.auth_timeout == 5.0
+    assert warnings == ["PROXY_AUTH_TIMEOUTS: unknown variable (did you mean PROXY_AUTH_TIMEOUT?)"]
+
+
+def test_unknown_variable_is_an_error_when_strict() -> None:
+    """With the strict flag (argument or `PROXY_CONFIG_STRICT=true`) an unknown variable is a problem."""
+    env = {**BASE, "PROXY_ACM_HUBB": "x"}
+    with pytest.raises(ConfigError) as info:
+        load_settings({}, env, strict=True, warn=pytest.fail)
+    assert info.value.problems == ["PROXY_ACM_HUBB: unknown variable (did you mean PROXY_ACM_HUB?)"]
+    with pytest.raises(ConfigError):
+        load_settings({}, {**env, "PROXY_CONFIG_STRICT": "true"}, warn=pytest.fail)
+
+
+def test_service_link_variables_are_ignored() -> None:
+    """Kubernetes' variables for a Service named `proxy…` are neither warnings nor errors."""
+    links = {
+        "PROXY_SERVICE_HOST": "10.0.0.1",
+        "PROXY_SERVICE_PORT": "8080",
+        "PROXY_SERVICE_PORT_HTTP": "8080",
+        "PROXY_PORT": "tcp://10.0.0.1:8080",
+        "PROXY_PORT_8080_TCP": "tcp://10.0.0.1:8080",
+        "PROXY_PORT_8080_TCP_ADDR": "10.0.0.1",
+        "PROXY_PORT_8080_TCP_PORT": "8080",
+        "PROXY_PORT_8080_TCP_PROTO": "tcp",
+        "PROXY_METRICS_SERVICE_HOST": "10.0.0.2",
+        "PROXY_METRICS_PORT_9091_TCP": "tcp://10.0.0.2:9091",
+    }
+    load_settings({}, {**BASE, **links}, strict=True, warn=pytest.fail)
+
+
+def test_yaml_takes_aliases_and_secret_files(tmp_path: Path) -> None:
+    """YAML accepts the same `_crt` spelling and `<secret>_file` keys as the environment."""
+    for name in ("ca.pem", "secret"):
+        (tmp_path / name).write_text("yaml-secret\n")
+    cfg = tmp_path / "proxy.yaml"
+    cfg.write_text(
+        f"prometheus_ca_crt: {tmp_path / 'ca.pem'}\nauth_client_secret_file: {tmp_path / 'secret'}\n"
+    )
+    env = {k: v for k, v in BASE.items() if k != "PROXY_AUTH_CLIENT_SECRET"}
+    s = load_settings({}, env, cfg)
+    assert s.prometheus_ca_cert == tmp_path / "ca.pem"
+    assert s.auth_client_secret == "yaml-secret"
+
+
+def test_unreadable_secret_file_and_yaml_typo_suggestion(tmp_path: Path) -> None:
+    """An unreadable `_FILE` and a misspelt YAML key are both listed, the key with a suggestion."""
+    cfg = tmp_path / "proxy.yaml"
+    cfg.write_text("enforce_mod: deny\n")
+    env = {k: v for k, v in BASE.items() if k != "PROXY_AUTH_CLIENT_SECRET"}
+    env["PROXY_AUTH_CLIENT_SECRET_FILE"] = str(tmp_path / "nope")
+    with pytest.raises(ConfigError) as info:
+        load_settings({}, env, cfg)
+    text = "\n".join(info.value.problems)
+    assert "PROXY_AUTH_CLIENT_SECRET_FILE: cannot read" in text
+    assert "unknown key 'enforce_mod' (did you mean enforce_mode?)" in text
+
+
+def test_version_flag() -> None:
+    """`--version` prints the distribution's version and exits 0."""
+    out = subprocess.run([sys.executable, "-m", "proxy", "--version"], capture_output=True,
+                         text=True, check=True).stdout
+    assert out.startswith("prom-keycloak-proxy ") and out.strip() != "prom-keycloak-proxy"
+
+
+def test_help_shows_durations_and_no_none() -> None:
+    """`serve --help` writes defaults as an operator would (`2m`, `5s`) and never `None`."""
+    out = subprocess.run([sys.executable, "-m", "proxy", "serve", "--help"], capture_output=True,
+                         text=True, check=True).stdout
+    flat = " ".join(out.split())
+    assert "PROXY_PROMETHEUS_TIMEOUT; default: 2m]" in flat
+    assert "PROXY_AUTH_TIMEOUT; default: 5s]" in flat
+    assert "PROXY_MAX_RANGE; default: 32d]" in flat
+    assert "None" not in out
+    assert "PROXY_PROMETHEUS_CA_CRT" in flat and "--strict-config" in out

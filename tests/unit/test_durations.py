@@ -29,3 +29,11 @@ def test_invalid(text: str) -> None:
     """Malformed durations raise ValueError."""
     with pytest.raises(ValueError, match="duration"):
         parse_duration(text)
+
+
+@pytest.mark.parametrize("seconds", [0.0, 0.25, 1.0, 5.0, 90.0, 120.0, 5400.0, 86400.0, 32 * 86400.0, 3661.0])
+def test_format_round_trips(seconds: float) -> None:
+    """Formatting a duration and parsing it back gives the same number of seconds."""
+    from proxy.durations import format_duration
+
+    assert parse_duration(format_duration(seconds)) == seconds
