@@ -3,6 +3,7 @@
 pytest_plugins = [
     "tests.support.fixtures",
     "tests.support.stack",
+    "tests.support.hubs",
     "tests.support.soak_plugin",
     "tests.support.logscan",
 ]

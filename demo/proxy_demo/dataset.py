@@ -25,6 +25,12 @@ NAMESPACES = ("team-a", "team-b", "team-c")
 GPU_OPERATOR_NAMESPACE = "nvidia-gpu-operator"
 MONITORING_NAMESPACE = "openshift-monitoring"
 
+# The several-hubs demo's second hub: the same shapes under another seed, one cluster renamed and
+# one keeping its name (cluster names are per hub: `nerc-ocp-prod` there is another cluster).
+SECOND_HUB = "innabox-dev"
+SECOND_HUB_SEED = 7
+SECOND_HUB_CLUSTERS = MappingProxyType({"nerc-ocp-test": "innabox-gpu"})
+
 STEP = 30
 PAST = 3 * 3600
 FUTURE = 3 * 3600
@@ -413,14 +419,21 @@ def build_dataset(
     step: int = STEP,
     past: int = PAST,
     future: int = FUTURE,
+    clusters: Mapping[str, str] | None = None,
 ) -> list[Series]:
-    """The demo dataset: samples every `step` s from `now - past` to `now + future`, seeded."""
+    """The demo dataset: samples every `step` s from `now - past` to `now + future`, seeded.
+
+    `clusters` renames cluster label values (another hub's data: `SECOND_HUB_CLUSTERS`).
+    """
     now = _time.time() if now is None else now
     first = math.ceil((now - past) / step)
     last = math.floor((now + future) / step)
     grid = [(k, float(k * step)) for k in range(first, last + 1)]
     out: list[Series] = []
+    rename = dict(clusters or {})
     for labels, fn, kind in _specs():
+        if labels.get("cluster") in rename:
+            labels = {**labels, "cluster": rename[labels["cluster"]]}
         key = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
         samples = tuple((t, fn(seed, key, t, k)) for k, t in grid)
         out.append(Series(labels, samples, kind))

@@ -1,0 +1,147 @@
+"""The `hubs:` entries: names, per-hub checks, the mixing rule, and the runtime hub list."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from proxy.hubs import HubConfig, default_hub_of, hub_name_problem, hubs_of, problems
+
+KEYS = ("HUB", "CLUSTER", "PROJECT")
+
+
+def _entry(name: str, **extra: Any) -> HubConfig:
+    """A minimal valid entry."""
+    return HubConfig.model_validate({"name": name, "prometheus_base_url": f"https://{name}.example", **extra})
+
+
+@pytest.mark.parametrize("name", ["moc", "innabox-dev", "open-sovereign-ai-cloud", "a", "hub1"])
+def test_kubernetes_like_names_are_hub_names(name: str) -> None:
+    """NERC's hub names and other RFC 1123 labels are accepted."""
+    assert hub_name_problem(name) is None
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["", "Moc", "-moc", "moc-", "mo_c", "mo.c", "a" * 64, "moc/x", "api", "federate", "proxy", "metrics"],
+)
+def test_bad_or_shadowing_names_are_refused(name: str) -> None:
+    """Upper case, edges, dots, slashes, over 63 characters and route names never name a hub."""
+    assert hub_name_problem(name) is not None
+    with pytest.raises(ValidationError):
+        _entry(name) if name else HubConfig.model_validate({"name": name, "prometheus_base_url": "https://x"})
+
+
+def test_entry_accepts_the_go_spellings_and_strips_the_url() -> None:
+    """`…_CA_CRT`/`…_TLS_CRT` spellings work per hub too; a trailing slash is dropped."""
+    entry = HubConfig.model_validate(
+        {
+            "name": "moc",
+            "prometheus_base_url": "https://thanos.example/api/metrics/v1/default/",
+            "prometheus_ca_crt": "/ca.pem",
+            "prometheus_tls_crt": "/c.pem",
+        }
+    )
+    assert entry.prometheus_base_url == "https://thanos.example/api/metrics/v1/default"
+    assert entry.prometheus_ca_cert == Path("/ca.pem")
+    assert entry.prometheus_tls_cert == Path("/c.pem")
+
+
+def test_unknown_entry_keys_are_refused() -> None:
+    """A typo in a hub entry is an error, not silently ignored."""
+    with pytest.raises(ValidationError):
+        _entry("moc", prometheus_ca_certs="/x")
+
+
+def test_every_hub_problem_is_listed_at_once(tmp_path: Path) -> None:
+    """Mixing, duplicates, missing default, lower-case keys and per-entry file problems all show."""
+    hubs = [
+        _entry("moc", prometheus_tls_cert=str(tmp_path / "missing.pem")),
+        _entry("moc"),
+        _entry("innabox-dev", auth_client_id="other-client"),
+    ]
+    values = {"prometheus_base_url": "https://top.example", "acm_hub": "moc", "auth_client_id": "pkp"}
+    found = problems(values, hubs, ("hub", "CLUSTER", "PROJECT"))
+    text = "\n".join(found)
+    assert "PROXY_PROMETHEUS_BASE_URL" in text and "PROXY_ACM_HUB" in text
+    assert "'moc' is listed more than once" in text
+    assert "default_hub: required" in text
+    assert "resource-name key 'hub'" in text
+    assert "hubs[0] (moc).prometheus_tls_cert: file" in text
+    assert "prometheus_tls_cert and prometheus_tls_key must be set together" in text
+    assert "auth_client_id 'other-client' needs auth_client_secret" in text
+
+
+def test_a_valid_list_has_no_problems(tmp_path: Path) -> None:
+    """Two hubs with readable files, a default and upper-case keys pass."""
+    for name in ("ca.pem", "c.pem", "k.pem", "secret"):
+        (tmp_path / name).write_text("x\n")
+    files = {
+        "prometheus_ca_cert": str(tmp_path / "ca.pem"),
+        "prometheus_tls_cert": str(tmp_path / "c.pem"),
+        "prometheus_tls_key": str(tmp_path / "k.pem"),
+    }
+    hubs = [
+        _entry("moc", **files),
+        _entry("innabox-dev", auth_client_id="other", auth_client_secret_file=str(tmp_path / "secret")),
+    ]
+    assert problems({"default_hub": "moc", "auth_client_id": "pkp"}, hubs, KEYS) == []
+
+
+def test_default_hub_must_be_a_listed_hub() -> None:
+    """`default_hub:` naming no configured hub is an error."""
+    found = problems({"default_hub": "nowhere"}, [_entry("moc"), _entry("b")], KEYS)
+    assert any("'nowhere' is not one of the hubs" in p for p in found)
+
+
+def _settings(**values: Any) -> Any:
+    """A stand-in for Settings with the fields `hubs_of` reads."""
+    base: dict[str, Any] = dict.fromkeys(
+        (
+            "acm_hub",
+            "prometheus_base_url",
+            "prometheus_ca_cert",
+            "prometheus_tls_cert",
+            "prometheus_tls_key",
+            "prometheus_tls_server_name",
+            "prometheus_token",
+            "default_hub",
+        )
+    )
+    base |= {"auth_client_id": "pkp", "auth_client_secret": "s", "hubs": ()}
+    base.update(values)
+    return SimpleNamespace(**base)
+
+
+def test_env_only_form_is_one_hub_from_the_top_level_options() -> None:
+    """Without `hubs:` the single hub is `PROXY_ACM_HUB` with the top-level upstream, and default."""
+    s = _settings(acm_hub="moc", prometheus_base_url="https://t.example", prometheus_token="tok")
+    (hub,) = hubs_of(s)
+    assert (hub.name, hub.upstream.base_url, hub.upstream.read_token()) == ("moc", "https://t.example", "tok")
+    assert (hub.client_id, hub.client_secret) == ("pkp", "s")
+    assert default_hub_of(s) == "moc"
+
+
+def test_hubs_get_their_own_upstream_and_optional_own_client(tmp_path: Path) -> None:
+    """Each hub keeps its own upstream; an own client reads its secret file; default as configured."""
+    (tmp_path / "secret").write_text("other-secret\n")
+    (tmp_path / "token").write_text("hub-token\n")
+    s = _settings(
+        hubs=(
+            _entry("moc", prometheus_token_file=str(tmp_path / "token")),
+            _entry("innabox-dev", auth_client_id="other", auth_client_secret_file=str(tmp_path / "secret")),
+        ),
+        default_hub="innabox-dev",
+    )
+    moc, innabox = hubs_of(s)
+    assert moc.upstream.base_url == "https://moc.example"
+    assert moc.upstream.read_token() == "hub-token"
+    assert (moc.client_id, moc.client_secret) == ("pkp", "s")
+    assert (innabox.client_id, innabox.client_secret) == ("other", "other-secret")
+    assert default_hub_of(s) == "innabox-dev"
+    assert default_hub_of(_settings(hubs=(_entry("a"), _entry("b")))) is None
+    assert default_hub_of(_settings(hubs=(_entry("a"),))) == "a"
