@@ -24,8 +24,20 @@ system-deps:
 
 setup: system-deps $(STAMP)
 
-demo: setup
-	$(BIN)/prom-keycloak-proxy-demo
+# The demo gets its own small virtualenv: the runtime lock plus trustme and setuptools
+# (requirements-demo.lock), never the development lock with Helm and Kubernetes validators.
+DEMO_VENV := .venv-demo
+DEMO_STAMP := $(DEMO_VENV)/.installed
+DEMO_ARGS ?=
+
+$(DEMO_STAMP): requirements-demo.lock pyproject.toml emulator/pyproject.toml demo/pyproject.toml
+	$(PY) -m venv $(DEMO_VENV)
+	$(DEMO_VENV)/bin/pip install --quiet --require-hashes --no-deps -r requirements-demo.lock
+	$(DEMO_VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e . -e ./emulator -e ./demo
+	touch $(DEMO_STAMP)
+
+demo: system-deps $(DEMO_STAMP)
+	@$(DEMO_VENV)/bin/prom-keycloak-proxy-demo $(DEMO_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check proxy tests bench
@@ -42,8 +54,16 @@ bench: setup
 soak: setup
 	$(BIN)/pytest -q -p no:xdist tests/reliability/test_soak.py --soak-duration=$(DURATION) -s
 
-lock:
-	$(BIN)/uv pip compile pyproject.toml --extra dev --extra fast --extra otel --generate-hashes -o requirements.lock
+# uv comes from the dev lock (pinned with hashes); the runtime and demo locks are constrained to
+# the dev lock's versions so that the three never disagree.
+LOCK_FLAGS := --quiet --generate-hashes --python-version 3.11
+
+lock: $(STAMP)
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra fast --extra otel $(LOCK_FLAGS) -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra fast --extra otel -c requirements.lock $(LOCK_FLAGS) \
+	  -o requirements-runtime.lock
+	$(BIN)/uv pip compile pyproject.toml demo/requirements.in --extra fast --extra otel -c requirements.lock \
+	  $(LOCK_FLAGS) -o requirements-demo.lock
 
 clean:
-	rm -rf $(VENV) .demo .tmp
+	rm -rf $(VENV) $(DEMO_VENV) .demo .tmp

@@ -1,16 +1,20 @@
-"""`prom-keycloak-proxy demo`: real Prometheus (mTLS) + Keycloak emulator + the proxy, on loopback."""
+"""`prom-keycloak-proxy-demo`: real Prometheus (mTLS) + Keycloak emulator + the proxy, on loopback."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import shlex
+import contextlib
+import errno
+import shutil
 import signal
+import socket
+import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import yaml
 from aiohttp import web
@@ -18,26 +22,41 @@ from aiohttp import web
 from proxy import logs
 from proxy.app import create_app, create_metrics_app, server_limits
 from proxy.config import Settings, load_settings
+from proxy.policies.problems import PolicyFileError
 from proxy_demo.certs import Pki
+from proxy_demo.commands import check as run_checks
+from proxy_demo.commands import examples, render
 from proxy_demo.dataset import build_dataset
 from proxy_demo.policy import DEMO_POLICY
-from proxy_demo.prometheus import PrometheusServer, ensure_prometheus
+from proxy_demo.prometheus import (
+    PrometheusServer,
+    PrometheusStartError,
+    PrometheusUnavailable,
+    ensure_prometheus,
+)
 
 DEFAULT_POLICY = DEMO_POLICY
 DEMO_TOKEN_LIFESPAN = 3600
-EXAMPLE_QUERY = 'sum by (namespace, exported_namespace) (DCGM_FI_DEV_GPU_UTIL{cluster="nerc-ocp-prod"})'
+# The emulator's master-realm login (Emulator's defaults): what `policies apply` would use.
+ADMIN_USER, ADMIN_PASSWORD = "admin", "admin"
+
+
+class DemoError(Exception):
+    """A problem the user can fix (a port in use, a bad policies file): printed as one line."""
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="prom-keycloak-proxy demo", description=__doc__)
+    parser = argparse.ArgumentParser(prog="prom-keycloak-proxy-demo", description=__doc__)
     parser.add_argument("--policy", type=Path, default=DEFAULT_POLICY, help="policies file to load")
     parser.add_argument("--port", type=int, default=8080, help="proxy port on 127.0.0.1")
     parser.add_argument("--metrics-port", type=int, default=9091, help="metrics port on 127.0.0.1")
     parser.add_argument("--keycloak-port", type=int, default=8180, help="emulator port on 127.0.0.1")
-    parser.add_argument("--workdir", type=Path, default=None, help="where Prometheus keeps its data")
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="keep Prometheus data and certificates here"
+    )
     parser.add_argument("--enforce-mode", choices=("narrow", "deny"), default="narrow")
     parser.add_argument(
-        "--check", action="store_true", help="start everything, run the printed requests once, exit"
+        "--check", action="store_true", help="start everything, run the printed commands once, exit"
     )
     return parser
 
@@ -64,93 +83,137 @@ def demo_settings(
     return load_settings({}, env)
 
 
-def curl_lines(policy: dict[str, Any], emu: Any, base: str) -> list[str]:
-    """Ready-to-paste curl commands: a bearer token per demo user, and the Basic-auth form."""
-    realm = policy["realm"]
-    url = f"{base}/api/v1/query?query={quote(EXAMPLE_QUERY)}"
-    lines = []
-    for user in policy.get("users", []):
-        token = emu.password_token(realm, user["username"], user["password"])["access_token"]
-        lines.append(f"# {user['username']}")
-        lines.append(f"curl -s -H 'Authorization: Bearer {token}' {shlex.quote(url)}")
-    for client in policy.get("clients", []):
-        if client.get("secret") and client.get("service_account"):
-            lines.append(f"# {client['client_id']} (Basic client credentials; the proxy mints the token)")
-            lines.append(f"curl -s -u {client['client_id']}:{client['secret']} {shlex.quote(url)}")
-    return lines
+def check_ports_free(ports: dict[str, int], host: str = "127.0.0.1") -> None:
+    """Raise DemoError naming the first port already taken, before anything starts."""
+    for flag, port in ports.items():
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+            except OSError as exc:
+                reason = "is in use" if exc.errno == errno.EADDRINUSE else f"cannot be used ({exc.strerror})"
+                raise DemoError(f"port {port} on {host} {reason}: pick another with {flag} PORT") from None
 
 
-async def _run(args: argparse.Namespace) -> int:
+def load_policy(path: Path) -> dict[str, Any]:
+    """The policies file as a mapping, or DemoError with the reason."""
+    try:
+        policy = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise DemoError(f"cannot read the policies file {path}: {exc}") from None
+    if not isinstance(policy, dict):
+        raise DemoError(f"{path} is not a policies file (a YAML mapping)")
+    return policy
+
+
+@dataclass
+class Backends:
+    """The demo's Prometheus (mTLS) and Keycloak emulator, both on loopback."""
+
+    policy: dict[str, Any]
+    prometheus: PrometheusServer
+    emulator: Any
+    keycloak_url: str
+
+
+@contextlib.asynccontextmanager
+async def backends(policy_file: Path, keycloak_port: int, workdir: Path | None) -> AsyncIterator[Backends]:
+    """Start Prometheus and the emulator; stop them and remove a temporary workdir on exit."""
     from keycloak_emulator import Emulator, EmulatorServer  # never imported by the request path
 
-    policy = yaml.safe_load(args.policy.read_text(encoding="utf-8"))
+    policy = load_policy(policy_file)
     ensure_prometheus()
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="prom-keycloak-proxy-demo-"))
-    prom = PrometheusServer(workdir / "prometheus", Pki(workdir / "pki"), build_dataset())
-    await asyncio.to_thread(prom.start)
-    emu = Emulator.from_files([args.policy])
-    emu.realm(policy["realm"]).token_lifespan = DEMO_TOKEN_LIFESPAN  # long enough to paste and play
-    kc = EmulatorServer(emu, host="127.0.0.1", port=args.keycloak_port)
-    await kc.start()
-    settings = demo_settings(policy, prom, kc.base_url, args.port, args.metrics_port, args.enforce_mode)
+    own = workdir is None
+    work = workdir or Path(tempfile.mkdtemp(prefix="prom-keycloak-proxy-demo-"))
+    prom = PrometheusServer(work / "prometheus", Pki(work / "pki"), build_dataset())
+    kc: Any = None
+    try:
+        await asyncio.to_thread(prom.start)
+        try:
+            emu = Emulator.from_files([policy_file], admin_user=ADMIN_USER, admin_password=ADMIN_PASSWORD)
+        except PolicyFileError as exc:
+            raise DemoError(" ".join(str(exc).split())) from None
+        emu.realm(policy["realm"]).token_lifespan = DEMO_TOKEN_LIFESPAN  # long enough to paste and play
+        kc = EmulatorServer(emu, host="127.0.0.1", port=keycloak_port)
+        await kc.start()
+        yield Backends(policy, prom, emu, kc.base_url)
+    finally:
+        if kc is not None:
+            await kc.stop()
+        await asyncio.to_thread(prom.stop)
+        if own:  # private keys live here: never leave them behind
+            shutil.rmtree(work, ignore_errors=True)
+
+
+async def _serve_proxy(settings: Settings, port: int, metrics_port: int) -> list[web.AppRunner]:
+    """Start the proxy and its metrics listener in this process, on loopback."""
     app = create_app(settings)
     runner = web.AppRunner(
         app, access_log=None, handle_signals=False, shutdown_timeout=2, **server_limits(settings)
     )
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", args.port).start()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
     metrics_runner = web.AppRunner(create_metrics_app(app), access_log=None, handle_signals=False)
     await metrics_runner.setup()
-    await web.TCPSite(metrics_runner, "127.0.0.1", args.metrics_port).start()
-    base = f"http://127.0.0.1:{args.port}"
-    lines = curl_lines(policy, emu, base)
-    print(
-        f"\nprom-keycloak-proxy demo is up: proxy {base}, metrics http://127.0.0.1:{args.metrics_port}/metrics,"
-        f" Keycloak emulator {kc.base_url} (realm {policy['realm']}), Prometheus {prom.base_url} (mTLS)\n"
+    await web.TCPSite(metrics_runner, "127.0.0.1", metrics_port).start()
+    return [runner, metrics_runner]
+
+
+def banner(b: Backends, base: str, metrics_port: int) -> str:
+    """What the demo prints once everything answers: where each part listens, the admin login."""
+    return (
+        f"\nprom-keycloak-proxy demo is up: proxy {base}, metrics http://127.0.0.1:{metrics_port}/metrics,\n"
+        f"Keycloak emulator {b.keycloak_url} (realm {b.policy['realm']}; admin console login"
+        f" {ADMIN_USER} / {ADMIN_PASSWORD} in the master realm), Prometheus {b.prometheus.base_url} (mTLS).\n"
+        f"\nMint a token (valid {DEMO_TOKEN_LIFESPAN // 60} minutes), then query with it; paste any block:\n"
     )
-    print("\n".join(lines))
-    print(
-        f"\nTokens are valid for {DEMO_TOKEN_LIFESPAN // 60} minutes. Try other queries, e.g. the unscoped "
-        "'DCGM_FI_DEV_GPU_UTIL' (narrowed to each caller's projects), /api/v1/series, /api/v1/rules."
+
+
+async def _run(args: argparse.Namespace) -> int:
+    check_ports_free(
+        {"--port": args.port, "--metrics-port": args.metrics_port, "--keycloak-port": args.keycloak_port}
     )
-    code = 0
-    try:
-        if args.check:
-            code = await _check(lines)
-        else:
+    async with backends(args.policy, args.keycloak_port, args.workdir) as b:
+        settings = demo_settings(
+            b.policy, b.prometheus, b.keycloak_url, args.port, args.metrics_port, args.enforce_mode
+        )
+        runners = await _serve_proxy(settings, args.port, args.metrics_port)
+        base = f"http://127.0.0.1:{args.port}"
+        found = examples(b.policy, b.keycloak_url, base)
+        print(banner(b, base, args.metrics_port))
+        print(render(found))
+        print(
+            "\nTry other queries, e.g. the unscoped 'DCGM_FI_DEV_GPU_UTIL' (narrowed to each caller's"
+            " projects), /api/v1/series, /api/v1/rules, /proxy/v1/whoami."
+        )
+        try:
+            if args.check:
+                print("\nRunning every block once:\n", flush=True)
+                return await run_checks(found)
             print("\nCtrl-C stops everything.", flush=True)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
             await stop.wait()
-    finally:
-        await runner.cleanup()
-        await metrics_runner.cleanup()
-        await kc.stop()
-        await asyncio.to_thread(prom.stop)
-    return code
-
-
-async def _check(lines: Sequence[str]) -> int:
-    """Run every printed curl command once; non-zero if any of them fails to get an answer."""
-    failures = 0
-    for line in lines:
-        if line.startswith("#"):
-            print(line)
-            continue
-        proc = await asyncio.create_subprocess_shell(
-            line + " -w ' HTTP %{http_code}\\n'", stdout=asyncio.subprocess.PIPE
-        )
-        out, _ = await proc.communicate()
-        text = out.decode(errors="replace").strip()
-        print(text[-300:])
-        failures += proc.returncode != 0 or " HTTP 000" in text
-    return 1 if failures else 0
+            return 0
+        finally:
+            for runner in runners:
+                await runner.cleanup()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the demo until Ctrl-C (or once, with `--check`)."""
+    """Run the demo until Ctrl-C (or once, with `--check`); one-line errors, exit 2 for usage problems."""
     args = _parser().parse_args(None if argv is None else list(argv))
     logs.configure("warning", "console")
-    return asyncio.run(_run(args))
+    try:
+        return asyncio.run(_run(args))
+    except DemoError as exc:
+        print(f"prom-keycloak-proxy-demo: {exc}", file=sys.stderr)
+        return 2
+    except (PrometheusUnavailable, PrometheusStartError) as exc:
+        print(
+            f"prom-keycloak-proxy-demo: Prometheus did not start: {str(exc).splitlines()[0]}", file=sys.stderr
+        )
+        return 1
+    except KeyboardInterrupt:
+        return 130
