@@ -14,7 +14,7 @@ from pydantic.fields import FieldInfo
 
 from proxy.config import SECRET_FIELDS, ConfigError, Settings, env_name, flag_name, load_settings
 from proxy.durations import format_duration, parse_duration
-from proxy.settings_sources import CONFIG_ENV, STRICT_ENV, aliases
+from proxy.settings_sources import CONFIG_ENV, STRICT_ENV, aliases, yaml_only_fields
 
 COMMANDS = ("serve", "policies", "audit")
 EXIT_CONFIG = 2
@@ -94,8 +94,9 @@ def build_serve_parser(prog: str = "prom-keycloak-proxy serve") -> argparse.Argu
         action="store_true",
         help=f"unknown PROXY_* variables are errors, not warnings [env {STRICT_ENV}]",
     )
+    yaml_only = yaml_only_fields(Settings)
     for name, info in Settings.model_fields.items():
-        if name in SECRET_FIELDS:
+        if name in SECRET_FIELDS or name in yaml_only:
             continue
         # Flags take strings; pydantic converts them exactly as it converts env values.
         parser.add_argument(

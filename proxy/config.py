@@ -11,13 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, AliasChoices, BeforeValidator, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from proxy import settings_sources as sources
 from proxy.durations import parse_duration
+from proxy.hubs import HubConfig, check_url, hub_problems
 from proxy.settings_sources import (
     ENV_PREFIX,
     ConfigError,
@@ -72,8 +72,9 @@ class Settings(BaseSettings):
     tls_key: ReadableFile = Field(None, description="TLS private key for the proxy's listener")
     metrics_listen: str = Field("0.0.0.0:9091", description="address for /metrics, /healthz and /readyz")
 
+    # Required unless `hubs:` lists the hubs (then they must stay unset): checked in load_settings.
     prometheus_base_url: str = Field(
-        description="upstream base URL, may carry a path (…/api/metrics/v1/default)"
+        "", description="upstream base URL, may carry a path (…/api/metrics/v1/default)"
     )
     prometheus_ca_cert: ReadableFile = Field(
         None,
@@ -112,7 +113,13 @@ class Settings(BaseSettings):
         10, ge=1, description="failed Basic-auth mints per client id per minute before 429"
     )
 
-    acm_hub: str = Field(description="hub name used in resource names")
+    acm_hub: str = Field("", description="hub name used in resource names")
+    hubs: tuple[HubConfig, ...] = Field(
+        (), description="several hubs behind one proxy (YAML only)", json_schema_extra={"yaml_only": True}
+    )
+    default_hub: str | None = Field(
+        None, description="the hub /api/v1/… serves (YAML only)", json_schema_extra={"yaml_only": True}
+    )
     hub_key: str = Field("HUB", description="resource-name keyword for hubs")
     cluster_key: str = Field("CLUSTER", description="resource-name keyword for clusters")
     project_key: str = Field("PROJECT", description="resource-name keyword for projects")
@@ -157,12 +164,7 @@ class Settings(BaseSettings):
     @field_validator("prometheus_base_url", "auth_base_url")
     @classmethod
     def _url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"not an http(s) URL: {value!r}")
-        if parts.query or parts.fragment:
-            raise ValueError("must not carry a query string or fragment")
-        return value.rstrip("/")
+        return check_url(value) if value else value
 
     @field_validator("listen", "metrics_listen")
     @classmethod
@@ -210,6 +212,7 @@ def load_settings(
         except ValidationError as exc:
             load.problems.extend(sources.describe(Settings, err) for err in exc.errors())
     load.check_pairs(PAIRS)
+    load.problems.extend(hub_problems(load.raw, settings))
     for message in load.warnings:
         (warn or sources.print_warning)(message)
     if load.problems or settings is None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 # Kubernetes-name-like (an RFC 1123 label): also a safe part of a resource name and a path segment.
 HUB_NAME = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
@@ -34,6 +34,11 @@ TOP_LEVEL_HUB_OPTIONS = (
     "prometheus_tls_server_name",
     "prometheus_token",
 )
+
+# Required top-level options of the env-only (single-hub) form.
+TOP_LEVEL_REQUIRED = ("prometheus_base_url", "acm_hub")
+# Resource-name keys and their defaults (`PROXY_HUB_KEY`, …).
+KEY_DEFAULTS = (("hub_key", "HUB"), ("cluster_key", "CLUSTER"), ("project_key", "PROJECT"))
 
 
 def check_url(value: str) -> str:
@@ -261,6 +266,26 @@ def problems(values: Mapping[str, Any], hubs: Sequence[HubConfig], keys: Iterabl
     return out
 
 
+def _entries(raw: Any) -> tuple[HubConfig, ...]:
+    """The raw `hubs:` list as entries; () when it does not validate (pydantic reports why)."""
+    try:
+        return TypeAdapter(tuple[HubConfig, ...]).validate_python(raw)
+    except ValidationError:
+        return ()
+
+
+def hub_problems(raw: Mapping[str, Any], settings: _TopLevel | None) -> list[str]:
+    """Problems of the hub configuration in a load's raw values (`settings` None if it failed)."""
+    if not raw.get("hubs"):
+        missing = [
+            f"PROXY_{name.upper()}: required, not set" for name in TOP_LEVEL_REQUIRED if not raw.get(name)
+        ]
+        return missing + problems(raw, (), ())
+    entries = settings.hubs if settings is not None else _entries(raw["hubs"])
+    keys = tuple(str(raw.get(key) or default) for key, default in KEY_DEFAULTS)
+    return problems(raw, entries, keys)
+
+
 __all__ = [
     "RESERVED_HUB_NAMES",
     "Hub",
@@ -269,6 +294,7 @@ __all__ = [
     "check_url",
     "default_hub_of",
     "hub_name_problem",
+    "hub_problems",
     "hubs_of",
     "problems",
 ]

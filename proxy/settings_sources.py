@@ -106,6 +106,15 @@ def secret_fields(settings_cls: type[BaseSettings]) -> tuple[str, ...]:
     )
 
 
+def yaml_only_fields(settings_cls: type[BaseSettings]) -> tuple[str, ...]:
+    """Fields only the YAML file may set (the `hubs:` list): no env variable, no flag."""
+    return tuple(
+        name
+        for name, info in settings_cls.model_fields.items()
+        if isinstance(info.json_schema_extra, dict) and info.json_schema_extra.get("yaml_only")
+    )
+
+
 def _spellings(settings_cls: type[BaseSettings]) -> dict[str, str]:
     """Every accepted lower-case key (name, alias, secret `_file`) → its field."""
     out: dict[str, str] = {}
@@ -184,7 +193,9 @@ class Load:
 
     def _check_unknown_env(self, strict: bool) -> None:
         """`PROXY_*` variables that configure nothing: a typo the operator should hear about."""
-        known = {env_name(key) for key in _spellings(self.settings_cls)} | {CONFIG_ENV, STRICT_ENV}
+        yaml_only = yaml_only_fields(self.settings_cls)
+        spellings = (key for key, name in _spellings(self.settings_cls).items() if name not in yaml_only)
+        known = {env_name(key) for key in spellings} | {CONFIG_ENV, STRICT_ENV}
         for key in sorted(self.environ):
             upper = key.upper()
             if not upper.startswith(ENV_PREFIX) or upper in known or _SERVICE_LINK.fullmatch(upper):
@@ -210,8 +221,9 @@ class EnvSource(EnvSettingsSource):
         super().__init__(settings_cls)
 
     def _load_env_vars(self) -> Mapping[str, str | None]:
-        """The given environment, lower-cased; empty values are unset."""
-        return {k.lower(): v for k, v in self._load.environ.items() if v != ""}
+        """The given environment, lower-cased; empty values are unset; YAML-only fields skipped."""
+        skip = {env_name(name).lower() for name in yaml_only_fields(self.settings_cls)}
+        return {k.lower(): v for k, v in self._load.environ.items() if v != "" and k.lower() not in skip}
 
     def __call__(self) -> dict[str, Any]:
         """The values found, remembered on the load."""
@@ -301,6 +313,10 @@ def describe(settings_cls: type[BaseSettings], error: Mapping[str, Any]) -> str:
     """One line per pydantic error, named by the env variable operators set."""
     loc = ".".join(str(part) for part in error["loc"]) or "config"
     head = loc.split(".")[0]
+    if head in yaml_only_fields(settings_cls):
+        # A YAML-only list: name the entry as it is written (`hubs[1].prometheus_base_url`).
+        where = head + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"][1:])
+        return f"{where}: " + ("required, not set" if error["type"] == "missing" else error["msg"])
     field_name = _spellings(settings_cls).get(head.lower())
     name = env_name(field_name) if field_name else loc
     if error["type"] == "missing":

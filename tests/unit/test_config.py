@@ -136,13 +136,14 @@ def test_settings_are_immutable() -> None:
 
 
 def test_secrets_have_no_flag() -> None:
-    """`serve --help` documents every option, and no secret has a flag."""
+    """`serve --help` documents every option, and no secret (nor the YAML-only hub list) has a flag."""
     out = subprocess.run([sys.executable, "-m", "proxy", "serve", "--help"], capture_output=True,
                          text=True, check=True).stdout
     assert "--auth-client-secret" not in out and "--prometheus-token" not in out
     for name in Settings.model_fields:
-        if name not in ("auth_client_secret", "prometheus_token"):
+        if name not in ("auth_client_secret", "prometheus_token", "hubs", "default_hub"):
             assert "--" + name.replace("_", "-") in out, name
+    assert "--hubs" not in out and "--default-hub" not in out
     assert "PROXY_AUTH_CLIENT_SECRET_FILE" in out
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from proxy.config import ConfigError, load_settings
 from proxy.hubs import HubConfig, default_hub_of, hub_name_problem, hubs_of, problems
 
 KEYS = ("HUB", "CLUSTER", "PROJECT")
@@ -145,3 +146,90 @@ def test_hubs_get_their_own_upstream_and_optional_own_client(tmp_path: Path) -> 
     assert default_hub_of(s) == "innabox-dev"
     assert default_hub_of(_settings(hubs=(_entry("a"), _entry("b")))) is None
     assert default_hub_of(_settings(hubs=(_entry("a"),))) == "a"
+
+
+# ------------------------------------------------------------------ through load_settings
+
+AUTH_ENV = {
+    "PROXY_AUTH_BASE_URL": "https://keycloak.example",
+    "PROXY_AUTH_REALM": "nerc",
+    "PROXY_AUTH_CLIENT_ID": "prom-keycloak-proxy",
+    "PROXY_AUTH_CLIENT_SECRET": "s3cret",
+}
+
+
+def _yaml(tmp_path: Path, text: str) -> dict[str, str]:
+    """Write a config file and return the env pointing at it."""
+    path = tmp_path / "proxy.yaml"
+    path.write_text(text, encoding="utf-8")
+    return {**AUTH_ENV, "PROXY_CONFIG": str(path)}
+
+
+TWO_HUBS = """\
+default_hub: moc
+hubs:
+  - name: moc
+    prometheus_base_url: https://moc.example/api/metrics/v1/default
+  - name: innabox-dev
+    prometheus_base_url: https://innabox.example
+"""
+
+
+def test_yaml_hub_list_loads_without_top_level_upstream(tmp_path: Path) -> None:
+    """A `hubs:` list replaces PROXY_PROMETHEUS_BASE_URL and PROXY_ACM_HUB, which stay unset."""
+    s = load_settings({}, _yaml(tmp_path, TWO_HUBS))
+    assert [h.name for h in s.hubs] == ["moc", "innabox-dev"]
+    assert (s.default_hub, s.prometheus_base_url, s.acm_hub) == ("moc", "", "")
+    assert [h.name for h in hubs_of(s)] == ["moc", "innabox-dev"]
+
+
+def test_env_only_form_still_requires_its_options() -> None:
+    """Without `hubs:`, the base URL and the hub are required exactly as before."""
+    with pytest.raises(ConfigError) as info:
+        load_settings({}, AUTH_ENV)
+    assert "PROXY_PROMETHEUS_BASE_URL: required, not set" in info.value.problems
+    assert "PROXY_ACM_HUB: required, not set" in info.value.problems
+
+
+def test_hubs_and_top_level_upstream_together_are_an_error(tmp_path: Path) -> None:
+    """A top-level upstream option from env next to `hubs:` is refused (exit 2), with the others."""
+    env = _yaml(tmp_path, TWO_HUBS) | {"PROXY_PROMETHEUS_TOKEN": "t", "PROXY_ACM_HUB": "moc"}
+    with pytest.raises(ConfigError) as info:
+        load_settings({}, env)
+    assert any("PROXY_ACM_HUB" in p and "PROXY_PROMETHEUS_TOKEN" in p for p in info.value.problems)
+
+
+def test_every_problem_of_every_hub_at_once(tmp_path: Path) -> None:
+    """A bad URL in one entry, a bad name in another and a missing default are listed together."""
+    text = """\
+hubs:
+  - name: moc
+    prometheus_base_url: ftp://moc.example
+  - name: Api
+    prometheus_base_url: https://x.example
+  - name: ok
+    prometheus_base_url: https://ok.example
+    prometheus_tls_cert: /nonexistent/cert.pem
+"""
+    with pytest.raises(ConfigError) as info:
+        load_settings({}, _yaml(tmp_path, text) | {"PROXY_AUTH_TIMEOUT": "5 parsecs"})
+    text_out = "\n".join(info.value.problems)
+    assert "hubs[0].prometheus_base_url" in text_out
+    assert "hubs[1].name" in text_out
+    assert "PROXY_AUTH_TIMEOUT" in text_out
+
+
+def test_hub_list_is_yaml_only() -> None:
+    """PROXY_HUBS / PROXY_DEFAULT_HUB configure nothing and are reported as unknown."""
+    warnings: list[str] = []
+    env = {**AUTH_ENV, "PROXY_PROMETHEUS_BASE_URL": "https://t.example", "PROXY_ACM_HUB": "moc"}
+    s = load_settings({}, env | {"PROXY_HUBS": "[]", "PROXY_DEFAULT_HUB": "x"}, warn=warnings.append)
+    assert s.hubs == () and s.default_hub is None
+    assert any("PROXY_HUBS: unknown variable" in w for w in warnings)
+
+
+def test_lower_case_keys_are_refused_with_several_hubs(tmp_path: Path) -> None:
+    """A key label values could spell (`hub`) is an error when hubs are listed."""
+    with pytest.raises(ConfigError) as info:
+        load_settings({}, _yaml(tmp_path, TWO_HUBS) | {"PROXY_HUB_KEY": "hub"})
+    assert any("resource-name key 'hub'" in p for p in info.value.problems)
