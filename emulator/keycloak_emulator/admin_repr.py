@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from keycloak_emulator import timepolicy
 from keycloak_emulator.endpoints import resource_json
 from keycloak_emulator.store import Client, Group, Policy, Realm, ResourceServer, User
 
@@ -123,6 +124,8 @@ def policy_typed(realm: Realm, policy: Policy) -> dict[str, Any]:
         rep["users"] = list(policy.users)
     elif policy.type == "client":
         rep["clients"] = list(policy.clients)
+    elif policy.type == "time":
+        rep.update(timepolicy.typed_fields(policy.config))
     elif policy.is_permission and policy.resource_type:
         rep["resourceType"] = policy.resource_type
     return rep

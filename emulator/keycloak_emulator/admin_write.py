@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from keycloak_emulator import timepolicy
 from keycloak_emulator.errors import KeycloakError, admin_error
 from keycloak_emulator.realm_import import add_client, ensure_service_account
 from keycloak_emulator.store import Client, GroupRef, Policy, Realm, ResourceServer, new_id
 
-POLICY_TYPES = {"group", "user", "client", "aggregate", "js", "scope", "resource"}
+POLICY_TYPES = {"group", "user", "client", "aggregate", "js", "time", "scope", "resource"}
 
 
 def policy_from_typed(
@@ -38,6 +39,8 @@ def policy_from_typed(
     policy.scope_ids = [_ref(rs.scope_by_id_or_name(s), "Scope", s) for s in rep.get("scopes") or []]
     policy.policy_ids = [_ref(rs.policy_by_id_or_name(p), "Policy", p) for p in rep.get("policies") or []]
     policy.resource_type = rep.get("resourceType") or None
+    if policy_type == "time":
+        policy.config.update(timepolicy.config_from_typed(rep))
     if policy_type == "js" and rep.get("code"):
         policy.config["code"] = str(rep["code"])
     return policy

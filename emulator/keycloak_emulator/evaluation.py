@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from keycloak_emulator import timepolicy
 from keycloak_emulator.store import Client, Policy, Realm, Resource, ResourceServer, User
 
 
@@ -17,12 +19,16 @@ class Identity:
     user: User
     client: Client
     claims: dict[str, Any] = field(default_factory=dict)
+    # When the evaluation happens (epoch seconds): time policies compare against it.
+    now: float | None = None
 
 
-def identity_of(user: User, client: Client, claims: dict[str, Any]) -> Identity:
+def identity_of(user: User, client: Client, claims: dict[str, Any], now: float | None = None) -> Identity:
     """Build the identity of a verified token (`KeycloakIdentity`, reference §4.3)."""
     is_resource_server = user.service_account_client == client.id
-    return Identity(id=client.id if is_resource_server else user.id, user=user, client=client, claims=claims)
+    return Identity(
+        id=client.id if is_resource_server else user.id, user=user, client=client, claims=claims, now=now
+    )
 
 
 @dataclass(frozen=True)
@@ -118,6 +124,8 @@ def _matches(
             if p in rs.policies
         ]
         return bool(results) and _strategy(policy.decision_strategy, results)
+    if policy.type == "time":
+        return timepolicy.permits(policy.config, identity.now if identity.now is not None else time.time())
     if policy.type == "js":
         # Only the old "Default Policy" script is emulated: it always grants.
         return "$evaluation.grant()" in policy.config.get("code", "")

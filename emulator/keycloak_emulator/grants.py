@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -167,7 +168,8 @@ def refresh_grant(call: TokenCall) -> dict[str, Any]:
 def uma_grant(call: TokenCall) -> Any:
     """The UMA grant with the checks in `PermissionGrantType`/ATS order (reference §1)."""
     verified = _uma_identity(call)
-    identity = identity_of(verified.user, verified.client, verified.claims)
+    # The emulator's clock counts whole seconds; Keycloak's `new Date()` has milliseconds.
+    identity = identity_of(verified.user, verified.client, verified.claims, call.now + time.time() % 1.0)
     audience = call.form.get("audience")
     if not audience:
         raise KeycloakError(400, "invalid_request", "You must provide the issuedFor")

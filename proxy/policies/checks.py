@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from datetime import date
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import yaml
 from proxy.policies import names
 from proxy.policies.model import AccessModel, build
 from proxy.policies.problems import Problem
+from proxy.policies.timechecks import time_problems
 from proxy.policies.yamlsrc import LocatedDocument, load_located
 
 SCHEMA_PATH = Path(__file__).with_name("schema.json")
@@ -52,13 +54,22 @@ def check_file(path: Path) -> tuple[AccessModel | None, list[Problem]]:
 def _schema_problems(doc: LocatedDocument, file: str) -> list[Problem]:
     if not isinstance(doc.data, dict):
         return [Problem(file, 1, "error", "the file must be a mapping (realm, hub, clusters, …)")]
-    validator = jsonschema.Draft202012Validator(schema())
+    validator = _Validator(schema())
     out = []
     for err in validator.iter_errors(doc.data):
         path = _offending_path(err)
         where = "/".join(str(p) for p in path) or "(top level)"
         out.append(Problem(file, doc.line_of(path), "error", f"{where}: {_describe(err)}"))
     return out
+
+
+# YAML reads `until: 2026-12-31` as a date; for the schema it is the string an editor sees.
+_Validator = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+        "string", lambda _checker, value: isinstance(value, str | date)
+    ),
+)
 
 
 def _offending_path(err: jsonschema.ValidationError) -> tuple[str | int, ...]:
@@ -121,6 +132,7 @@ def _semantic(model: AccessModel, doc: LocatedDocument, file: str) -> Iterable[P
                 msg = f"user {user.username!r} is in undeclared group {group!r}"
                 yield Problem(file, at("users", i, "groups", j), "error", msg)
     yield from _grant_problems(model, doc.data.get("grants", []), at, file)
+    yield from time_problems(model, doc.data.get("grants", []), doc.data, at, file)
 
 
 def _duplicates(

@@ -6,16 +6,20 @@ from dataclasses import dataclass
 
 from proxy.policies import names
 from proxy.policies.model import AccessModel, Grantee
+from proxy.policies.window import Window
 
 
 @dataclass(frozen=True)
 class Policy:
-    """A group, user or client policy; `members` are group paths, usernames or client ids."""
+    """A group, user, client, time or aggregate policy; `members` are group paths, usernames or
+    client ids (for an aggregate: the names of the policies that must all hold); `config` holds a
+    time policy's `nbf`/`noa`."""
 
     name: str
     type: str
     members: tuple[str, ...]
     description: str
+    config: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,9 @@ class Permission:
     resource: str
     policies: tuple[str, ...]
     description: str
+    # The grantee whose own unbounded policy (and stale windows) `apply` removes from this
+    # permission when the grant is bounded; None for the portal's permissions.
+    grantee_policy: str | None = None
 
 
 @dataclass(frozen=True)
@@ -65,16 +72,31 @@ def desired_state(model: AccessModel) -> DesiredState:
         )
         for resource in resources
     ]
-    permissions += [
-        Permission(
-            name=names.grant_permission(resource, grantee.kind, grantee.name),
-            resource=resource,
-            policies=(grantee.policy_name,),
-            description=names.described(f"{grantee.kind} {grantee.name} reads {resource}"),
+    # A bounded grant is an aggregate that needs both the grantee's policy and the time window
+    # (UNANIMOUS); the permission then names the aggregate instead of the grantee's policy.
+    bounded: dict[str, Policy] = {}
+    for resource, grantee, windows in model.resource_windows():
+        held = []
+        for window in windows:
+            if not window.bounded:
+                held.append(grantee.policy_name)
+                continue
+            timed = time_policy(window, model.keycloak_time_zone)
+            both = aggregate_policy(grantee, window, timed)
+            bounded.setdefault(timed.name, timed)
+            bounded.setdefault(both.name, both)
+            held.append(both.name)
+        permissions.append(
+            Permission(
+                name=names.grant_permission(resource, grantee.kind, grantee.name),
+                resource=resource,
+                policies=tuple(held),
+                description=names.described(f"{grantee.kind} {grantee.name} reads {resource}"),
+                grantee_policy=grantee.policy_name,
+            )
         )
-        for resource, grantees in model.resource_grantees()
-        for grantee in grantees
-    ]
+    # Keycloak resolves an aggregate's policies by name: time policies first, then aggregates.
+    policies += sorted(bounded.values(), key=lambda p: (p.type != "time", p.name))
     return DesiredState(
         scope=names.SCOPE,
         resources=resources,
@@ -91,4 +113,27 @@ def _grantee_policy(grantee: Grantee) -> Policy:
         type=grantee.kind,
         members=(member,),
         description=names.described(f"{grantee.kind} {grantee.name}"),
+    )
+
+
+def time_policy(window: Window, server_zone: str) -> Policy:
+    """The time policy of a window, its dates written in the Keycloak server's zone."""
+    nbf, noa = window.keycloak(server_zone)
+    config = tuple((k, v) for k, v in (("nbf", nbf), ("noa", noa)) if v is not None)
+    return Policy(
+        name=window.policy_name(server_zone),
+        type="time",
+        members=(),
+        description=names.described(f"time window {window.describe()}"),
+        config=config,
+    )
+
+
+def aggregate_policy(grantee: Grantee, window: Window, timed: Policy) -> Policy:
+    """The grantee's policy and the time policy, both required."""
+    return Policy(
+        name=f"{grantee.policy_name}-{timed.name}",
+        type="aggregate",
+        members=(grantee.policy_name, timed.name),
+        description=names.described(f"{grantee.kind} {grantee.name} {window.describe()}"),
     )

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from proxy.policies import names
+from proxy.policies.window import UNBOUNDED, Window, WindowError, window
 
 GranteeKind = Literal["group", "user", "client"]
 
@@ -75,6 +76,7 @@ class Grant:
     hub: bool
     clusters: tuple[str, ...]
     projects: tuple[tuple[str, str], ...]
+    window: Window = UNBOUNDED
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,9 @@ class AccessModel:
     users: tuple[User, ...]
     clients: tuple[Client, ...]
     grants: tuple[Grant, ...]
+    # How `from`/`until` are read, and the Keycloak server's zone its time policies are read in.
+    time_zone: str = "UTC"
+    keycloak_time_zone: str = "UTC"
 
     def resource_names(self) -> list[str]:
         """Every resource name the realm needs, hub first, in a stable order."""
@@ -123,6 +128,20 @@ class AccessModel:
             granted = [g for g in self.grantees() if resource in self.granted_to(g)]
             yield resource, granted
 
+    def resource_windows(self) -> Iterator[tuple[str, Grantee, tuple[Window, ...]]]:
+        """Each (resource, grantee) with its windows: just `UNBOUNDED` when any grant is unbounded."""
+        for resource, grantees in self.resource_grantees():
+            for grantee in grantees:
+                windows = [
+                    g.window
+                    for g in self.grants
+                    if g.grantee == grantee and resource in self.grant_resources(g)
+                ]
+                if any(not w.bounded for w in windows):
+                    yield resource, grantee, (UNBOUNDED,)
+                else:
+                    yield resource, grantee, tuple(dict.fromkeys(windows))
+
 
 def build(data: Mapping[str, Any]) -> AccessModel:
     """Build the model from schema-valid plain data (see `loader.load` for the checked path)."""
@@ -143,7 +162,9 @@ def build(data: Mapping[str, Any]) -> AccessModel:
         groups=tuple(data.get("groups", [])),
         users=tuple(_user(u) for u in data.get("users", [])),
         clients=tuple(_client(c) for c in data.get("clients", [])),
-        grants=tuple(_grant(g) for g in data.get("grants", [])),
+        grants=tuple(_grant(g, data.get("time_zone", "UTC")) for g in data.get("grants", [])),
+        time_zone=data.get("time_zone", "UTC"),
+        keycloak_time_zone=data.get("keycloak_time_zone", "UTC"),
     )
 
 
@@ -173,7 +194,12 @@ def _client(raw: Mapping[str, Any]) -> Client:
     )
 
 
-def _grant(raw: Mapping[str, Any]) -> Grant:
+def grant_window(raw: Mapping[str, Any], default_zone: str) -> Window:
+    """The window of one raw grant; WindowError when its values cannot be read."""
+    return window(raw.get("from"), raw.get("until"), raw.get("time_zone", default_zone))
+
+
+def _grant(raw: Mapping[str, Any], default_zone: str) -> Grant:
     kind: GranteeKind = "group" if "group" in raw else "user" if "user" in raw else "client"
     projects = tuple(
         (cluster, project) for cluster, plist in (raw.get("projects") or {}).items() for project in plist
@@ -184,4 +210,13 @@ def _grant(raw: Mapping[str, Any]) -> Grant:
         hub=bool(raw.get("hub", False)),
         clusters=tuple(raw.get("clusters", [])),
         projects=projects,
+        window=_window_or_unbounded(raw, default_zone),
     )
+
+
+def _window_or_unbounded(raw: Mapping[str, Any], default_zone: str) -> Window:
+    # `checks` reports an unreadable window as an error; the model is then discarded.
+    try:
+        return grant_window(raw, default_zone)
+    except WindowError:
+        return UNBOUNDED

@@ -217,7 +217,7 @@ def _resources(plan: Plan, state: DesiredState, live: LiveState, adopt: bool) ->
 
 def _policy(plan: Plan, policy: Policy, live: LiveState, adopt: bool) -> None:
     current = live.policies.get(policy.name)
-    body = _policy_body(policy.name, policy.type, policy.description, set(policy.members))
+    body = _policy_body(policy.name, policy.type, policy.description, set(policy.members), policy.config)
     if current is None:
         plan.add(
             "create",
@@ -235,12 +235,17 @@ def _policy(plan: Plan, policy: Policy, live: LiveState, adopt: bool) -> None:
     if not marked and not adopt:
         plan.conflicts.append(f"policy {policy.name} exists and is not managed by prom-keycloak-proxy")
         return
-    have = members(current)
+    have = _have(current)
     # An adopted policy keeps what it already named; a managed one names exactly the file's.
-    want = set(policy.members) if marked else have | set(policy.members)
-    if marked and have == want:
+    # Time and aggregate policies always say exactly what the file says (their meaning is the window).
+    exact = marked or policy.type in ("time", "aggregate")
+    want = _want(policy) if exact else have | _want(policy)
+    strategy_ok = policy.type != "aggregate" or current.get("decisionStrategy") == "UNANIMOUS"
+    if marked and have == want and strategy_ok:
         return
-    body = _policy_body(policy.name, policy.type, _description(current, policy.description), want)
+    members_now = set(policy.members) if exact else have | set(policy.members)
+    description = _description(current, policy.description)
+    body = _policy_body(policy.name, policy.type, description, members_now, policy.config)
     pid = str(current["id"])
     detail = _set_diff("members", have, want)
     plan.add(
@@ -250,6 +255,22 @@ def _policy(plan: Plan, policy: Policy, live: LiveState, adopt: bool) -> None:
         partial(_update_policy, kind=f"policy/{policy.type}", pid=pid, rep={**body, "id": pid}),
         detail,
     )
+
+
+def _have(current: dict[str, Any]) -> set[str]:
+    """What a live policy says: members, a time policy's `nbf=`/`noa=`, an aggregate's policies."""
+    if current.get("type") == "time":
+        config = current.get("config") or {}
+        return {f"{k}={config[k]}" for k in ("nbf", "noa") if config.get(k)}
+    if current.get("type") == "aggregate":
+        return {str(p) for p in config_list(current, "applyPolicies")}
+    return members(current)
+
+
+def _want(policy: Policy) -> set[str]:
+    if policy.type == "time":
+        return {f"{k}={v}" for k, v in policy.config}
+    return set(policy.members)
 
 
 def _permission(plan: Plan, perm: Permission, live: LiveState, adopt: bool) -> None:
@@ -268,8 +289,17 @@ def _permission(plan: Plan, perm: Permission, live: LiveState, adopt: bool) -> N
         plan.conflicts.append(f"permission {perm.name} exists and is not managed by prom-keycloak-proxy")
         return
     have = [str(p) for p in config_list(current, "applyPolicies")]
-    # Merge, never replace: the portal adds tenant policies to its project permissions (SPEC §7).
-    merged = list(dict.fromkeys([*have, *perm.policies]))
+    # A bounded grant must not leave the grantee's unbounded policy (or an old window) in its
+    # permission: permissions are AFFIRMATIVE, so a leftover would make the end date meaningless.
+    drop = _dropped(perm, have)
+    if drop and not marked:
+        plan.conflicts.append(
+            f"permission {perm.name} is not managed by prom-keycloak-proxy: refusing to remove "
+            f"{sorted(drop)} from it (the grant's end date would not hold)"
+        )
+        return
+    # Merge, never replace: the portal adds tenant policies to its project permissions (docs/).
+    merged = list(dict.fromkeys([*(p for p in have if p not in drop), *perm.policies]))
     same = (
         merged == have
         and config_list(current, "resources") == [perm.resource]
@@ -287,6 +317,14 @@ def _permission(plan: Plan, perm: Permission, live: LiveState, adopt: bool) -> N
         partial(_update_policy, kind="permission/scope", pid=pid, rep={**body, "id": pid}),
         _set_diff("policies", set(have), set(merged)),
     )
+
+
+def _dropped(perm: Permission, have: list[str]) -> set[str]:
+    """Policies of the grantee this permission must no longer name."""
+    own = perm.grantee_policy
+    if own is None:
+        return set()
+    return {p for p in have if p not in perm.policies and (p == own or p.startswith(f"{own}-time-"))}
 
 
 def _prune(plan: Plan, state: DesiredState, live: LiveState) -> None:
@@ -335,7 +373,9 @@ def _delete_group(ctx: Context, gid: str) -> None:
     ctx.gw.delete_group(gid)
 
 
-def _policy_body(name: str, kind: str, description: str, who: set[str]) -> dict[str, Any]:
+def _policy_body(
+    name: str, kind: str, description: str, who: set[str], config: tuple[tuple[str, str], ...] = ()
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "name": name,
         "description": description,
@@ -345,6 +385,13 @@ def _policy_body(name: str, kind: str, description: str, who: set[str]) -> dict[
     }
     if kind == "group":
         body["groups"] = [{"path": p, "extendChildren": False} for p in sorted(who)]
+    elif kind == "time":
+        # TimePolicyRepresentation: `notBefore`/`notOnOrAfter` become config `nbf`/`noa`.
+        values = dict(config)
+        body.update({"notBefore": values.get("nbf"), "notOnOrAfter": values.get("noa")})
+    elif kind == "aggregate":
+        # Both the grantee's policy and the time policy must hold (UNANIMOUS, as set above).
+        body["policies"] = [m for m in sorted(who, key=lambda m: m.startswith("time-"))]
     else:
         body[f"{kind}s"] = sorted(who)
     return body

@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from proxy.policies import names
-from proxy.policies.desired import DesiredState, desired_state
+from proxy.policies.desired import DesiredState, Policy, desired_state
 from proxy.policies.model import AccessModel, Client, User
 
 MANAGED_ATTRIBUTES = {names.MANAGED_BY_KEY: [names.MANAGED_BY_VALUE]}
@@ -61,7 +61,7 @@ def authorization_settings(state: DesiredState) -> dict[str, Any]:
             "type": p.type,
             "logic": "POSITIVE",
             "decisionStrategy": "UNANIMOUS",
-            "config": {_config_key(p.type): _config_members(p.type, p.members)},
+            "config": policy_config(p),
         }
         for p in state.policies
     ]
@@ -99,6 +99,15 @@ def authorization_settings(state: DesiredState) -> dict[str, Any]:
         ],
         "policies": policies + permissions,
     }
+
+
+def policy_config(policy: Policy) -> dict[str, str]:
+    """The export `config` of a policy (time: `nbf`/`noa`; aggregate: `applyPolicies` by name)."""
+    if policy.type == "time":
+        return dict(policy.config)
+    if policy.type == "aggregate":
+        return {"applyPolicies": json.dumps(list(policy.members))}
+    return {_config_key(policy.type): _config_members(policy.type, policy.members)}
 
 
 def _config_key(policy_type: str) -> str:
