@@ -5,7 +5,14 @@ Call `analyse_query`/`analyse_selectors` first, ask Keycloak about `Analysis.rea
 """
 
 from proxy.promql.analyse import Analysis, Reach, analyse_query, analyse_selectors
-from proxy.promql.enforce import enforce_query, enforce_selectors
+from proxy.promql.enforce import (
+    Endpoint,
+    Forward,
+    enforce_query,
+    enforce_selectors,
+    plan_query,
+    plan_selectors,
+)
 from proxy.promql.errors import (
     AccessDenied,
     NarrowingImpossible,
@@ -21,6 +28,8 @@ from proxy.promql.scope import Holdings, LabelModel
 __all__ = [
     "AccessDenied",
     "Analysis",
+    "Endpoint",
+    "Forward",
     "Holdings",
     "LabelModel",
     "Limits",
@@ -35,4 +44,6 @@ __all__ = [
     "analyse_selectors",
     "enforce_query",
     "enforce_selectors",
+    "plan_query",
+    "plan_selectors",
 ]

@@ -3,28 +3,47 @@
 from __future__ import annotations
 
 from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import Literal
 
 from proxy.promql import nodes as n
 from proxy.promql.analyse import Analysis
 from proxy.promql.cache import BoundedLRU
-from proxy.promql.errors import AccessDenied
+from proxy.promql.errors import AccessDenied, NarrowingImpossible, QuerySyntaxError
 from proxy.promql.limits import Limits
-from proxy.promql.policy import Held, Mode, plan_selector
+from proxy.promql.notices import warnings_for
+from proxy.promql.policy import Held, Mode, Plan, granted_plan, guidance, plan_selector
 from proxy.promql.printer import to_text
-from proxy.promql.rewrite import Growth, account, apply, rewrite
+from proxy.promql.rewrite import Growth, account, apply, rewrap, rewrite, unwrap
 from proxy.promql.scope import Holdings
 from proxy.promql.verify import verify_query, verify_selector
 
-# Verified outputs by (analysis inputs, holdings, mode); errors are never stored. Bounded by
-# entries and by output bytes.
-ENFORCE_CACHE: BoundedLRU[str | tuple[str, ...]] = BoundedLRU(max_entries=8192, max_weight=8 << 20)
+# Which API a query is for: only `query` may fan a top-level range selector out (SPEC §4.3).
+Endpoint = Literal["query", "query_range", "other"]
+RANGE_QUERY_REFUSAL = (
+    'invalid expression type "range vector" for range query, must be Scalar or instant Vector'
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """What goes upstream: verified texts (one, or one per fan-out branch) and warnings to add."""
+
+    texts: tuple[str, ...]
+    fan_out: bool = False
+    warnings: tuple[str, ...] = ()
+
+
+# Verified outputs by (analysis inputs, holdings, mode, endpoint); errors are never stored.
+# Bounded by entries and by output bytes.
+ENFORCE_CACHE: BoundedLRU[Forward] = BoundedLRU(max_entries=8192, max_weight=8 << 20)
 _ENTRY_OVERHEAD = 256
 
 
-def _cache_key(analysis: Analysis, holdings: Holdings, mode: Mode) -> Hashable | None:
+def _cache_key(analysis: Analysis, holdings: Holdings, mode: Mode, endpoint: str) -> Hashable | None:
     if analysis.key is None:
         return None
-    return (analysis.key, holdings, mode)
+    return (analysis.key, holdings, mode, endpoint)
 
 
 def scaled_limits(limits: Limits, growth: Growth) -> Limits:
@@ -35,70 +54,127 @@ def scaled_limits(limits: Limits, growth: Growth) -> Limits:
         max_depth=limits.max_depth + growth.union_depth,
         max_operators=(limits.max_operators + 1) * factor,
         max_regex_cost=(limits.max_regex_cost + growth.added_regex_cost) * factor,
+        max_rewrite_bytes=limits.max_rewrite_bytes,
     )
 
 
-def enforce_query(analysis: Analysis, holdings: Holdings, mode: Mode) -> str:
-    """The verified PromQL to forward; raises AccessDenied / NarrowingImpossible / Verification."""
-    if analysis.kind != "query":
-        raise TypeError("enforce_query needs an analysis from analyse_query")
-    key = _cache_key(analysis, holdings, mode)
+def _bounded(text: str, limits: Limits) -> str:
+    size = len(text.encode())
+    if size > limits.max_rewrite_bytes:
+        raise NarrowingImpossible(
+            f"the narrowed query would be {size} bytes, over the proxy's bound of "
+            f"{limits.max_rewrite_bytes} bytes (PROXY_MAX_REWRITE_BYTES)"
+        )
+    return text
+
+
+def _cached(key: Hashable | None, build: _Builder) -> Forward:
     if key is not None:
         cached = ENFORCE_CACHE.get(key)
-        if isinstance(cached, str):
+        if cached is not None:
             return cached
-    text = _enforce_query(analysis, holdings, mode)
+    forward = build()
     if key is not None:
-        ENFORCE_CACHE.put(key, text, len(text) + _ENTRY_OVERHEAD)
-    return text
+        weight = sum(len(t) for t in forward.texts) + sum(len(w) for w in forward.warnings)
+        ENFORCE_CACHE.put(key, forward, weight + _ENTRY_OVERHEAD * len(forward.texts))
+    return forward
 
 
-def _enforce_query(analysis: Analysis, holdings: Holdings, mode: Mode) -> str:
-    tree = analysis.trees[0]
-    model = analysis.model
-    held = Held.of(holdings)
-    if not analysis.has_selectors:
-        if not held.anything():
-            raise AccessDenied("you hold no access on this hub")
-        text = to_text(tree)
-        verify_query(tree, text, held, model, analysis.limits)
-        return text
-    plans = [plan_selector(sel, holdings, mode, model, held) for sel in analysis.selectors]
-    out, growth = rewrite(tree, plans, model)
-    text = to_text(out)
-    verify_query(tree, text, held, model, scaled_limits(analysis.limits, growth))
-    return text
+class _Builder:
+    def __init__(self, analysis: Analysis, holdings: Holdings, mode: Mode, endpoint: Endpoint) -> None:
+        self.analysis = analysis
+        self.held = Held.of(holdings)
+        self.holdings = holdings
+        self.mode = mode
+        self.endpoint = endpoint
+
+    def __call__(self) -> Forward:
+        return self.query() if self.analysis.kind == "query" else self.selectors()
+
+    def _plans(self) -> tuple[list[Plan], tuple[str, ...]]:
+        analysis, model, held = self.analysis, self.analysis.model, self.held
+        plans = [plan_selector(sel, self.holdings, self.mode, model, held) for sel in analysis.selectors]
+        narrowed = [s for s in analysis.selectors if granted_plan(s, held, model) is None]
+        return plans, warnings_for(narrowed, held, model) if self.mode == "narrow" else ()
+
+    def query(self) -> Forward:
+        analysis, model, held = self.analysis, self.analysis.model, self.held
+        tree = analysis.trees[0]
+        if not analysis.has_selectors:
+            if not held.anything():
+                raise AccessDenied("you hold no access on this hub")
+            text = to_text(tree)
+            verify_query(tree, text, held, model, analysis.limits)
+            return Forward((text,))
+        plans, warnings = self._plans()
+        core, _ = unwrap(tree)
+        if isinstance(core, n.MatrixSelector) and len(plans[0]) > 1:
+            return Forward(self._fan_out(tree, plans[0]), True, warnings)
+        out, growth = rewrite(tree, plans, model)
+        text = _bounded(to_text(out), analysis.limits)
+        verify_query(tree, text, held, model, scaled_limits(analysis.limits, growth))
+        return Forward((text,), False, warnings)
+
+    def _fan_out(self, tree: n.Expr, plan: Plan) -> tuple[str, ...]:
+        """One verified query per branch of a top-level range selector (only on `query`)."""
+        core, depth = unwrap(tree)
+        assert isinstance(core, n.MatrixSelector)
+        if self.endpoint == "query_range":
+            raise QuerySyntaxError(RANGE_QUERY_REFUSAL)
+        if self.endpoint != "query":
+            raise NarrowingImpossible(
+                f"cannot narrow {to_text(core.vs)} in a range-vector position here; "
+                + guidance(self.analysis.model, core.vs)
+            )
+        texts: list[str] = []
+        for branch in plan:
+            growth = Growth()
+            account(growth, branch)
+            out = rewrap(n.MatrixSelector(apply(core.vs, branch), core.range_ms), depth)
+            text = _bounded(to_text(out), self.analysis.limits)
+            limits = scaled_limits(self.analysis.limits, growth)
+            verify_query(tree, text, self.held, self.analysis.model, limits)
+            texts.append(text)
+        return tuple(texts)
+
+    def selectors(self) -> Forward:
+        analysis, model, held = self.analysis, self.analysis.model, self.held
+        plans, warnings = self._plans()
+        forwarded: list[str] = []
+        for sel, plan in zip(analysis.selectors, plans, strict=True):
+            original: n.VectorSelector = sel.selector
+            for branch in plan:
+                growth = Growth()
+                account(growth, branch)
+                limits = scaled_limits(analysis.limits, growth)
+                text = to_text(apply(original, branch))
+                verify_selector(original, text, held, model, limits)
+                if text not in forwarded:
+                    forwarded.append(text)
+        return Forward(tuple(forwarded), False, warnings)
+
+
+def plan_query(analysis: Analysis, holdings: Holdings, mode: Mode, endpoint: Endpoint = "other") -> Forward:
+    """The verified forwarding of a query: one text, or (on `query`) one per fan-out branch."""
+    if analysis.kind != "query":
+        raise TypeError("plan_query needs an analysis from analyse_query")
+    key = _cache_key(analysis, holdings, mode, endpoint)
+    return _cached(key, _Builder(analysis, holdings, mode, endpoint))
+
+
+def plan_selectors(analysis: Analysis, holdings: Holdings, mode: Mode) -> Forward:
+    """The verified match[] list (one selector per narrowing branch) and its warnings."""
+    if analysis.kind != "selectors":
+        raise TypeError("plan_selectors needs an analysis from analyse_selectors")
+    key = _cache_key(analysis, holdings, mode, "selectors")
+    return _cached(key, _Builder(analysis, holdings, mode, "other"))
+
+
+def enforce_query(analysis: Analysis, holdings: Holdings, mode: Mode) -> str:
+    """The single verified PromQL text to forward (no fan-out); raises the engine's errors."""
+    return plan_query(analysis, holdings, mode).texts[0]
 
 
 def enforce_selectors(analysis: Analysis, holdings: Holdings, mode: Mode) -> list[str]:
     """Verified match[] selectors to forward: one per selector, or one per narrowing branch."""
-    if analysis.kind != "selectors":
-        raise TypeError("enforce_selectors needs an analysis from analyse_selectors")
-    key = _cache_key(analysis, holdings, mode)
-    if key is not None:
-        cached = ENFORCE_CACHE.get(key)
-        if isinstance(cached, tuple):
-            return list(cached)
-    forwarded = _enforce_selectors(analysis, holdings, mode)
-    if key is not None:
-        weight = sum(len(t) for t in forwarded) + _ENTRY_OVERHEAD * max(1, len(forwarded))
-        ENFORCE_CACHE.put(key, tuple(forwarded), weight)
-    return forwarded
-
-
-def _enforce_selectors(analysis: Analysis, holdings: Holdings, mode: Mode) -> list[str]:
-    model = analysis.model
-    held = Held.of(holdings)
-    plans = [plan_selector(sel, holdings, mode, model, held) for sel in analysis.selectors]
-    forwarded: list[str] = []
-    for sel, plan in zip(analysis.selectors, plans, strict=True):
-        original: n.VectorSelector = sel.selector
-        for branch in plan:
-            growth = Growth()
-            account(growth, branch)
-            limits = scaled_limits(analysis.limits, growth)
-            text = to_text(apply(original, branch))
-            verify_selector(original, text, held, model, limits)
-            if text not in forwarded:
-                forwarded.append(text)
-    return forwarded
+    return list(plan_selectors(analysis, holdings, mode).texts)

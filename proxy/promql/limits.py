@@ -11,6 +11,9 @@ DEFAULT_MAX_BYTES = 12 * 1024
 DEFAULT_MAX_DEPTH = 24
 DEFAULT_MAX_OPERATORS = 48
 DEFAULT_MAX_REGEX_COST = 12_000
+# Bound on forwarded (rewritten) text, so that its verifying re-parse stays within the event-loop
+# budget; PROXY_MAX_REWRITE_BYTES.
+DEFAULT_MAX_REWRITE_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,8 +24,9 @@ class Limits:
     max_depth: int = DEFAULT_MAX_DEPTH
     max_operators: int = DEFAULT_MAX_OPERATORS
     max_regex_cost: int = DEFAULT_MAX_REGEX_COST
+    max_rewrite_bytes: int = DEFAULT_MAX_REWRITE_BYTES
 
     def __post_init__(self) -> None:
-        for name in ("max_bytes", "max_depth", "max_operators", "max_regex_cost"):
+        for name in ("max_bytes", "max_depth", "max_operators", "max_regex_cost", "max_rewrite_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive")

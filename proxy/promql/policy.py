@@ -163,7 +163,8 @@ def narrowed_plan(sel: SelectorReach, held: Held, model: LabelModel) -> Plan:
         raise AccessDenied(f"{to_text(vs)} selects no series you may see")
     if len(branches) > MAX_BRANCHES:
         raise NarrowingImpossible(
-            f"{to_text(vs)} would need {len(branches)} branches to narrow; " + guidance(model)
+            f"{to_text(vs)} would need {len(branches)} branches to narrow (the proxy's bound is "
+            f"{MAX_BRANCHES}); " + guidance(model, vs)
         )
     return tuple(_without_present(vs, b) for b in branches)
 
@@ -200,11 +201,37 @@ def _names(label: str, values: frozenset[str]) -> str:
     return f"{label} " + ", ".join(quote(v) for v in sorted(values))
 
 
-def guidance(model: LabelModel) -> str:
-    """How the caller can make a selector narrowable: an explicit cluster/namespace matcher."""
-    project = model.project_labels[0] if model.project_labels else "namespace"
+def hint_labels(vs: n.VectorSelector | None, model: LabelModel) -> tuple[str, ...]:
+    """The project labels that apply to `vs`'s metric, for hints (SPEC §4.3 trust limits).
+
+    A label whose trust limit (PROXY_PROJECT_LABEL_METRICS) covers every metric name the selector
+    can read is the specific one (`exported_namespace` for `DCGM_*`); otherwise every label that
+    may grant for it, in PROXY_PROJECT_LABELS order.
+    """
+    names = value_set(vs, NAME_LABEL) if vs is not None else None
+    specific: list[str] = []
+    general: list[str] = []
+    for label in model.project_labels:
+        regex = model.project_label_metrics.get(label)
+        if regex is None:
+            general.append(label)
+        elif names and _all_trusted(names, trust_pattern(regex)):
+            specific.append(label)
+    return tuple(specific or general or model.project_labels[:1] or ("namespace",))
+
+
+def _all_trusted(names: frozenset[str], pattern: re.Pattern[str] | None) -> bool:
+    return pattern is not None and all(pattern.fullmatch(name) for name in names)
+
+
+def _project_hint(vs: n.VectorSelector | None, model: LabelModel) -> str:
+    return " or ".join(f'{label}="<namespace>"' for label in hint_labels(vs, model))
+
+
+def guidance(model: LabelModel, vs: n.VectorSelector | None = None) -> str:
+    """How the caller can scope a selector: an explicit cluster and project matcher."""
     return (
-        f'add an explicit {model.cluster_label}="<cluster>" matcher (and {project}="<namespace>" '
+        f'add an explicit {model.cluster_label}="<cluster>" matcher (and {_project_hint(vs, model)} '
         "if you hold only namespaces there) to the selector"
     )
 
@@ -217,27 +244,32 @@ def denied_message(sel: SelectorReach, held: Held, model: LabelModel) -> str:
     if sel.clusters is None:
         return (
             f"{text} is not limited to a {model.cluster_label}: access to every cluster "
-            f'would be needed; add {model.cluster_label}="<cluster>"'
+            f"would be needed; " + guidance(model, sel.selector)
         )
     if not sel.clusters:
         return f"{text} has contradictory {model.cluster_label} matchers"
     if "" in sel.clusters:
         return f"{text} reaches series without a {model.cluster_label} label (hub-wide access)"
     missing = []
+    named = [
+        (label, values - {""})
+        for label, values in zip(model.project_labels, sel.projects, strict=True)
+        if values and values - {""}
+    ]
+    partly_held = False
     for cluster in sorted(sel.clusters):
         if cluster in held.whole or _granting_label(sel, cluster, held, model):
             continue
-        named = [
-            (label, values - {""})
-            for label, values in zip(model.project_labels, sel.projects, strict=True)
-            if values and values - {""}
-        ]
+        partly_held = partly_held or cluster in held.projects
         if named and cluster in held.projects:
             label, values = named[0]
             missing.append(f"{_names(label, values)} in {model.cluster_label} {quote(cluster)}")
         else:
             missing.append(f"{model.cluster_label} {quote(cluster)}")
-    return f"{text}: no access to " + "; ".join(missing)
+    hint = ""
+    if partly_held and not named:
+        hint = f"; add {_project_hint(sel.selector, model)} for a namespace you hold there"
+    return f"{text}: no access to " + "; ".join(missing) + hint
 
 
 def plan_selector(

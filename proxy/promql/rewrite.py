@@ -1,8 +1,11 @@
 """Apply per-selector plans to a tree: added matchers, and balanced unions where PromQL allows.
 
-Unions go only where a faithful form exists: instant-vector positions, and per-series range
-functions lifted whole (`rate(s[5m])` -> `(rate(s1[5m]) or rate(s2[5m]))`). Anything else with
-more than one branch is NarrowingImpossible.
+Unions go only where a faithful form exists: instant-vector positions, per-series range functions
+lifted whole (`rate(s[5m])` -> `(rate(s1[5m]) or rate(s2[5m]))`), `timestamp(s)` lifted the same
+way (over an expression it would answer the evaluation time instead of the sample's), and
+`absent(s)` / `absent_over_time(s[d])` as `(absent(s1) and on() absent(s2))` — absent over the
+union is absent over every branch. A top-level range selector is left to the
+caller (`Fanout`); anything else with more than one branch is NarrowingImpossible.
 """
 
 from __future__ import annotations
@@ -33,10 +36,15 @@ LIFTABLE = frozenset(
     }
 )  # fmt: skip
 # Functions whose arguments may never be replaced by a union.
-NO_UNION = frozenset({"absent", "absent_over_time", "info"})
+NO_UNION = frozenset({"info"})
 # Functions whose output copies the equality matchers of their argument selector as labels.
 LABEL_COPYING = frozenset({"absent", "absent_over_time"})
+# Functions that treat a direct selector argument differently from any other expression:
+# lifted per branch, never given a union as that argument.
+SELECTOR_SENSITIVE = LABEL_COPYING | {"timestamp"}
 MAX_UNION_LEAVES = 128
+# `and on()`: the left sample survives iff the right side has any sample at all.
+AND_ON = n.BinMod("many-to-many", "on", (), (), False, None, None)
 
 
 @dataclass(slots=True)
@@ -78,6 +86,21 @@ def not_copied(branch: Branch) -> Branch:
     return tuple(n.Matcher("=~", m.name, quote_literal(m.value)) if m.op == "=" else m for m in branch)
 
 
+def unwrap(e: n.Expr) -> tuple[n.Expr, int]:
+    """`e` without its enclosing parentheses, and how many there were."""
+    depth = 0
+    while isinstance(e, n.Paren):
+        e, depth = e.expr, depth + 1
+    return e, depth
+
+
+def rewrap(e: n.Expr, depth: int) -> n.Expr:
+    """`e` inside `depth` parentheses."""
+    for _ in range(depth):
+        e = n.Paren(e)
+    return e
+
+
 def apply(vs: n.VectorSelector, branch: Branch) -> n.VectorSelector:
     """`vs` with `branch` appended to its matchers."""
     if not branch:
@@ -93,6 +116,16 @@ def balanced_union(items: Sequence[n.Expr]) -> n.Expr:
     left = balanced_union(items[:mid])
     right = balanced_union(items[mid:])
     return n.Paren(n.Binary("or", left, right, n.default_binmod("or")))
+
+
+def balanced_and_on(items: Sequence[n.Expr]) -> n.Expr:
+    """`(a and on() b)`, `((a and on() b) and on() (c and on() d))`, … built pairwise."""
+    if len(items) == 1:
+        return items[0]
+    mid = (len(items) + 1) // 2
+    left = balanced_and_on(items[:mid])
+    right = balanced_and_on(items[mid:])
+    return n.Paren(n.Binary("and", left, right, AND_ON))
 
 
 class _Rewriter:
@@ -113,18 +146,21 @@ class _Rewriter:
             account(self.growth, branch)
         return plan
 
-    def _union(self, variants: Sequence[n.Expr]) -> n.Expr:
-        self.growth.leaves += len(variants)
-        self.growth.union_depth += math.ceil(math.log2(len(variants))) + 1
+    def _grow(self, count: int) -> None:
+        self.growth.leaves += count
+        self.growth.union_depth += math.ceil(math.log2(count)) + 1
         if self.growth.leaves > MAX_UNION_LEAVES:
             raise NarrowingImpossible(
                 f"narrowing this query would need more than {MAX_UNION_LEAVES} copies of its "
-                "selectors; " + guidance(self.model)
+                "selectors (the proxy's union size bound)"
             )
+
+    def _union(self, variants: Sequence[n.Expr]) -> n.Expr:
+        self._grow(len(variants))
         return balanced_union(variants)
 
     def _refuse(self, vs: n.VectorSelector, where: str) -> NarrowingImpossible:
-        return NarrowingImpossible(f"cannot narrow {to_text(vs)} {where}; " + guidance(self.model))
+        return NarrowingImpossible(f"cannot narrow {to_text(vs)} {where}; " + guidance(self.model, vs))
 
     def expr(self, e: n.Expr, union_ok: bool) -> n.Expr:
         if isinstance(e, n.VectorSelector):
@@ -157,6 +193,21 @@ class _Rewriter:
             return n.Subquery(inner, e.range_ms, e.step_ms, e.offset_ms, e.at)
         return e  # Number, String: no selectors
 
+    def _liftable_arg(self, func: str, arg: n.Expr) -> bool:
+        core, _ = unwrap(arg)
+        if isinstance(core, n.MatrixSelector):
+            return True
+        return isinstance(core, n.VectorSelector) and func in SELECTOR_SENSITIVE
+
+    def _variants(self, arg: n.Expr) -> list[n.Expr]:
+        """One copy of a (parenthesised) selector argument per branch of its plan."""
+        core, depth = unwrap(arg)
+        if isinstance(core, n.MatrixSelector):
+            plan = self._next(core.vs)
+            return [rewrap(n.MatrixSelector(apply(core.vs, b), core.range_ms), depth) for b in plan]
+        assert isinstance(core, n.VectorSelector)
+        return [rewrap(apply(core, b), depth) for b in self._next(core)]
+
     def _call(self, e: n.Call, union_ok: bool) -> n.Expr:
         args_ok = union_ok and e.func not in NO_UNION
         copied = copied_selector(e)
@@ -166,15 +217,19 @@ class _Rewriter:
         args: list[n.Expr] = []
         lifted: tuple[int, list[n.Expr]] | None = None
         for i, arg in enumerate(e.args):
-            if not isinstance(arg, n.MatrixSelector):
+            if not self._liftable_arg(e.func, arg):
                 args.append(self.expr(arg, args_ok))
                 continue
-            plan = self._next(arg.vs)
-            variants: list[n.Expr] = [n.MatrixSelector(apply(arg.vs, b), arg.range_ms) for b in plan]
+            variants = self._variants(arg)
             args.append(variants[0])
             if len(variants) > 1:
-                if e.func not in LIFTABLE or not union_ok or lifted is not None:
-                    raise self._refuse(arg.vs, f"inside {e.func}()")
+                absent = e.func in LABEL_COPYING
+                liftable = e.func in LIFTABLE or e.func in SELECTOR_SENSITIVE
+                if not liftable or not (union_ok or absent) or lifted is not None:
+                    core, _ = unwrap(arg)
+                    vs = core.vs if isinstance(core, n.MatrixSelector) else core
+                    assert isinstance(vs, n.VectorSelector)
+                    raise self._refuse(vs, f"inside {e.func}()")
                 lifted = (i, variants)
         if lifted is None:
             return n.Call(e.func, tuple(args))
@@ -182,6 +237,9 @@ class _Rewriter:
         # unions inside the other arguments are copied into every lifted branch
         self.growth.leaves += len(variants) * (self.growth.leaves - leaves_before)
         copies = [n.Call(e.func, (*args[:index], v, *args[index + 1 :])) for v in variants]
+        if e.func in LABEL_COPYING:
+            self._grow(len(copies))
+            return balanced_and_on(copies)
         return self._union(copies)
 
 

@@ -2,8 +2,9 @@
 
 The check is independent of how the rewrite was built: the output is parsed again, walked
 alongside the original tree, may differ only by appended matchers of the allowed shapes (or a
-union of such copies where the rewrite may place one), and every output selector must be
-confined to the caller's holdings by its own matchers. Anything else is VerificationFailed.
+union of such copies where the rewrite may place one, or `absent(A) and on() absent(B) …` for
+absent/absent_over_time), and every output selector must be confined to the caller's holdings by
+its own matchers. Anything else is VerificationFailed.
 """
 
 from __future__ import annotations
@@ -14,7 +15,15 @@ from proxy.promql.limits import Limits
 from proxy.promql.parse import parse
 from proxy.promql.policy import Held, granted_plan
 from proxy.promql.regex import literal_alternation
-from proxy.promql.rewrite import LIFTABLE, NO_UNION, copied_selector
+from proxy.promql.rewrite import (
+    AND_ON,
+    LABEL_COPYING,
+    LIFTABLE,
+    NO_UNION,
+    SELECTOR_SENSITIVE,
+    copied_selector,
+    unwrap,
+)
 from proxy.promql.scope import LabelModel
 from proxy.promql.selectors import NAME_LABEL, reach_of
 
@@ -42,6 +51,9 @@ class Verifier:
         self.trust_regexes = frozenset(model.project_label_metrics.values())
         # ids of output selectors whose equality matchers absent() copies into its output
         self.copied: set[int] = set()
+        # ids of original selectors that are the direct argument of absent()/timestamp():
+        # a union there changes the answer, so only the lifted shapes may replace them
+        self.direct: set[int] = set()
 
     def _values(self, m: n.Matcher) -> frozenset[str]:
         values = frozenset((m.value,)) if m.op == "=" else literal_alternation(m.value)
@@ -95,20 +107,44 @@ class Verifier:
         else:
             out.append(e)
 
+    def _is_and_on(self, e: n.Expr) -> bool:
+        return (
+            isinstance(e, n.Paren)
+            and isinstance(e.expr, n.Binary)
+            and e.expr.op == "and"
+            and e.expr.mod == AND_ON
+        )
+
+    def _and_on_leaves(self, e: n.Expr, out: list[n.Expr]) -> None:
+        if self._is_and_on(e):
+            assert isinstance(e, n.Paren) and isinstance(e.expr, n.Binary)
+            self._and_on_leaves(e.expr.lhs, out)
+            self._and_on_leaves(e.expr.rhs, out)
+        else:
+            out.append(e)
+
     def _union_allowed(self, orig: n.Expr) -> bool:
         if isinstance(orig, n.VectorSelector):
+            return id(orig) not in self.direct
+        if not isinstance(orig, n.Call):
+            return False
+        cores = [unwrap(a)[0] for a in orig.args]
+        if orig.func in LIFTABLE and any(isinstance(c, n.MatrixSelector) for c in cores):
             return True
-        return (
-            isinstance(orig, n.Call)
-            and orig.func in LIFTABLE
-            and any(isinstance(a, n.MatrixSelector) for a in orig.args)
-        )
+        return orig.func == "timestamp" and any(isinstance(c, n.VectorSelector) for c in cores)
 
     def expr(self, orig: n.Expr, out: n.Expr, union_ok: bool) -> None:
         """Walk `orig` and `out` together; raise VerificationFailed on any other difference."""
         if union_ok and self._union_allowed(orig) and self._is_union(out):
             leaves: list[n.Expr] = []
             self._leaves(out, leaves)
+            for leaf in leaves:
+                self._same(orig, leaf, union_ok)
+            return
+        if isinstance(orig, n.Call) and orig.func in LABEL_COPYING and self._is_and_on(out):
+            # absent(A) and on() absent(B) …: absent over the union is absent over every branch
+            leaves = []
+            self._and_on_leaves(out, leaves)
             for leaf in leaves:
                 self._same(orig, leaf, union_ok)
             return
@@ -133,6 +169,11 @@ class Verifier:
             copied = copied_selector(out)
             if copied is not None:
                 self.copied.add(id(copied))
+            if orig.func in SELECTOR_SENSITIVE:
+                for a in orig.args:
+                    core = unwrap(a)[0]
+                    if isinstance(core, n.VectorSelector):
+                        self.direct.add(id(core))
             for a, b in zip(orig.args, out.args, strict=True):
                 self.expr(a, b, args_ok)
         elif isinstance(orig, n.Binary):

@@ -303,10 +303,15 @@ def test_absent_narrowed_for_single_cluster_keeps_output_labels(
 
 
 @pytest.mark.parametrize("who", ["alice", "carol"])
-def test_absent_needs_explicit_scope_for_project_holders(
-    proxy_server: ProxyServer, token_for: TokenFor, who: str
+@pytest.mark.parametrize("q", ["absent(nonexistent_metric)", "absent(DCGM_FI_DEV_GPU_UTIL)"])
+def test_absent_for_project_holders_equals_oracle(
+    proxy_server: ProxyServer,
+    token_for: TokenFor,
+    oracle_prometheus_factory: OraclePrometheusFactory,
+    who: str,
+    q: str,
 ) -> None:
-    """`absent()` is never narrowed by a union: 400 with guidance naming the matcher to add."""
-    r = get(proxy_server, token_for(who), "/api/v1/query", query="absent(nonexistent_metric)")
-    message = assert_error(r, 400, "bad_data")
-    assert "cluster" in message, message
+    """`absent()` over a narrowed selector answers as the oracle does (and-on shape, SPEC §4.3)."""
+    t = at()
+    actual = ok(get(proxy_server, token_for(who), "/api/v1/query", query=q, time=str(t)))
+    oracle_prometheus_factory.assert_query_matches(actual, GRANTS[who], q, time=t)
