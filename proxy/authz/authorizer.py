@@ -1,4 +1,10 @@
-"""The authorizer the route layer calls: identity and needed scope in, `Holdings` out."""
+"""The authorizer the route layer calls: identity, hub and needed scope in, `Holdings` out.
+
+One authorizer per resource-server client serves every hub whose resources that client owns
+(docs: several hubs): the holdings call ("everything this token holds") is made once per token
+and split by resource-name prefix into each hub's holdings; `HUB` grants every one of them.
+Decisions, caches and single-flight are keyed by hub, so no answer for one hub serves another.
+"""
 
 from __future__ import annotations
 
@@ -21,31 +27,48 @@ from proxy.singleflight import SingleFlight
 
 log = structlog.get_logger(__name__)
 
+ByHub = dict[str, Holdings]
+
+
+def holdings_key(identity: Identity, hub: str) -> Key:
+    """Cache key of one hub's share of the holdings call."""
+    return (identity.token_hash, (*HOLDINGS, hub))
+
 
 class Authorizer:
-    """What a caller holds, from Keycloak's UMA grant; cached and single-flight per question."""
+    """What a caller holds on each hub of one resource-server client, from Keycloak's UMA grant."""
 
-    def __init__(self, settings: Settings, session: aiohttp.ClientSession, authn: ServiceTokens) -> None:
-        """`authn` provides the proxy's own token for the Protection API."""
+    def __init__(
+        self,
+        settings: Settings,
+        session: aiohttp.ClientSession,
+        authn: ServiceTokens,
+        *,
+        client_id: str | None = None,
+        hubs: Sequence[str] = (),
+    ) -> None:
+        """`authn` provides the client's own token for the Protection API; `hubs` default to
+        the single `PROXY_ACM_HUB`, `client_id` to `PROXY_AUTH_CLIENT_ID`."""
         endpoints = Endpoints.from_settings(settings)
+        client = client_id or settings.auth_client_id
         self._timeout = settings.auth_timeout
         self._max_names = settings.max_uma_names
-        self.names = ResourceNames(
-            settings.hub_key, settings.acm_hub, settings.cluster_key, settings.project_key
-        )
+        self.hubs = tuple(hubs) or (settings.acm_hub,)
+        self.names_of = {
+            hub: ResourceNames(settings.hub_key, hub, settings.cluster_key, settings.project_key)
+            for hub in self.hubs
+        }
+        # The first hub's names: what `holdings` answers for when no hub is given.
+        self.names = self.names_of[self.hubs[0]]
         self.resolver = ResourceResolver(
-            session,
-            endpoints,
-            authn,
-            settings.auth_client_id,
-            self._timeout,
-            maxsize=settings.authz_cache_size,
+            session, endpoints, authn, client, self._timeout, maxsize=settings.authz_cache_size
         )
-        self._uma = UmaClient(session, endpoints, settings.auth_client_id, settings.auth_realm, self._timeout)
+        self._uma = UmaClient(session, endpoints, client, settings.auth_realm, self._timeout)
         self._decisions = DecisionCache(
             settings.authz_cache_ttl, settings.authz_deny_cache_ttl, settings.authz_cache_size
         )
         self._flight: SingleFlight[Key, Holdings] = SingleFlight()
+        self._everything_flight: SingleFlight[str, ByHub] = SingleFlight()
 
     async def close(self) -> None:
         """Nothing runs in the background; present for symmetry with the authenticator."""
@@ -55,57 +78,91 @@ class Authorizer:
         identity: Identity,
         clusters: frozenset[str] | None,
         projects: Mapping[str, frozenset[str]],
+        hub: str | None = None,
     ) -> Holdings:
-        """What the caller holds among the named clusters/projects (everything if `clusters` is None)."""
+        """What the caller holds on `hub` (default: the first) among the named clusters/projects,
+        or everything held there when `clusters` is None."""
+        hub = hub or self.hubs[0]
+        names = self.names_of[hub]
         if clusters is None:
-            return await self._answer(identity, HOLDINGS, None)
-        names = self.names.needed(clusters, projects)
-        if len(names) > self._max_names:
-            return await self._answer(identity, HOLDINGS, None)
-        return await self._answer(identity, tuple(sorted(names)), names)
-
-    async def _answer(self, identity: Identity, asked: tuple[str, ...], names: list[str] | None) -> Holdings:
-        """Cached answer, or one shared Keycloak round for every concurrent identical question."""
-        key: Key = (identity.token_hash, asked)
+            return await self._held_on(identity, hub)
+        needed = names.needed(clusters, projects)
+        if len(needed) > self._max_names:
+            return await self._held_on(identity, hub)
+        # The names carry `HUB-<hub>`, so the key is the hub's own; it is spelled out anyway.
+        key: Key = (identity.token_hash, (hub, *sorted(needed)))
         cached = self._decisions.get(key)
         if cached is not None:
             return cached
-        return await self._flight.do(key, lambda: self._ask(identity, key, names))
+        return await self._flight.do(key, lambda: self._ask_targeted(identity, key, names, needed))
 
-    async def _ask(self, identity: Identity, key: Key, names: list[str] | None) -> Holdings:
+    async def holdings_by_hub(self, identity: Identity) -> ByHub:
+        """Everything the caller holds, per hub of this client (one holdings call, cached)."""
+        cached = {hub: self._decisions.get(holdings_key(identity, hub)) for hub in self.hubs}
+        if all(held is not None for held in cached.values()):
+            return {hub: held for hub, held in cached.items() if held is not None}
+        return await self._everything_flight.do(identity.token_hash, lambda: self._ask_everything(identity))
+
+    async def _held_on(self, identity: Identity, hub: str) -> Holdings:
+        """One hub's share of the holdings call."""
+        cached = self._decisions.get(holdings_key(identity, hub))
+        if cached is not None:
+            return cached
+        return (
+            await self._everything_flight.do(identity.token_hash, lambda: self._ask_everything(identity))
+        )[hub]
+
+    async def _ask_targeted(
+        self, identity: Identity, key: Key, names: ResourceNames, needed: list[str]
+    ) -> Holdings:
         """Resolve, ask, interpret, cache; any doubt is KeycloakUnavailable and is not cached."""
         try:
             async with asyncio.timeout(self._timeout):
-                if names is None:
-                    held = await self._everything(identity)
-                else:
-                    held = await self._targeted(identity, names)
+                held = await self._targeted(identity, names, needed)
         except TimeoutError:
             raise KeycloakUnavailable("Keycloak did not answer in time") from None
         self._decisions.put(key, held, identity.exp)
         return held
 
-    async def _targeted(self, identity: Identity, names: list[str]) -> Holdings:
+    async def _ask_everything(self, identity: Identity) -> ByHub:
+        """The holdings call, split per hub, each share cached under its own key."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                by_hub = await self._everything(identity)
+        except TimeoutError:
+            raise KeycloakUnavailable("Keycloak did not answer in time") from None
+        for hub, held in by_hub.items():
+            self._decisions.put(holdings_key(identity, hub), held, identity.exp)
+        return by_hub
+
+    async def _targeted(self, identity: Identity, names: ResourceNames, needed: list[str]) -> Holdings:
         """Ask exactly the names that exist; grants count only by the ids resolved for them."""
-        ids = await self.resolver.resolve(names)
-        existing = [name for name in names if name in ids]
+        ids = await self.resolver.resolve(needed)
+        existing = [name for name in needed if name in ids]
         if not existing:
             return Holdings.nothing()
         grants = await self._granted(identity, existing)
         by_id = {rsid: name for name, rsid in ids.items()}
-        return self.names.holdings(by_id[g.rsid] for g in grants if g.rsid in by_id)
+        return names.holdings(by_id[g.rsid] for g in grants if g.rsid in by_id)
 
-    async def _everything(self, identity: Identity) -> Holdings:
-        """Every GET grant on this hub, each confirmed to be a resource-server resource."""
+    async def _everything(self, identity: Identity) -> ByHub:
+        """Every GET grant, each confirmed to be a resource-server resource, split per hub."""
         grants = await self._granted(identity, None)
         claimed: dict[str, set[str]] = {}
         for grant in grants:
-            if grant.rsname is not None and self.names.parse(grant.rsname) is not None:
+            if grant.rsname is not None and any(
+                n.parse(grant.rsname) is not None for n in self.names_of.values()
+            ):
                 claimed.setdefault(grant.rsname, set()).add(grant.rsid)
-        hub_level = [n for n in claimed if self.names.parse(n) == Parsed()]
-        if hub_level and await self._confirmed(hub_level, claimed):
-            return Holdings.everything()
-        return self.names.holdings(await self._confirmed(list(claimed), claimed))
+        confirmed = await self._confirmed(list(claimed), claimed)
+        out: ByHub = {}
+        for hub, names in self.names_of.items():
+            mine = [name for name in confirmed if names.parse(name) is not None]
+            if any(names.parse(name) == Parsed() for name in mine):
+                out[hub] = Holdings.everything()
+            else:
+                out[hub] = names.holdings(mine)
+        return out
 
     async def _confirmed(self, names: list[str], claimed: Mapping[str, set[str]]) -> list[str]:
         """Names whose granted id is the resource server's own resource of that name."""
@@ -119,3 +176,24 @@ class Authorizer:
         except UnknownResource as exc:
             self.resolver.forget(names or ())
             raise KeycloakUnavailable(str(exc)) from None
+
+
+class HubAuthz:
+    """One hub's view of an authorizer: what the request pipeline calls for that hub."""
+
+    def __init__(self, authorizer: Authorizer, hub: str) -> None:
+        """`hub` must be one of `authorizer.hubs`."""
+        self.authorizer = authorizer
+        self.hub = hub
+
+    async def holdings(
+        self,
+        identity: Identity,
+        clusters: frozenset[str] | None,
+        projects: Mapping[str, frozenset[str]],
+    ) -> Holdings:
+        """What the caller holds on this hub (see `Authorizer.holdings`)."""
+        return await self.authorizer.holdings(identity, clusters, projects, self.hub)
+
+    async def close(self) -> None:
+        """The authorizer is closed by its owner."""

@@ -11,7 +11,7 @@ from cachetools import TLRUCache
 from proxy.metrics import CACHE_EVENTS, CACHE_SIZE
 from proxy.promql.scope import Holdings
 
-# (token hash, sorted names asked; HOLDINGS for the "everything held" call)
+# (token hash, (hub, sorted names asked)); (HOLDINGS + hub) for a hub's share of the holdings call
 Key = tuple[str, tuple[str, ...]]
 HOLDINGS: tuple[str, ...] = ("#GET",)
 
@@ -63,6 +63,6 @@ class DecisionCache:
 
 def _label(key: Key, granted: bool) -> str:
     """Metric label of a lookup."""
-    if key[1] == HOLDINGS:
+    if key[1][: len(HOLDINGS)] == HOLDINGS:
         return "holdings"
     return "allow" if granted else "deny"
