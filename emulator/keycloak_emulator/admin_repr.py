@@ -135,7 +135,7 @@ def export_settings(realm: Realm, client: Client, rs: ResourceServer) -> dict[st
     """`GET …/settings` = ExportUtils.exportAuthorizationSettings: everything by name, no ids."""
     resources = []
     for resource in rs.resources.values():
-        rep = resource_json(rs, resource, client.client_id)
+        rep = resource_json(realm, rs, resource)
         rep.pop("_id")
         if resource.owner == rs.id:
             rep.pop("owner")

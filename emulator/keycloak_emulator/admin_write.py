@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from keycloak_emulator import timepolicy
-from keycloak_emulator.errors import KeycloakError, admin_error
+from keycloak_emulator.errors import KeycloakError, admin_error, check_columns
 from keycloak_emulator.realm_import import add_client, ensure_service_account
 from keycloak_emulator.store import Client, GroupRef, Policy, Realm, ResourceServer, new_id
 
@@ -21,6 +21,7 @@ def policy_from_typed(
         raise admin_error(400, f"Policy provider for type [{policy_type}] not found")
     if not rep.get("name"):
         raise admin_error(400, "Policy name is required")
+    check_columns(rep["name"], rep.get("description"))
     policy = Policy(
         id=policy_id or new_id(),
         name=str(rep["name"]),

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from keycloak_emulator.emulator import Emulator
 from keycloak_emulator.server import EmulatorServer
+from keycloak_emulator.versions import CURRENT, parse
 from proxy.policies.problems import PolicyFileError
 
 
@@ -23,6 +24,21 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--hostname", help="public base URL used in token issuers")
     p.add_argument("--admin-user", default="admin")
     p.add_argument("--admin-password", default="admin")
+    p.add_argument(
+        "--keycloak-version",
+        type=parse,
+        default=CURRENT,
+        help=f"behave like this Keycloak release where answers changed (default {CURRENT})",
+    )
+    p.add_argument(
+        "--allow-token-introspection-without-audience-check",
+        action="store_true",
+        help="Keycloak's server option: introspection does not require the caller in `aud`",
+    )
+    p.add_argument(
+        "--evaluation-cost", type=float, default=0.0, help="seconds per resource a UMA call evaluates"
+    )
+    p.add_argument("--call-cost", type=float, default=0.0, help="seconds every HTTP call takes")
     return p
 
 
@@ -31,7 +47,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         emu = Emulator.from_files(
-            args.files, admin_user=args.admin_user, admin_password=args.admin_password, hostname=args.hostname
+            args.files,
+            admin_user=args.admin_user,
+            admin_password=args.admin_password,
+            hostname=args.hostname,
+            keycloak_version=args.keycloak_version,
+            introspection_audience_check=not args.allow_token_introspection_without_audience_check,
+            evaluation_cost=args.evaluation_cost,
+            call_cost=args.call_cost,
         )
     except PolicyFileError as exc:
         print(exc)
@@ -45,7 +68,7 @@ async def _serve(emu: Emulator, host: str, port: int) -> None:
     server = EmulatorServer(emu, host=host, port=port)
     await server.start()
     realms = ", ".join(r for r in emu.realms if r != "master")
-    print(f"Keycloak emulator on {server.base_url} (realms: {realms})", flush=True)
+    print(f"Keycloak emulator ({emu.version}) on {server.base_url} (realms: {realms})", flush=True)
     try:
         await asyncio.Event().wait()
     finally:

@@ -18,6 +18,7 @@ from keycloak_emulator.form import Form
 from keycloak_emulator.keys import generate_key
 from keycloak_emulator.realm_import import import_realm
 from keycloak_emulator.store import Client, Realm, Resource, User, new_id
+from keycloak_emulator.versions import CURRENT, Version, parse
 
 MASTER = "master"
 PLACEHOLDER_BASE = "http://keycloak.invalid"
@@ -41,6 +42,8 @@ class Fault:
     delay: float
     remaining: int | None
     realm: str | None
+    error: str = "emulator_fault"
+    description: str | None = None
 
 
 class Emulator:
@@ -52,8 +55,27 @@ class Emulator:
         admin_user: str = "admin",
         admin_password: str = "admin",  # noqa: S107 - loopback test server
         hostname: str | None = None,
+        keycloak_version: str | Version = CURRENT,
+        introspection_audience_check: bool = True,
+        evaluation_cost: float = 0.0,
+        call_cost: float = 0.0,
+        dynamic_hostname: bool = False,
     ) -> None:
+        """Keycloak 26.6+ unless `keycloak_version` says otherwise (see `versions`).
+
+        `introspection_audience_check=False` is the server option
+        `allow-token-introspection-without-audience-check`. The cost model: every HTTP call
+        takes `call_cost` seconds plus `evaluation_cost` per resource a UMA call evaluated (real
+        Keycloak's time grows with the resources it evaluates; `#GET` evaluates them all).
+        `dynamic_hostname` is hostname v2 without a fixed `hostname`: `iss` follows the Host
+        each request arrived with (reference §0.0 "issuer").
+        """
         self.lock = threading.RLock()
+        self.version = keycloak_version if isinstance(keycloak_version, Version) else parse(keycloak_version)
+        self.introspection_audience_check = introspection_audience_check
+        self.evaluation_cost = evaluation_cost
+        self.call_cost = call_cost
+        self.dynamic_hostname = dynamic_hostname
         self.realms: dict[str, Realm] = {}
         # Keycloak's `hostname` option: when set, issuers use it instead of the serving URL.
         self.hostname = hostname.rstrip("/") if hostname else None
@@ -125,8 +147,10 @@ class Emulator:
         """The URL issuers are built from: `hostname`, else the serving URL."""
         return self.hostname or self.server_url or PLACEHOLDER_BASE
 
-    def issuer(self, realm: str) -> str:
-        """`{base}/realms/{realm}`: the `iss` of this realm's tokens."""
+    def issuer(self, realm: str, host: str | None = None) -> str:
+        """`{base}/realms/{realm}`: the `iss` of tokens issued through a request to `host`."""
+        if self.dynamic_hostname and host and not self.hostname:
+            return f"http://{host}/realms/{realm}"
         return f"{self.base_url()}/realms/{realm}"
 
     # --- tokens -------------------------------------------------------------------------------
@@ -137,15 +161,18 @@ class Emulator:
         form: Iterable[tuple[str, str]],
         authorization: str | None = None,
         host: str = "127.0.0.1",
+        request_host: str | None = None,
     ) -> grants.TokenCall:
         """A token-endpoint call object for `realm` (shared by HTTP and Python paths)."""
         return grants.TokenCall(
             realm=self.realm(realm),
-            issuer=self.issuer(realm),
+            issuer=self.issuer(realm, request_host),
             form=Form.of(form),
             authorization=authorization,
             host=host,
             now=self.now(),
+            version=self.version,
+            introspection_audience_check=self.introspection_audience_check,
         )
 
     def token_request(
@@ -328,13 +355,13 @@ class Emulator:
 
     # --- counters and faults ------------------------------------------------------------------
 
-    def count(self, realm: str, key: str) -> None:
-        """Count one call of `key` (e.g. `token.uma`, `certs`) and the `token` total."""
+    def count(self, realm: str, key: str, n: int = 1) -> None:
+        """Count `n` calls of `key` (e.g. `token.uma`, `certs`) and the `token` total."""
         with self.lock:
             counter = self._stats.setdefault(realm, Counter())
-            counter[key] += 1
+            counter[key] += n
             if key.startswith("token."):
-                counter["token"] += 1
+                counter["token"] += n
 
     def stats(self, realm: str) -> Mapping[str, int]:
         """Calls per endpoint/grant since the last reset; missing keys read as 0."""
@@ -354,10 +381,16 @@ class Emulator:
         delay: float = 0.0,
         times: int | None = None,
         realm: str | None = None,
+        error: str = "emulator_fault",
+        description: str | None = None,
     ) -> None:
-        """Make calls of `key` wait `delay` s and/or fail with `status`, `times` times (None: always)."""
+        """Make calls of `key` wait `delay` s and/or fail with `status`, `times` times (None: always).
+
+        `error`/`description` shape the body, e.g. the 26.7 regression `400 unauthorized_client
+        "Invalid identity"` (keycloak#51250) or 26.5's `invalid_bearer_token` (#50827).
+        """
         with self.lock:
-            self._faults.append(Fault(key, status, delay, times, realm))
+            self._faults.append(Fault(key, status, delay, times, realm, error, description))
 
     def clear_faults(self) -> None:
         """Remove every injected fault."""

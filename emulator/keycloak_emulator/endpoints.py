@@ -29,7 +29,7 @@ def introspect(call: TokenCall) -> dict[str, Any]:
         raise KeycloakError(400, "invalid_request", "Unsupported token type.")
     typ = "Refresh" if hint == "refresh_token" else "Bearer"
     verified = tokens.verify(call.realm, call.issuer, token, typ=typ, now=call.now)
-    if verified is None:
+    if verified is None or not _audience_allows(call, client.client_id, verified.claims):
         return {"active": False}
     claims = verified.claims
     if hint == "requesting_party_token":
@@ -48,6 +48,18 @@ def introspect(call: TokenCall) -> dict[str, Any]:
         "token_type": claims.get("typ"),
         "active": True,
     }
+
+
+def _audience_allows(call: TokenCall, client_id: str, claims: dict[str, Any]) -> bool:
+    """26.6.2+: the introspecting client must be in the token's `aud` (`changes-26_6_2.adoc`
+    "Token introspection now validates audience claim", PR keycloak#51681)."""
+    if not (call.version.introspection_checks_audience and call.introspection_audience_check):
+        return True
+    if claims.get("typ") != "Bearer":
+        return True  # the check is the access-token provider's
+    aud = claims.get("aud")
+    audiences = aud if isinstance(aud, list) else [aud]
+    return client_id in audiences
 
 
 def userinfo(realm: Realm, issuer: str, authorization: str | None, now: int) -> dict[str, Any]:
@@ -89,28 +101,60 @@ def protection_server(realm: Realm, issuer: str, authorization: str | None, now:
     return client.authz
 
 
-def find_resources(rs: ResourceServer, query: Form) -> list[Resource]:
-    """`GET resource_set` filters: name (substring, or exact with `exactName=true`), type, owner."""
+def find_resources(realm: Realm, rs: ResourceServer, query: Form) -> list[Resource]:
+    """`GET resource_set` as `ResourceSetService.find` filters it (reference §0.0).
+
+    `name` is a case-insensitive LIKE, or with `exactName=true` `lower(name) = lower(value)`;
+    `owner` is a clientId (turned into the client's internal id), else a username (the user's
+    id); `scope` keeps resources having a scope whose name is LIKE the value; results are
+    sorted by name and paged with `first`/`max` (default 100).
+    """
     found = list(rs.resources.values())
-    name = (query.get("name") or "").strip()
+    name = (query.get("name") or "").strip().lower()
     if name:
         exact = (query.get("exactName") or "").lower() == "true"
-        found = [r for r in found if (r.name == name if exact else name.lower() in r.name.lower())]
+        found = [r for r in found if (r.name.lower() == name if exact else name in r.name.lower())]
+    owner = query.get("owner")
+    if owner:
+        owner_id = _owner_id(realm, owner)
+        found = [r for r in found if r.owner == owner_id]
+    scope = (query.get("scope") or "").lower()
+    if scope:
+        like = {sid for sid, sc in rs.scopes.items() if scope in sc.name.lower()}
+        found = [r for r in found if like & set(r.scope_ids)]
     if query.get("type"):
         found = [r for r in found if r.type == query.get("type")]
     if query.get("_id"):
         found = [r for r in found if r.id == query.get("_id")]
+    found.sort(key=lambda r: r.name)
     first = int(query.get("first") or 0)
     maximum = int(query.get("max") or 100)
     return found[first:] if maximum < 0 else found[first : first + maximum]
 
 
-def resource_json(rs: ResourceServer, resource: Resource, owner_name: str) -> dict[str, Any]:
-    """A ResourceRepresentation as the admin and protection APIs return it."""
+def _owner_id(realm: Realm, owner: str) -> str:
+    """`owner=`: a clientId first (its internal id), else a username (the user's id), else as given."""
+    client = realm.client_by_client_id(owner)
+    if client is not None:
+        return client.id
+    user = realm.user_by_username(owner)
+    return user.id if user is not None else owner
+
+
+def owner_name(realm: Realm, rs: ResourceServer, resource: Resource) -> str:
+    """`owner.name` of a deep representation: the clientId, or the owning user's real username."""
+    if resource.owner == rs.id and rs.id in realm.clients:
+        return realm.clients[rs.id].client_id
+    user = realm.users.get(resource.owner)
+    return user.username if user is not None else resource.owner
+
+
+def resource_json(realm: Realm, rs: ResourceServer, resource: Resource) -> dict[str, Any]:
+    """A ResourceRepresentation as the admin and protection APIs return it (`ModelToRepresentation`)."""
     rep = {
         "name": resource.name,
         "type": resource.type,
-        "owner": {"id": resource.owner, "name": owner_name},
+        "owner": {"id": resource.owner, "name": owner_name(realm, rs, resource)},
         "ownerManagedAccess": resource.owner_managed_access,
         "displayName": resource.display_name,
         "attributes": resource.attributes,

@@ -34,3 +34,16 @@ class KeycloakError(Exception):
 def admin_error(status: int, message: str) -> KeycloakError:
     """An admin REST error, `{"errorMessage": …}` as Keycloak's ErrorResponse builds it."""
     return KeycloakError(status, message, body={"errorMessage": message})
+
+
+# Keycloak's authorization and group tables keep names, descriptions, types and attribute values
+# in VARCHAR(255) columns (`model/jpa/src/main/resources/META-INF/jpa-changelog-authz-2.0.0.xml`).
+MAX_COLUMN = 255
+
+
+def check_columns(*values: object) -> None:
+    """Fail like Keycloak when a value overflows its column: the admin API answers 500 (the
+    database refuses the insert) and a realm import fails."""
+    for value in values:
+        if value is not None and len(str(value)) > MAX_COLUMN:
+            raise KeycloakError(500, "unknown_error", "For more on this error consult the server log.")

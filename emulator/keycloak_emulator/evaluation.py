@@ -39,17 +39,52 @@ class ResourcePermission:
     scope_ids: tuple[str, ...]
 
 
+@dataclass
+class PermissionIndex:
+    """The resource server's permissions by linked resource, built once per UMA call.
+
+    Keycloak finds applicable permissions with indexed queries (`findByResource`,
+    `findByScopes`); scanning every permission for each of thousands of resources would make the
+    emulator, not the modelled server, the slow part of a large-realm benchmark.
+    """
+
+    order: dict[str, int] = field(default_factory=dict)
+    by_resource: dict[str, list[Policy]] = field(default_factory=dict)
+    unlinked_scope: list[Policy] = field(default_factory=list)
+    typed: dict[str, list[Policy]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, rs: ResourceServer) -> PermissionIndex:
+        """Index every permission of `rs`, remembering store order."""
+        index = cls()
+        for position, perm in enumerate(rs.policies.values()):
+            index.order[perm.id] = position
+            if perm.type not in ("scope", "resource"):
+                continue
+            for rid in dict.fromkeys(perm.resource_ids):
+                index.by_resource.setdefault(rid, []).append(perm)
+            if perm.type == "scope" and not perm.resource_ids and perm.resource_type is None:
+                index.unlinked_scope.append(perm)
+            if perm.type == "resource" and perm.resource_type is not None:
+                index.typed.setdefault(perm.resource_type, []).append(perm)
+        return index
+
+
 def evaluate(
-    realm: Realm, rs: ResourceServer, identity: Identity, asked: ResourcePermission
+    realm: Realm,
+    rs: ResourceServer,
+    identity: Identity,
+    asked: ResourcePermission,
+    index: PermissionIndex | None = None,
 ) -> set[str] | None:
     """Scope ids granted on the resource, or None when the resource is not granted at all."""
     wanted = set(asked.scope_ids)
     if rs.enforcement_mode == "DISABLED":
         return wanted
-    if asked.resource is not None and asked.resource.owner == identity.user.id:
+    if asked.resource is not None and asked.resource.owner in (identity.id, identity.user.id):
         # ResourcePermission.isGranted(): the owner of a user-owned resource always holds it.
         return wanted
-    applicable = list(_applicable(rs, asked))
+    applicable = list(_applicable(index or PermissionIndex.of(rs), asked))
     if not applicable:
         return wanted if rs.enforcement_mode == "PERMISSIVE" else None
     decided = []
@@ -62,10 +97,15 @@ def evaluate(
     return _combine(asked, wanted, decided, rs.decision_strategy)
 
 
-def _applicable(rs: ResourceServer, asked: ResourcePermission) -> Iterable[Policy]:
+def _applicable(index: PermissionIndex, asked: ResourcePermission) -> Iterable[Policy]:
     wanted = set(asked.scope_ids)
     resource = asked.resource
-    for perm in rs.policies.values():
+    candidates: dict[str, Policy] = {p.id: p for p in index.unlinked_scope}
+    if resource is not None:
+        candidates.update((p.id, p) for p in index.by_resource.get(resource.id, []))
+        if resource.type:
+            candidates.update((p.id, p) for p in index.typed.get(resource.type, []))
+    for perm in sorted(candidates.values(), key=lambda p: index.order[p.id]):
         if perm.type == "scope":
             linked = resource is not None and resource.id in perm.resource_ids
             unlinked = not perm.resource_ids and perm.resource_type is None
@@ -146,7 +186,9 @@ def _group_matches(realm: Realm, policy: Policy, identity: Identity) -> bool:
         for value in held:
             if value in (path, group.name):
                 return True
-            if ref.extend_children and value.startswith(path + "/"):
+            # GroupPolicyProvider.evaluate: `group.equals(path) || (extendChildren &&
+            # group.startsWith(path))`, a plain prefix: `/ops` with children matches `/ops-interns`.
+            if ref.extend_children and value.startswith(path):
                 return True
     return False
 

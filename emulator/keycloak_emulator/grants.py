@@ -6,15 +6,16 @@ import base64
 import binascii
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote_plus
 
 from keycloak_emulator import tokens, uma
 from keycloak_emulator.errors import KeycloakError
 from keycloak_emulator.evaluation import identity_of
 from keycloak_emulator.form import Form
 from keycloak_emulator.store import Client, Realm, User
+from keycloak_emulator.versions import CURRENT, Version
 
 UMA_GRANT = "urn:ietf:params:oauth:grant-type:uma-ticket"
 BAD_CLIENT = "Invalid client or Invalid client credentials"
@@ -30,6 +31,15 @@ class TokenCall:
     authorization: str | None
     host: str
     now: int
+    version: Version = CURRENT
+    # The server option `allow-token-introspection-without-audience-check` (false by default).
+    introspection_audience_check: bool = True
+    # Resources evaluated by this call (the cost model charges time per resource).
+    evaluated: list[int] = field(default_factory=lambda: [0])
+
+    def invalid_grant(self, description: str) -> KeycloakError:
+        """`invalid_grant`: 400 since Keycloak 26.6.0 (PR keycloak#46528), 401 before."""
+        return KeycloakError(400 if self.version.invalid_grant_is_400 else 401, "invalid_grant", description)
 
 
 def grant_key(form: Form) -> str:
@@ -55,16 +65,24 @@ def token(call: TokenCall) -> Any:
 
 
 def authenticate_client(call: TokenCall) -> Client:
-    """Client authentication: Basic header or `client_id`/`client_secret` in the form."""
+    """Client authentication: Basic header or `client_id`/`client_secret` in the form.
+
+    The Basic header carries id and secret form-urlencoded (RFC 6749 §2.3.1; Keycloak's
+    `BasicAuthHelper.RFC6749.parseHeader` URL-decodes both, so `+` reads as a space). Since 26.6.0
+    a client registered for `client_secret_basic` accepts only the header and one registered for
+    `client_secret_post` only the form (`changes-26_6_0.adoc`); clients without a registered
+    method (migrated ones) accept both.
+    """
     client_id, secret = call.form.get("client_id"), call.form.get("client_secret")
     auth = call.authorization or ""
+    method = "client_secret_post" if secret is not None else None
     if auth[:6].lower() == "basic ":
         try:
             decoded = base64.b64decode(auth[6:].strip(), validate=True).decode()
             raw_id, _, raw_secret = decoded.partition(":")
         except (binascii.Error, UnicodeDecodeError) as exc:
             raise KeycloakError(400, "invalid_client", "Missing client_id parameter") from exc
-        client_id, secret = unquote(raw_id), unquote(raw_secret)
+        client_id, secret, method = unquote_plus(raw_id), unquote_plus(raw_secret), "client_secret_basic"
     if not client_id:
         raise KeycloakError(400, "invalid_client", "Missing client_id parameter")
     client = call.realm.client_by_client_id(client_id)
@@ -72,6 +90,9 @@ def authenticate_client(call: TokenCall) -> Client:
         raise KeycloakError(401, "invalid_client", BAD_CLIENT)
     if client.public:
         return client
+    registered = client.secret_method
+    if call.version.enforces_secret_method and registered and method and method != registered:
+        raise KeycloakError(401, "unauthorized_client", BAD_CLIENT)
     if not secret:
         raise KeycloakError(401, "unauthorized_client", "Client secret not provided in request")
     if secret != client.secret:
@@ -86,9 +107,9 @@ def password_grant(call: TokenCall) -> dict[str, Any]:
         raise KeycloakError(400, "unauthorized_client", "Client not allowed for direct access grants")
     user = call.realm.user_by_username(call.form.get("username") or "")
     if user is None or user.service_account_client or user.password is None:
-        raise KeycloakError(401, "invalid_grant", "Invalid user credentials")
+        raise call.invalid_grant("Invalid user credentials")
     if user.password != (call.form.get("password") or ""):
-        raise KeycloakError(401, "invalid_grant", "Invalid user credentials")
+        raise call.invalid_grant("Invalid user credentials")
     if not user.enabled:
         raise KeycloakError(400, "invalid_grant", "Account disabled")
     if not (user.email and user.first_name and user.last_name):
@@ -186,6 +207,7 @@ def uma_grant(call: TokenCall) -> Any:
     else:
         asked = uma.everything(rs, identity)
     granted = uma.decide(call.realm, rs, identity, asked)
+    call.evaluated[0] += len(asked)
     limit = call.form.get("response_permissions_limit")
     if limit and limit.isdigit():
         granted = granted[: int(limit)]
@@ -207,7 +229,7 @@ def _uma_identity(call: TokenCall) -> tokens.Verified:
     if auth.lower().startswith("bearer"):
         verified = tokens.verify(call.realm, call.issuer, auth[6:].strip(), now=call.now)
         if verified is None:
-            raise KeycloakError(401, "invalid_grant", "Invalid bearer token")
+            raise call.invalid_grant("Invalid bearer token")
         return verified
     client = authenticate_client(call)
     subject = call.form.get("subject_token")

@@ -10,7 +10,7 @@ from aiohttp import web
 from keycloak_emulator import admin_repr, admin_write, tokens
 from keycloak_emulator.emulator import MASTER, Emulator
 from keycloak_emulator.endpoints import find_resources, resource_json
-from keycloak_emulator.errors import KeycloakError, admin_error
+from keycloak_emulator.errors import KeycloakError, admin_error, check_columns
 from keycloak_emulator.form import Form
 from keycloak_emulator.http_common import emulator, json_answer, no_realm, query_of
 from keycloak_emulator.realm_import import (
@@ -252,6 +252,7 @@ async def one_group(request: web.Request) -> web.Response:
         raise KeycloakError(404, "Could not find group by id", body={"error": "Could not find group by id"})
     if request.method == "PUT":
         rep = await body_of(request)
+        check_columns(rep.get("name"))
         group.name = str(rep.get("name", group.name))
         if "attributes" in rep:
             group.attributes = {k: list(v) for k, v in (rep["attributes"] or {}).items()}
@@ -312,6 +313,7 @@ async def scopes(request: web.Request) -> web.Response:
     if request.method == "POST":
         rep = await body_of(request)
         name = str(rep.get("name", ""))
+        check_columns(name, rep.get("displayName"))
         if rs.scope_named(name) is not None:
             raise admin_error(409, f"Scope with name [{name}] already exists")
         scope = Scope(new_id(), name, rep.get("displayName"))
@@ -340,16 +342,16 @@ async def one_scope(request: web.Request) -> web.Response:
 async def resources(request: web.Request) -> web.Response:
     """GET (search, deep by default) or POST (create) resources."""
     _, realm = admin_realm(request)
-    client, rs = server_of(realm, request)
+    _, rs = server_of(realm, request)
     if request.method == "POST":
         rep = await body_of(request)
         if rs.resource_named(str(rep.get("name", ""))) is not None:
             raise admin_error(409, f"Resource with name [{rep.get('name')}] already exists.")
         resource = upsert_resource(rs, {**rep, "_id": None})
-        return created(request, resource.id, resource_json(rs, resource, client.client_id))
+        return created(request, resource.id, resource_json(realm, rs, resource))
     query = query_of(request)
-    found = find_resources(rs, Form.of((*query.pairs, ("max", "-1"))))
-    reps = [resource_json(rs, r, client.client_id) for r in page(found, query)]
+    found = find_resources(realm, rs, Form.of((*query.pairs, ("max", "-1"))))
+    reps = [resource_json(realm, rs, r) for r in page(found, query)]
     if (query.get("deep") or "true").lower() == "false":
         reps = [{k: v for k, v in r.items() if k != "scopes"} for r in reps]
     return json_answer(reps)
@@ -358,7 +360,7 @@ async def resources(request: web.Request) -> web.Response:
 async def one_resource(request: web.Request) -> web.Response:
     """GET, PUT (replace) or DELETE one resource."""
     _, realm = admin_realm(request)
-    client, rs = server_of(realm, request)
+    _, rs = server_of(realm, request)
     resource = rs.resources.get(request.match_info["rid"])
     if resource is None:
         raise KeycloakError(404, "not found", body={"error": "HTTP 404 Not Found"})
@@ -373,10 +375,10 @@ async def one_resource(request: web.Request) -> web.Response:
         clash = rs.resource_named(str(rep.get("name", resource.name)))
         if clash is not None and clash.id != resource.id:
             raise admin_error(409, f"Resource with name [{rep.get('name')}] already exists.")
-        del rs.resources[resource.id]
+        # Replaced in place (same id): a refused update leaves the resource as it was.
         upsert_resource(rs, {**rep, "name": rep.get("name", resource.name), "_id": resource.id})
         return no_content()
-    return json_answer(resource_json(rs, resource, client.client_id))
+    return json_answer(resource_json(realm, rs, resource))
 
 
 async def policies(request: web.Request) -> web.Response:

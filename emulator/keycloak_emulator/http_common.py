@@ -42,12 +42,14 @@ async def enter(request: web.Request, key: str) -> Realm:
     if name not in emu.realms:
         raise no_realm()
     emu.count(name, key)
+    if emu.call_cost:
+        await asyncio.sleep(emu.call_cost)
     fault = emu.take_fault(name, key)
     if fault is not None:
         if fault.delay:
             await asyncio.sleep(fault.delay)
         if fault.status is not None:
-            raise KeycloakError(fault.status, "emulator_fault", f"injected fault on {key}")
+            raise KeycloakError(fault.status, fault.error, fault.description or f"injected fault on {key}")
     return emu.realms[name]
 
 

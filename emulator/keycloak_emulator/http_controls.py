@@ -80,6 +80,8 @@ async def add_fault(request: web.Request) -> web.Response:
         delay=float(body.get("delay", 0.0)),
         times=body.get("times"),
         realm=body.get("realm"),
+        error=str(body.get("error", "emulator_fault")),
+        description=body.get("description"),
     )
     return json_answer({})
 

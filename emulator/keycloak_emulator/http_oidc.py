@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from keycloak_emulator import discovery, endpoints, grants
@@ -14,42 +16,56 @@ OIDC = "/realms/{realm}/protocol/openid-connect"
 async def openid_configuration(request: web.Request) -> web.Response:
     """OIDC discovery document."""
     realm = await enter(request, "discovery")
-    return json_answer(discovery.openid_configuration(emulator(request).issuer(realm.name)))
+    return json_answer(discovery.openid_configuration(emulator(request).issuer(realm.name, request.host)))
 
 
 async def uma2_configuration(request: web.Request) -> web.Response:
     """UMA 2.0 discovery document."""
     realm = await enter(request, "uma2-discovery")
-    return json_answer(discovery.uma2_configuration(emulator(request).issuer(realm.name)))
+    return json_answer(discovery.uma2_configuration(emulator(request).issuer(realm.name, request.host)))
 
 
 async def realm_summary(request: web.Request) -> web.Response:
     """Realm summary with `public_key`."""
     realm = await enter(request, "realm")
-    return json_answer(discovery.realm_summary(realm, emulator(request).issuer(realm.name)))
+    return json_answer(discovery.realm_summary(realm, emulator(request).issuer(realm.name, request.host)))
 
 
 async def certs(request: web.Request) -> web.Response:
-    """JWKS: every published signing key, newest last."""
+    """JWKS: every published signing key, newest last, then the `enc` key real realms publish."""
     realm = await enter(request, "certs")
     with emulator(request).lock:
         keys = [k.jwk() for k in realm.published_keys()]
+        keys.append(realm.encryption_key().jwk())
     return json_answer({"keys": keys})
 
 
 async def token(request: web.Request) -> web.Response:
-    """The token endpoint; counted per grant (`token.password`, `token.uma`, …)."""
+    """The token endpoint; counted per grant (`token.password`, `token.uma`, …).
+
+    With the cost model on, the answer (or error) waits `evaluation_cost` per evaluated resource;
+    the count of evaluated resources is kept under the `evaluated` key.
+    """
     form = await form_of(request)
-    await enter(request, grants.grant_key(form))
+    realm = await enter(request, grants.grant_key(form))
     emu = emulator(request)
     with emu.lock:
         call = emu.call(
-            request.match_info["realm"],
+            realm.name,
             form.pairs,
             request.headers.get("Authorization"),
             request.remote or "127.0.0.1",
+            request.host,
         )
-        return json_answer(grants.token(call))
+    try:
+        with emu.lock:
+            return json_answer(grants.token(call))
+    finally:
+        evaluated = call.evaluated[0]
+        if evaluated:
+            emu.count(realm.name, "evaluated", evaluated)
+            if emu.evaluation_cost:
+                await asyncio.sleep(emu.evaluation_cost * evaluated)
 
 
 async def introspect(request: web.Request) -> web.Response:
@@ -63,6 +79,7 @@ async def introspect(request: web.Request) -> web.Response:
             form.pairs,
             request.headers.get("Authorization"),
             request.remote or "127.0.0.1",
+            request.host,
         )
         return json_answer(endpoints.introspect(call))
 
@@ -73,7 +90,7 @@ async def userinfo(request: web.Request) -> web.Response:
     emu = emulator(request)
     with emu.lock:
         body = endpoints.userinfo(
-            realm, emu.issuer(realm.name), request.headers.get("Authorization"), emu.now()
+            realm, emu.issuer(realm.name, request.host), request.headers.get("Authorization"), emu.now()
         )
     return json_answer(body)
 
@@ -85,12 +102,11 @@ async def resource_set(request: web.Request) -> web.Response:
     query = query_of(request)
     with emu.lock:
         rs = endpoints.protection_server(
-            realm, emu.issuer(realm.name), request.headers.get("Authorization"), emu.now()
+            realm, emu.issuer(realm.name, request.host), request.headers.get("Authorization"), emu.now()
         )
-        found = endpoints.find_resources(rs, query)
+        found = endpoints.find_resources(realm, rs, query)
         if (query.get("deep") or "").lower() == "true":
-            owner = next(c.client_id for c, s in realm.resource_servers() if s is rs)
-            return json_answer([endpoints.resource_json(rs, r, owner) for r in found])
+            return json_answer([endpoints.resource_json(realm, rs, r) for r in found])
         return json_answer([r.id for r in found])
 
 
@@ -100,13 +116,12 @@ async def resource_set_one(request: web.Request) -> web.Response:
     emu = emulator(request)
     with emu.lock:
         rs = endpoints.protection_server(
-            realm, emu.issuer(realm.name), request.headers.get("Authorization"), emu.now()
+            realm, emu.issuer(realm.name, request.host), request.headers.get("Authorization"), emu.now()
         )
         resource = rs.resources.get(request.match_info["id"])
         if resource is None:
             raise KeycloakError(404, "not_found", "Resource not found")
-        owner = next(c.client_id for c, s in realm.resource_servers() if s is rs)
-        return json_answer(endpoints.resource_json(rs, resource, owner))
+        return json_answer(endpoints.resource_json(realm, rs, resource))
 
 
 def add_routes(app: web.Application) -> None:

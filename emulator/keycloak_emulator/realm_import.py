@@ -6,6 +6,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from keycloak_emulator.errors import check_columns
 from keycloak_emulator.store import (
     Client,
     Group,
@@ -45,6 +46,7 @@ def import_realm(rep: Mapping[str, Any]) -> Realm:
 
 def add_group(realm: Realm, rep: Mapping[str, Any], parent: str | None) -> Group:
     """Add a group and its sub-groups."""
+    check_columns(rep["name"])
     group = Group(
         id=rep.get("id") or new_id(),
         name=rep["name"],
@@ -130,6 +132,7 @@ def import_authorization(realm: Realm, rs: ResourceServer, settings: Mapping[str
     rs.decision_strategy = settings.get("decisionStrategy", rs.decision_strategy)
     rs.enforcement_mode = settings.get("policyEnforcementMode", rs.enforcement_mode)
     for scope in settings.get("scopes", []):
+        check_columns(scope["name"], scope.get("displayName"))
         if rs.scope_named(scope["name"]) is None:
             sid = scope.get("id") or new_id()
             rs.scopes[sid] = Scope(sid, scope["name"], scope.get("displayName"))
@@ -145,6 +148,9 @@ def import_authorization(realm: Realm, rs: ResourceServer, settings: Mapping[str
 
 def upsert_resource(rs: ResourceServer, rep: Mapping[str, Any]) -> Resource:
     """Create or replace a server-owned resource from a ResourceRepresentation."""
+    attributes = rep.get("attributes") or {}
+    check_columns(rep["name"], rep.get("displayName"), rep.get("type"), *attributes)
+    check_columns(*(v for values in attributes.values() for v in values))
     scope_ids = []
     for scope in rep.get("scopes", []):
         ref = scope.get("id") or scope.get("name", "")
@@ -173,6 +179,7 @@ def upsert_resource(rs: ResourceServer, rep: Mapping[str, Any]) -> Resource:
 def policy_from_export(realm: Realm, rs: ResourceServer, rep: Mapping[str, Any]) -> Policy:
     """A policy from its export form: every config value a JSON string of names (§3.2)."""
     config = dict(rep.get("config") or {})
+    check_columns(rep["name"], rep.get("description"))
     policy = Policy(
         id=rep.get("id") or new_id(),
         name=rep["name"],

@@ -8,6 +8,8 @@ from typing import Any
 
 from keycloak_emulator.keys import SigningKey, generate_key
 
+SECRET_METHOD_ATTRIBUTE = "token.endpoint.auth.method"
+
 
 def new_id() -> str:
     """A fresh internal id, a UUID string as Keycloak uses."""
@@ -129,6 +131,16 @@ class Client:
     protocol_mappers: list[dict[str, Any]] = field(default_factory=list)
     authz: ResourceServer | None = None
 
+    @property
+    def secret_method(self) -> str | None:
+        """The registered `token_endpoint_auth_method` (`client_secret_basic`/`_post`), if any.
+
+        Kept in the client attribute `token.endpoint.auth.method` (the emulator's spelling of the
+        registration metadata); None means "either", as for clients migrated from before 26.6.
+        """
+        method = self.attributes.get(SECRET_METHOD_ATTRIBUTE)
+        return method if method in ("client_secret_basic", "client_secret_post") else None
+
 
 @dataclass
 class Group:
@@ -171,6 +183,8 @@ class Realm:
     groups: dict[str, Group] = field(default_factory=dict)
     revoked_sessions: set[str] = field(default_factory=set)
     revoked_tokens: set[str] = field(default_factory=set)
+    # The `rsa-enc-generated` provider's RSA-OAEP key, published with `use: enc` (reference §0.0).
+    enc_keys: list[SigningKey] = field(default_factory=list)
 
     @property
     def active_key(self) -> SigningKey:
@@ -181,9 +195,15 @@ class Realm:
         return self.keys[-1]
 
     def published_keys(self) -> list[SigningKey]:
-        """Every key the JWKS publishes (at least the active one)."""
+        """Every signing key the JWKS publishes (at least the active one)."""
         _ = self.active_key
         return list(self.keys)
+
+    def encryption_key(self) -> SigningKey:
+        """The realm's RSA-OAEP encryption key, generated on first use."""
+        if not self.enc_keys:
+            self.enc_keys.append(generate_key(use="enc"))
+        return self.enc_keys[0]
 
     def client_by_client_id(self, client_id: str) -> Client | None:
         """The client with this clientId."""

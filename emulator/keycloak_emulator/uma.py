@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from keycloak_emulator.errors import KeycloakError
-from keycloak_emulator.evaluation import Identity, ResourcePermission, evaluate
+from keycloak_emulator.evaluation import Identity, PermissionIndex, ResourcePermission, evaluate
 from keycloak_emulator.store import Realm, Resource, ResourceServer
 
 TYPE_PREFIXES = ("resource-type:", "resource-type-any:", "resource-type-instance:", "resource-type-owner:")
@@ -59,21 +59,23 @@ def requested(
     """Resolve `permission` parameters in request order, with §1.4's error rules."""
     collected: dict[str | None, set[str]] = {}
     order: list[str | None] = []
+    # (name, owner) → resource, built once per call: the realm may hold thousands of resources.
+    named = {(r.name, r.owner): r for r in rs.resources.values()}
     for raw in permissions:
         rsid, scope_names = parse_permission(raw)
         names = [*(scope_names or []), *extra]
         scope_ids = _scope_ids(rs, names)
         if not rsid:
-            for res_id, sids in _scope_permissions(rs, identity, scope_ids):
+            for res_id, sids in _scope_permissions(rs, scope_ids):
                 _merge(collected, order, res_id, sids)
             continue
-        resource = _resource(rs, identity, rsid)
-        if resource is not None:
+        resolved = False
+        for resource in _resources(rs, named, identity, rsid):
             sids = set(resource.scope_ids) & scope_ids if names else set(resource.scope_ids)
             if not names or sids:
                 _merge(collected, order, resource.id, sids)
-                continue
-        if not collected:
+                resolved = True
+        if not resolved and not collected:
             raise KeycloakError(400, "invalid_resource", f"Resource with id [{rsid}] does not exist.")
     return [
         ResourcePermission(rs.resources[k] if k is not None else None, tuple(collected[k])) for k in order
@@ -85,7 +87,7 @@ def everything(rs: ResourceServer, identity: Identity) -> list[ResourcePermissio
     return [
         ResourcePermission(r, tuple(r.scope_ids))
         for r in rs.resources.values()
-        if r.owner in (rs.id, identity.user.id)
+        if r.owner in (rs.id, identity.id, identity.user.id)
     ]
 
 
@@ -94,8 +96,9 @@ def decide(
 ) -> list[Granted]:
     """Evaluate each resource on its own and emit the granted ones in evaluation order."""
     out = []
+    index = PermissionIndex.of(rs)
     for perm in asked:
-        scopes = evaluate(realm, rs, identity, perm)
+        scopes = evaluate(realm, rs, identity, perm, index)
         if scopes is None:
             continue
         if perm.resource is None and not scopes:
@@ -115,23 +118,27 @@ def _scope_ids(rs: ResourceServer, names: list[str]) -> set[str]:
     return found
 
 
-def _resource(rs: ResourceServer, identity: Identity, ref: str) -> Resource | None:
+def _resources(
+    rs: ResourceServer, named: dict[tuple[str, str], Resource], identity: Identity, ref: str
+) -> list[Resource]:
+    """ATS `resolveResourcePermission`: an id, else the identity's own resource of that name AND
+    the resource server's (both are evaluated; reference §0.0), never a first-match shadowing."""
     if "-" in ref and ref in rs.resources:
-        return rs.resources[ref]
+        return [rs.resources[ref]]
     if ref.startswith(TYPE_PREFIXES):
-        return None
-    return rs.resource_named(ref, identity.user.id) or rs.resource_named(ref)
+        return []
+    own = named.get((ref, identity.id)) or named.get((ref, identity.user.id))
+    server = named.get((ref, rs.id))
+    return list({r.id: r for r in (own, server) if r is not None}.values())
 
 
-def _scope_permissions(
-    rs: ResourceServer, identity: Identity, scope_ids: set[str]
-) -> list[tuple[str | None, set[str]]]:
+def _scope_permissions(rs: ResourceServer, scope_ids: set[str]) -> list[tuple[str | None, set[str]]]:
     if not scope_ids:
         return []
+    # `findByScopes` (named query `findResourceIdByScope`) has no owner filter: every owner's
+    # resources with the scope are evaluated, so the cost grows with the whole realm.
     hits: list[tuple[str | None, set[str]]] = [
-        (r.id, set(r.scope_ids) & scope_ids)
-        for r in rs.resources.values()
-        if r.owner in (rs.id, identity.user.id) and set(r.scope_ids) & scope_ids
+        (r.id, set(r.scope_ids) & scope_ids) for r in rs.resources.values() if set(r.scope_ids) & scope_ids
     ]
     return hits or [(None, scope_ids)]
 

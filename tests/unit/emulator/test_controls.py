@@ -65,10 +65,10 @@ async def test_mint_can_drop_claims_and_forge_headers(emu: Emulator) -> None:
 
 
 async def test_rotate_over_http(kc: Keycloak) -> None:
-    """`POST /_emulator/realms/{realm}/rotate-key` publishes a second key."""
+    """`POST /_emulator/realms/{realm}/rotate-key` publishes a second signing key."""
     await kc.post("/_emulator/realms/nerc/rotate-key", [])
     certs = await kc.get("/realms/nerc/protocol/openid-connect/certs")
-    assert len(certs.body["keys"]) == 2
+    assert [k["use"] for k in certs.body["keys"]] == ["sig", "sig", "enc"]
 
 
 def test_threaded_server_restarts_on_the_same_port() -> None:

@@ -6,9 +6,10 @@ import base64
 from typing import Any
 
 import jwt
+import pytest
 
-from keycloak_emulator import Emulator
-from tests.unit.emulator.support import RESEARCHER, Keycloak
+from keycloak_emulator import Emulator, EmulatorError
+from tests.unit.emulator.support import DEMO, RESEARCHER, Keycloak
 
 
 def claims_of(token: str) -> dict[str, Any]:
@@ -56,16 +57,24 @@ async def test_openid_scope_adds_an_id_token(kc: Keycloak) -> None:
     assert claims_of(answer.body["access_token"])["scope"] == "openid profile email"
 
 
-async def test_wrong_password_is_401_invalid_grant(kc: Keycloak) -> None:
-    """§2.2: wrong password → 401 invalid_grant "Invalid user credentials"."""
+async def test_wrong_password_is_400_invalid_grant(kc: Keycloak) -> None:
+    """§0.0 / PR keycloak#46528 (`changes-26_6_0.adoc`): wrong password → 400 invalid_grant."""
     answer = await kc.post(
         kc.token_url,
         [("grant_type", "password"), ("client_id", "grafana"), ("username", "bob"), ("password", "nope")],
     )
     assert (answer.status, answer.body) == (
-        401,
+        400,
         {"error": "invalid_grant", "error_description": "Invalid user credentials"},
     )
+
+
+def test_wrong_password_was_401_before_26_6() -> None:
+    """§2.2: Keycloak 24–26.5 answered a wrong password with 401 invalid_grant."""
+    emu = Emulator.from_files([DEMO], keycloak_version="26.5.7")
+    with pytest.raises(EmulatorError) as caught:
+        emu.password_token("nerc", "bob", "nope")
+    assert (caught.value.status, caught.value.body["error"]) == (401, "invalid_grant")
 
 
 async def test_direct_access_disabled_client_refuses_password_grant(kc: Keycloak) -> None:

@@ -7,9 +7,10 @@ PGT = PermissionGrantType.java, DPC = DecisionPermissionCollector.java.
 from __future__ import annotations
 
 import jwt
+import pytest
 
-from keycloak_emulator import Emulator
-from tests.unit.emulator.support import RS, UMA, Keycloak, names
+from keycloak_emulator import Emulator, EmulatorError
+from tests.unit.emulator.support import DEMO, RS, UMA, Keycloak, names
 
 PROD = "HUB-moc-CLUSTER-nerc-ocp-prod"
 TEST = "HUB-moc-CLUSTER-nerc-ocp-test"
@@ -116,8 +117,8 @@ async def test_audience_errors(kc: Keycloak) -> None:
     assert no_authz.body["error_description"] == "Client does not support permissions"
 
 
-async def test_expired_or_foreign_bearer_is_401_invalid_grant(kc: Keycloak, emu: Emulator) -> None:
-    """§1.1 / PGT: an invalid bearer → 401 invalid_grant "Invalid bearer token"."""
+async def test_expired_or_foreign_bearer_is_400_invalid_grant(kc: Keycloak, emu: Emulator) -> None:
+    """§0.0 / PR keycloak#46528 (`changes-26_6_0.adoc`): an invalid bearer → 400 invalid_grant."""
     from keycloak_emulator.keys import generate_key
 
     expired = emu.mint("nerc", {}, user="dave", lifetime=-10)
@@ -125,9 +126,22 @@ async def test_expired_or_foreign_bearer_is_401_invalid_grant(kc: Keycloak, emu:
     for token in (expired, forged, "not-a-jwt"):
         answer = await kc.uma(token, "HUB-moc#GET")
         assert (answer.status, answer.body) == (
-            401,
+            400,
             {"error": "invalid_grant", "error_description": "Invalid bearer token"},
         )
+
+
+def test_invalid_bearer_was_401_before_26_6() -> None:
+    """§1.1 / PGT before 26.6.0: an invalid bearer → 401 invalid_grant "Invalid bearer token"."""
+    emu = Emulator.from_files([DEMO], keycloak_version="24")
+    token = emu.password_token("nerc", "dave", "dave-password")["access_token"]
+    emu.set_user_enabled("nerc", "dave", False)
+    with pytest.raises(EmulatorError) as caught:
+        emu.uma("nerc", token, RS, ["HUB-moc#GET"])
+    assert (caught.value.status, caught.value.body) == (
+        401,
+        {"error": "invalid_grant", "error_description": "Invalid bearer token"},
+    )
 
 
 async def test_aud_is_not_checked_on_the_uma_route(kc: Keycloak, emu: Emulator) -> None:
@@ -180,20 +194,25 @@ async def test_repeated_permission_merges_and_ids_resolve(kc: Keycloak) -> None:
     assert [p["rsid"] for p in again.body] == [rsid]
 
 
-async def test_user_owned_resource_with_a_hub_name_is_returned_for_its_owner(
+async def test_a_name_resolves_to_the_callers_own_resource_and_the_servers(
     kc: Keycloak, emu: Emulator
 ) -> None:
-    """§1.4 step 2: a name resolves to the identity's own resource first (and owners hold it)."""
-    own_id = emu.add_user_resource("nerc", RS, "eve", "HUB-moc")
-    answer = await kc.uma(kc.user_token("eve"), "HUB-moc#GET")
-    assert answer.status == 200
-    assert answer.body == [{"rsid": own_id, "rsname": "HUB-moc", "scopes": ["GET"]}]
+    """§0.0 / ATS `resolveResourcePermission`: the identity's own `HUB-moc` AND the server's are
+    both evaluated (no shadowing); the owner holds hers, the server's still needs a permission."""
+    eve_own = emu.add_user_resource("nerc", RS, "eve", "HUB-moc")
+    dave_own = emu.add_user_resource("nerc", RS, "dave", "HUB-moc")
+    eve = await kc.uma(kc.user_token("eve"), "HUB-moc#GET")
+    dave = await kc.uma(kc.user_token("dave"), "HUB-moc#GET")
+    server_id = next(p["rsid"] for p in dave.body if p["rsid"] != dave_own)
+    assert eve.body == [{"rsid": eve_own, "rsname": "HUB-moc", "scopes": ["GET"]}]
+    assert [p["rsid"] for p in dave.body] == [dave_own, server_id]
+    assert emu.stats("nerc")["evaluated"] == 4
 
 
 async def test_disabled_user_and_revoked_session_are_rejected(kc: Keycloak, emu: Emulator) -> None:
-    """§1.7 401 row / PGT: user disabled or session gone → 401 Invalid bearer token."""
+    """§0.0 (26.6.0+): user disabled or session gone → 400 invalid_grant "Invalid bearer token"."""
     dave, bob = kc.user_token("dave"), kc.user_token("bob")
     emu.set_user_enabled("nerc", "dave", False)
     emu.revoke("nerc", bob)
-    assert (await kc.uma(dave, "HUB-moc#GET")).status == 401
-    assert (await kc.uma(bob, f"{TEST}#GET")).status == 401
+    for answer in (await kc.uma(dave, "HUB-moc#GET"), await kc.uma(bob, f"{TEST}#GET")):
+        assert (answer.status, answer.body["error"]) == (400, "invalid_grant")
