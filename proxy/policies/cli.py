@@ -1,4 +1,4 @@
-"""`prom-keycloak-proxy policies validate | apply | export`."""
+"""`prom-keycloak-proxy policies validate | apply | export | report`."""
 
 from __future__ import annotations
 
@@ -31,28 +31,40 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--dry-run", action="store_true", help="print the changes, make none")
     a.add_argument("--adopt", action="store_true", help="take over same-named unmarked objects")
     a.add_argument("--prune", action="store_true", help="delete marked objects the file no longer names")
-    a.add_argument(
+    _connection(a)
+    e = sub.add_parser("export", help="realm-import JSON for the Keycloak operator")
+    e.add_argument("file", type=Path)
+    e.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
+    r = sub.add_parser("report", help="who holds what, since and until when (file or --live)")
+    r.add_argument("file", type=Path)
+    r.add_argument("--live", action="store_true", help="read the realm (read-only) and show drift")
+    r.add_argument("--by", choices=("project", "person"), default="project")
+    r.add_argument("--format", choices=("table", "csv"), default="table")
+    r.add_argument("--portal-groups", action="store_true", help="also list the portal's per-resource groups")
+    _connection(r)
+    return p
+
+
+def _connection(sp: argparse.ArgumentParser) -> None:
+    """Options naming the Keycloak whose admin API `apply` and `report --live` use."""
+    sp.add_argument(
         "--server-url", default=os.environ.get("KEYCLOAK_URL"), help="Keycloak base URL (env KEYCLOAK_URL)"
     )
-    a.add_argument("--realm", help="realm (default: the file's)")
-    a.add_argument("--client-id", help="resource-server client id (default: the file's)")
-    a.add_argument(
+    sp.add_argument("--realm", help="realm (default: the file's)")
+    sp.add_argument("--client-id", help="resource-server client id (default: the file's)")
+    sp.add_argument(
         "--admin-user",
         default=os.environ.get("KEYCLOAK_ADMIN"),
         help="master-realm admin (env KEYCLOAK_ADMIN)",
     )
-    a.add_argument(
+    sp.add_argument(
         "--admin-password-file",
         type=Path,
         help="file holding the admin password (else env KEYCLOAK_ADMIN_PASSWORD; never a flag: "
         "flags show up in process lists)",
     )
-    a.add_argument("--ca-cert", help="CA bundle for Keycloak's TLS certificate")
-    a.add_argument("--insecure", action="store_true", help="do not verify Keycloak's certificate")
-    e = sub.add_parser("export", help="realm-import JSON for the Keycloak operator")
-    e.add_argument("file", type=Path)
-    e.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
-    return p
+    sp.add_argument("--ca-cert", help="CA bundle for Keycloak's TLS certificate")
+    sp.add_argument("--insecure", action="store_true", help="do not verify Keycloak's certificate")
 
 
 def main(argv: list[str]) -> int:
@@ -67,6 +79,10 @@ def main(argv: list[str]) -> int:
         return 1
     if args.command == "export":
         return _export(model, args.output)
+    if args.command == "report":
+        from proxy.policies.report_cli import report
+
+        return report(model, args, _connect if args.live else None)
     return _apply(model, args)
 
 
@@ -98,7 +114,8 @@ def _admin_password(args: argparse.Namespace) -> str | None:
     return os.environ.get("KEYCLOAK_ADMIN_PASSWORD")
 
 
-def _apply(model: AccessModel, args: argparse.Namespace) -> int:
+def _connect(model: AccessModel, args: argparse.Namespace) -> tuple[AccessModel, Gateway] | int:
+    """The admin gateway (and the model with `--realm`/`--client-id` applied), or exit code 2."""
     args.admin_password = _admin_password(args)
     missing = [
         flag
@@ -111,7 +128,8 @@ def _apply(model: AccessModel, args: argparse.Namespace) -> int:
     ]
     if missing:
         print(
-            f"apply needs {', '.join(missing)} (or KEYCLOAK_URL/KEYCLOAK_ADMIN/KEYCLOAK_ADMIN_PASSWORD)",
+            f"{args.command} needs {', '.join(missing)} "
+            "(or KEYCLOAK_URL/KEYCLOAK_ADMIN/KEYCLOAK_ADMIN_PASSWORD)",
             file=sys.stderr,
         )
         return 2
@@ -123,4 +141,12 @@ def _apply(model: AccessModel, args: argparse.Namespace) -> int:
         )
     verify: bool | str = False if args.insecure else (args.ca_cert or True)
     admin = connect(args.server_url, model.realm, args.admin_user, args.admin_password, verify=verify)
-    return apply(model, Gateway(admin), sys.stdout, dry_run=args.dry_run, adopt=args.adopt, prune=args.prune)
+    return model, Gateway(admin)
+
+
+def _apply(model: AccessModel, args: argparse.Namespace) -> int:
+    connected = _connect(model, args)
+    if isinstance(connected, int):
+        return connected
+    model, gw = connected
+    return apply(model, gw, sys.stdout, dry_run=args.dry_run, adopt=args.adopt, prune=args.prune)
