@@ -250,9 +250,16 @@ def build_services(settings: Settings) -> Services:
 
 
 def server_limits(settings: Settings) -> dict[str, Any]:
-    """HTTP parser limits for the proxy's AppRunner: request lines long enough for
-    PROXY_MAX_URL_BYTES (so oversize URLs get our 413, not the parser's 8 KiB refusal)."""
-    return {"max_line_size": settings.max_url_bytes + 8192, "max_field_size": 65536}
+    """HTTP options for the proxy's AppRunner: request lines long enough for PROXY_MAX_URL_BYTES
+    (so oversize URLs get our 413, not the parser's 8 KiB refusal), the keep-alive idle timeout,
+    and handler cancellation (a caller who disconnects leaves the queue, its upstream call is
+    cancelled: docs, fair use)."""
+    return {
+        "max_line_size": settings.max_url_bytes + 8192,
+        "max_field_size": 65536,
+        "keepalive_timeout": settings.keepalive_timeout,
+        "handler_cancellation": True,
+    }
 
 
 def create_app(settings: Settings, routes: tuple[Route, ...] = API_ROUTES) -> web.Application:

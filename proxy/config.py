@@ -149,11 +149,29 @@ class Settings(BaseSettings):
     max_query_operators: int = Field(48, ge=1, description="PromQL operator count limit")
     max_regex_cost: int = Field(12000, ge=1, description="PromQL regex compile-cost budget")
 
-    max_concurrent_per_subject: int = Field(10, ge=1, description="upstream requests in flight")
-    rate_per_subject: float = Field(20.0, gt=0, description="requests per second per subject")
-    rate_burst_per_subject: int = Field(100, ge=1, description="burst per subject")
-    max_range: Duration = Field(32 * 86400.0, description="longest query_range span")
+    max_match_selectors: int = Field(100, ge=1, description="match[] selectors per request (400)")
+    max_rewrite_bytes: int = Field(65536, ge=64, description="rewritten PromQL size limit (400)")
+
+    max_upstream_concurrency: int = Field(
+        64, ge=1, description="upstream requests in flight per hub and process"
+    )
+    max_concurrent_per_subject: int = Field(
+        8, ge=1, description="upstream requests in flight per subject, hub and process"
+    )
+    max_queued_per_subject: int = Field(256, ge=0, description="requests queued per subject (429 beyond)")
+    max_queue_wait: Duration = Field(20.0, gt=0, description="longest wait for an upstream slot (429)")
+    rate_per_subject: float = Field(0.0, ge=0, description="requests per second per subject (0: off)")
+    rate_burst_per_subject: int = Field(0, ge=0, description="token-bucket burst per subject")
+    max_lookback: Duration = Field(
+        0.0, description="bound on a request's whole time reach: span, ranges, offsets (0: off)"
+    )
     max_points: int = Field(11000, ge=1, description="most points per query_range series")
+
+    header_timeout: Duration = Field(
+        10.0, gt=0, description="time to send a complete request head (and the TLS handshake)"
+    )
+    keepalive_timeout: Duration = Field(75.0, gt=0, description="idle keep-alive connection lifetime")
+    max_connections: int = Field(4096, ge=1, description="open connections (beyond: not accepted)")
 
     workers: int = Field(1, ge=1, le=64, description="processes sharing the port")
     shutdown_timeout: Duration = Field(25.0, description="drain time on SIGTERM")

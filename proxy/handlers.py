@@ -195,10 +195,6 @@ def check_range(svc: Services, params: RequestParams) -> None:
     start, end, step = _parse_time(start_s), _parse_time(end_s), _parse_step(step_s)
     if start is None or end is None or step is None or not all(map(math.isfinite, (start, end, step))):
         return
-    if end - start > svc.settings.max_range:
-        raise errors.BadRequest(
-            f"query range {end - start:.0f}s exceeds the limit of {svc.settings.max_range:.0f}s"
-        )
     if step > 0 and (end - start) / step > svc.settings.max_points:
         raise errors.BadRequest(
             f"exceeded maximum resolution of {svc.settings.max_points} points per timeseries. "

@@ -18,6 +18,7 @@ from aiohttp import web
 from proxy import logs, metrics, tracing
 from proxy.app import create_app, create_metrics_app, server_limits
 from proxy.config import Settings, split_host_port
+from proxy.connections import GuardedSite
 
 log = structlog.get_logger(__name__)
 
@@ -47,6 +48,27 @@ async def _reload_listener_cert(settings: Settings, ctx: ssl.SSLContext) -> None
             log.error("listener_tls_reload_failed", error=str(exc))
 
 
+def listener_site(
+    runner: web.BaseRunner,
+    settings: Settings,
+    host: str,
+    port: int,
+    tls: ssl.SSLContext | None = None,
+    reuse_port: bool = False,
+) -> GuardedSite:
+    """The proxy's listener: header timeout, connection cap, TLS handshake bounded by the former."""
+    return GuardedSite(
+        runner,
+        host or None,
+        port,
+        ssl_context=tls,
+        backlog=1024,
+        reuse_port=reuse_port,
+        header_timeout=settings.header_timeout,
+        max_connections=settings.max_connections,
+    )
+
+
 async def serve_async(settings: Settings, stop: asyncio.Event, reuse_port: bool = False) -> None:
     """Serve until `stop` is set, then drain in-flight requests for up to the shutdown timeout."""
     app = create_app(settings)
@@ -63,9 +85,7 @@ async def serve_async(settings: Settings, stop: asyncio.Event, reuse_port: bool 
     host, port = split_host_port(settings.listen)
     mhost, mport = split_host_port(settings.metrics_listen)
     tls = _listener_ssl(settings)
-    site = web.TCPSite(
-        runner, host or None, port, ssl_context=tls, reuse_port=reuse_port or None, backlog=1024
-    )
+    site = listener_site(runner, settings, host, port, tls, reuse_port)
     msite = web.TCPSite(metrics_runner, mhost or None, mport, reuse_port=reuse_port or None)
     await site.start()
     await msite.start()

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from proxy.app import create_app, create_metrics_app, server_limits
 from proxy.config import Settings, load_settings
+from proxy.server import listener_site
 
 
 def free_port() -> int:
@@ -57,7 +58,8 @@ class ProxyServer:
             **server_limits(self.settings),
         )
         await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", self.port).start()
+        self.site = listener_site(runner, self.settings, "127.0.0.1", self.port)
+        await self.site.start()
         metrics_runner = web.AppRunner(
             create_metrics_app(self.app), access_log=None, handle_signals=False
         )
