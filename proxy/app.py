@@ -18,10 +18,11 @@ from proxy import errors, keycloak, logs, metrics, promql, tracing
 from proxy.authn import Authenticator
 from proxy.authz import Authorizer
 from proxy.config import Settings
-from proxy.fairuse import FairUse
 from proxy.handlers import LOG_FIELDS, SERVICES, Handler, Services, note
+from proxy.looplag import LagMonitor
 from proxy.promql.scope import LabelModel
 from proxy.routes import API_ROUTES, HEALTH_ROUTES, Route, add_routes
+from proxy.scheduler import Scheduler
 from proxy.timing import CURRENT_FIELDS
 from proxy.upstream import Upstream
 
@@ -228,10 +229,13 @@ def build_services(settings: Settings) -> Services:
         upstream=Upstream(settings),
         authn=authn,
         authz=authz,
-        fair_use=FairUse(
-            settings.rate_per_subject,
-            settings.rate_burst_per_subject,
-            settings.max_concurrent_per_subject,
+        scheduler=Scheduler(
+            hub_capacity=settings.max_upstream_concurrency,
+            per_subject=settings.max_concurrent_per_subject,
+            max_queued=settings.max_queued_per_subject,
+            max_wait=settings.max_queue_wait,
+            rate=settings.rate_per_subject,
+            burst=settings.rate_burst_per_subject,
         ),
         limits=promql.Limits(
             max_bytes=settings.max_query_bytes,
@@ -276,7 +280,10 @@ def create_app(settings: Settings, routes: tuple[Route, ...] = API_ROUTES) -> we
         app[SERVICES] = svc
         await svc.upstream.start()
         await svc.authn.start()
+        lag = LagMonitor()
+        lag.start()
         yield
+        await lag.stop()
         await svc.authz.close()
         await svc.authn.close()
         await svc.upstream.close()

@@ -8,7 +8,8 @@ import math
 import re
 import time
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -22,10 +23,10 @@ from proxy.authn import Authenticator, Identity
 from proxy.authz import Authorizer
 from proxy.config import Settings
 from proxy.durations import parse_duration
-from proxy.fairuse import FairUse
 from proxy.filters import filter_alerts, filter_metadata, filter_rules
 from proxy.params import RequestParams, read_params
 from proxy.promql.scope import Holdings, LabelModel, labels_visible
+from proxy.scheduler import Scheduler
 from proxy.timing import timed
 from proxy.upstream import Upstream, UpstreamRequest, read_bounded, stream
 
@@ -47,7 +48,7 @@ class Services:
     upstream: Upstream
     authn: Authenticator
     authz: Authorizer
-    fair_use: FairUse
+    scheduler: Scheduler
     limits: promql.Limits
     model: LabelModel
     extra: dict[str, Any] = field(default_factory=dict)
@@ -55,6 +56,7 @@ class Services:
 
 SERVICES = web.AppKey("services", Services)
 LOG_FIELDS = web.RequestKey("log", dict[str, Any])
+ADMITTED = web.RequestKey("admitted", bool)
 
 
 def services(request: web.Request) -> Services:
@@ -217,12 +219,31 @@ def _cap_timeout(svc: Services, url: list[tuple[str, str]], body: list[tuple[str
                 params[i] = (key, f"{int(cap * 1000)}ms")
 
 
+@asynccontextmanager
+async def admitted(
+    request: web.Request, identity: Identity, svc: Services | None = None
+) -> AsyncIterator[None]:
+    """Hold the request's one upstream admission (docs: fair use) for the block; nested use inside
+    the same request (several upstream calls, fan-out branches) takes no second one."""
+    if request.get(ADMITTED):
+        yield
+        return
+    svc = svc or services(request)
+    async with svc.scheduler.admission(svc.settings.acm_hub, identity.subject) as waited:
+        note(request, queue_ms=round(waited * 1000, 3))
+        request[ADMITTED] = True
+        try:
+            yield
+        finally:
+            request[ADMITTED] = False
+
+
 async def _forward(
     request: web.Request, built: UpstreamRequest, identity: Identity, svc: Services | None = None
 ) -> web.StreamResponse:
     """Send a built request upstream under the caller's fair-use share and stream the answer."""
     svc = svc or services(request)
-    async with svc.fair_use.slot(identity.subject):
+    async with admitted(request, identity, svc):
         response = await svc.upstream.send(built, svc.upstream.headers_for(request, built.form is not None))
         return await stream(request, response)
 
@@ -231,7 +252,6 @@ async def query(request: web.Request) -> web.StreamResponse:
     """`/api/v1/query`, `query_range`, `query_exemplars`: analyse, authorize, rewrite, forward."""
     svc = services(request)
     identity = await authenticate(request, svc)
-    await svc.fair_use.admit(identity.subject)
     params = await read_params(request, svc.settings.max_body_bytes)
     text = params.single("query")
     assert text is not None
@@ -280,7 +300,6 @@ async def selectors(request: web.Request) -> web.StreamResponse:
     """`series`, `labels`, `label/<name>/values`, `federate`: every `match[]` enforced."""
     svc = services(request)
     identity = await authenticate(request)
-    await svc.fair_use.admit(identity.subject)
     params = await read_params(request, svc.settings.max_body_bytes)
     name = request.match_info.get("name")
     if name is not None and not LABEL_NAME.match(name):
@@ -342,7 +361,7 @@ async def _filtered(
 ) -> web.StreamResponse:
     """Fetch a JSON answer, apply `transform` to its `data` on success, pass errors through."""
     svc = services(request)
-    async with svc.fair_use.slot(identity.subject):
+    async with admitted(request, identity, svc):
         response = await svc.upstream.send(built, _filter_headers(request, svc))
         status, encoding = response.status, response.headers.get("Content-Encoding", "")
         raw = await read_bounded(response, FILTERED_BODY_LIMIT)
@@ -389,9 +408,10 @@ async def metadata(request: web.Request) -> web.StreamResponse:
     svc = services(request)
     identity = await authenticate(request)
     params = await read_params(request, svc.settings.max_body_bytes)
-    names = await visible_metric_names(request, identity)
-    built = UpstreamRequest("GET", route_path(request), params.url)
-    return await _filtered(request, identity, built, lambda data: filter_metadata(data or {}, names))
+    async with admitted(request, identity, svc):
+        names = await visible_metric_names(request, identity)
+        built = UpstreamRequest("GET", route_path(request), params.url)
+        return await _filtered(request, identity, built, lambda data: filter_metadata(data or {}, names))
 
 
 async def visible_metric_names(request: web.Request, identity: Identity) -> frozenset[str] | None:
@@ -407,9 +427,10 @@ async def visible_metric_names(request: web.Request, identity: Identity) -> froz
         built = UpstreamRequest(
             "GET", "/api/v1/label/__name__/values", tuple(("match[]", m) for m in enforced)
         )
-        response = await svc.upstream.send(built, _filter_headers(request, svc))
-        encoding = response.headers.get("Content-Encoding", "").lower()
-        raw = await read_bounded(response, FILTERED_BODY_LIMIT)
+        async with admitted(request, identity, svc):
+            response = await svc.upstream.send(built, _filter_headers(request, svc))
+            encoding = response.headers.get("Content-Encoding", "").lower()
+            raw = await read_bounded(response, FILTERED_BODY_LIMIT)
         doc = _decode_json(raw, encoding)
         if response.status != 200 or not isinstance(doc, dict):
             raise errors.UpstreamUnavailable("upstream could not list metric names")

@@ -8,7 +8,7 @@ import errno
 import socket
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import pytest
 import requests
@@ -33,10 +33,8 @@ def _flood(port: int, count: int) -> Iterator[list[socket.socket]]:
             assert err in (0, errno.EINPROGRESS), err
             socks.append(sock)
             if i % 2:
-                try:
+                with suppress(BlockingIOError):
                     sock.send(HALF_HEAD)
-                except BlockingIOError:
-                    pass
         yield socks
     finally:
         for sock in socks:

@@ -1,5 +1,6 @@
-"""Fair use (SPEC §12) against the running proxy: per-subject rate and concurrency limits (429 +
-Retry-After), range/step caps (400), and Grafana's health check and exemplar probe still passing."""
+"""Fair use against the running proxy: the optional per-subject rate (429 + Retry-After), the
+per-subject concurrency cap (queued), range/step caps (400), and Grafana's health check and
+exemplar probe still passing."""
 
 from __future__ import annotations
 
@@ -40,10 +41,11 @@ def test_rate_limit_per_subject_is_429_with_retry_after(
     assert _get(proxy.base_url, alice).status_code == 200
 
 
-def test_concurrency_limit_per_subject_is_429(
+def test_concurrency_limit_per_subject_queues_instead_of_refusing(
     proxy_factory: ProxyFactory, token_for: TokenFor, prometheus: PrometheusServer
 ) -> None:
-    """With upstream answers slowed down, a subject's requests beyond the cap get 429."""
+    """With upstream answers slowed down and 2 in flight per subject, 8 parallel requests of one
+    subject all get 200, in at least 4 rounds (they queued), and another subject is served."""
     slow = FaultProxy(prometheus.port).start()
     slow.set("latency", delay=0.4)
     try:
@@ -51,24 +53,25 @@ def test_concurrency_limit_per_subject_is_429(
                               PROXY_PROMETHEUS_BASE_URL=f"https://{slow.url}")
         alice, carol = token_for("alice"), token_for("carol")
         assert _get(proxy.base_url, alice).status_code == 200  # warm the decision cache
+        started = time.monotonic()
         with ThreadPoolExecutor(8) as pool:
             answers = list(pool.map(lambda _: _get(proxy.base_url, alice), range(8)))
-        codes = sorted(r.status_code for r in answers)
-        assert codes.count(200) >= 2 and 429 in codes, codes
-        assert all("Retry-After" in r.headers for r in answers if r.status_code == 429)
+        took = time.monotonic() - started
+        assert [r.status_code for r in answers] == [200] * 8
+        assert took >= 4 * 0.4, took
         assert _get(proxy.base_url, carol).status_code == 200
     finally:
         slow.stop()
 
 
 @pytest.mark.parametrize(("span", "step", "expected"), [
-    (3600, "15", 200), (86400, "5", 400), (33 * 86400, "3600", 400), (31 * 86400, "3600", 200),
+    (3600, "15", 200), (86400, "5", 400), (90 * 86400, "3600", 200), (31 * 86400, "3600", 200),
     (11000 * 60, "60", 200), (11001 * 60, "60", 400),
 ])
 def test_range_and_step_caps(
     proxy_server_url: str, token_for: TokenFor, span: int, step: str, expected: int
 ) -> None:
-    """query_range above 11,000 points per series or a 32-day span is a 400 bad_data."""
+    """query_range above 11,000 points per series is a 400 bad_data; a 90-day span is fine."""
     end = int(time.time())
     r = _get(proxy_server_url, token_for("alice"),
              {**Q, "start": str(end - span), "end": str(end), "step": step}, "/api/v1/query_range")

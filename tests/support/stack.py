@@ -49,9 +49,6 @@ def proxy_environ(prometheus: PrometheusServer, keycloak_url: str, **extra: str)
         "PROXY_AUTH_CLIENT_SECRET": POLICY["resource_server"]["secret"],
         "PROXY_ACM_HUB": POLICY["hub"],
         "PROXY_SHUTDOWN_TIMEOUT": "2s",
-        "PROXY_RATE_PER_SUBJECT": "100000",
-        "PROXY_RATE_BURST_PER_SUBJECT": "100000",
-        "PROXY_MAX_CONCURRENT_PER_SUBJECT": "1000",
     }
     env.update(extra)
     return env

@@ -34,6 +34,7 @@ class StubUpstream(LoopbackServer):
     pki: Pki
     mode: str = "ok"  # ok | hang | big | unauthorized
     big_mb: int = 50
+    delay: float = 0.0  # seconds before every answer (a slow upstream)
     seen: list[Seen] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -44,6 +45,8 @@ class StubUpstream(LoopbackServer):
         self.seen.append(
             Seen(request.method, request.path, request.query_string, dict(request.headers), body)
         )
+        if self.delay:
+            await asyncio.sleep(self.delay)
         if self.mode == "hang":
             await asyncio.sleep(3600)
         if self.mode == "unauthorized":
