@@ -241,6 +241,6 @@ def test_help_shows_durations_and_no_none() -> None:
     flat = " ".join(out.split())
     assert "PROXY_PROMETHEUS_TIMEOUT; default: 2m]" in flat
     assert "PROXY_AUTH_TIMEOUT; default: 5s]" in flat
-    assert "PROXY_MAX_RANGE; default: 32d]" in flat
+    assert "PROXY_MAX_QUEUE_WAIT; default: 20s]" in flat
     assert "None" not in out
     assert "PROXY_PROMETHEUS_CA_CRT" in flat and "--strict-config" in out
