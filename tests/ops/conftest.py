@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "prom-keycloak-proxy"
 PROD_VALUES = CHART / "ci" / "prod-values.yaml"
-KUBE_VERSIONS = ("1.30.0", "1.37.0")
+REQUIRED_VALUES = CHART / "ci" / "required-values.yaml"
+# Every minor version Chart.yaml's kubeVersion admits that clusters run today, plus the newest schema.
+KUBE_VERSIONS = ("1.29.0", "1.30.0", "1.31.0", "1.32.0", "1.33.0", "1.37.0")
 RELEASE = "prom-keycloak-proxy"
 NAMESPACE = "observability"
 
@@ -55,14 +58,44 @@ def _prod_values() -> dict[str, Any]:
     return values
 
 
+def merge(base: Any, over: Any) -> Any:
+    """Deep-merge two values trees as Helm merges values files (maps merge, the rest is replaced)."""
+    if isinstance(base, dict) and isinstance(over, dict):
+        return {**base, **{k: merge(base.get(k), v) for k, v in over.items()}}
+    return over
+
+
+def with_required(values: dict[str, Any] | None) -> dict[str, Any]:
+    """`values` on top of ci/required-values.yaml (several-hubs values bring their own, and exclude
+    the single-hub upstream the required file names)."""
+    values = values or {}
+    return values if "hubs" in values else dict(merge(load_yaml(REQUIRED_VALUES), values))
+
+
+def render_chart(
+    chart: Any, values: dict[str, Any], kube_version: str | None = None, name: str = RELEASE
+) -> dict[str, str]:
+    """Render offline as `helm template --kube-version` would ({template: text})."""
+    if kube_version is None:
+        manifests: dict[str, str] = chart.render(values, name=name, namespace=NAMESPACE)
+        return manifests
+    # Chart.render has no kube_version argument; the native call it wraps accepts one.
+    from helm_python import _native
+
+    opts = {"name": name, "namespace": NAMESPACE, "kube_version": f"v{kube_version}"}
+    out: dict[str, str] = json.loads(
+        _native.call_string("helm_render", chart._raw(), json.dumps(values), json.dumps(opts))
+    )
+    return out
+
+
 @pytest.fixture(name="render_raw", scope="session")
 def _render_raw(chart: Any) -> Callable[..., dict[str, str]]:
-    """A function rendering the chart with values, returning {template: text}."""
+    """A function rendering the chart with values (on top of the required ones) → {template: text}."""
 
-    def render_raw(values: dict[str, Any] | None = None) -> dict[str, str]:
+    def render_raw(values: dict[str, Any] | None = None, kube_version: str | None = None) -> dict[str, str]:
         """Render the chart offline with the given values."""
-        manifests: dict[str, str] = chart.render(values or {}, name=RELEASE, namespace=NAMESPACE)
-        return manifests
+        return render_chart(chart, with_required(values), kube_version)
 
     return render_raw
 
@@ -71,9 +104,9 @@ def _render_raw(chart: Any) -> Callable[..., dict[str, str]]:
 def _render(render_raw: Callable[..., dict[str, str]]) -> Render:
     """A function rendering the chart with values, returning the parsed documents."""
 
-    def render(values: dict[str, Any] | None = None) -> list[Doc]:
+    def render(values: dict[str, Any] | None = None, kube_version: str | None = None) -> list[Doc]:
         """Render and parse every manifest."""
-        return list(iter_docs(render_raw(values)))
+        return list(iter_docs(render_raw(values, kube_version)))
 
     return render
 

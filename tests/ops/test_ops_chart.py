@@ -11,11 +11,15 @@ from .conftest import (
     CHART,
     KUBE_VERSIONS,
     NAMESPACE,
+    REQUIRED_VALUES,
     Doc,
     Render,
     env_map,
+    load_yaml,
+    merge,
     only,
     proxy_container,
+    render_chart,
     validate_k8s,
 )
 
@@ -70,13 +74,59 @@ SERVICE_MONITOR_SCHEMA: dict[str, Any] = {
 }
 
 
+# A hand-written subset of OpenShift's route.openshift.io/v1 Route (no schema ships with
+# kubernetes-validate): the fields this chart renders.
+ROUTE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "route.openshift.io/v1"},
+        "spec": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["to"],
+            "properties": {
+                "host": {"type": "string"},
+                "to": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["kind", "name"],
+                    "properties": {
+                        "kind": {"const": "Service"},
+                        "name": {"type": "string"},
+                        "weight": {"type": "integer"},
+                    },
+                },
+                "port": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {"targetPort": {"type": ["string", "integer"]}},
+                },
+                "tls": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["termination"],
+                    "properties": {
+                        "termination": {"enum": ["edge", "reencrypt", "passthrough"]},
+                        "insecureEdgeTerminationPolicy": {"enum": ["Redirect", "None", "Allow"]},
+                    },
+                },
+            },
+        },
+    },
+}
+VALUES_SETS = ["default", "prod", "single"]
+
+
 @pytest.fixture(name="values_sets", scope="module")
 def _values_sets(prod_values: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The values files CI renders: the chart defaults and the production-like file."""
-    return {"default": {}, "prod": prod_values}
+    """The values files CI renders: defaults + required values, production-like, single replica + exposure."""
+    required = load_yaml(REQUIRED_VALUES)
+    single = merge(required, load_yaml(CHART / "ci" / "single-replica-values.yaml"))
+    return {"default": required, "prod": prod_values, "single": single}
 
 
-@pytest.mark.parametrize("which", ["default", "prod"])
+@pytest.mark.parametrize("which", VALUES_SETS)
 def test_lint_strict_is_clean(which: str, values_sets: dict[str, dict[str, Any]]) -> None:
     """`helm lint --strict` finds no warning or error for either values file."""
     report = helm_python.lint(
@@ -88,23 +138,32 @@ def test_lint_strict_is_clean(which: str, values_sets: dict[str, dict[str, Any]]
 
 
 @pytest.mark.parametrize("version", KUBE_VERSIONS)
-@pytest.mark.parametrize("which", ["default", "prod"])
+@pytest.mark.parametrize("which", VALUES_SETS)
 def test_every_document_is_valid_kubernetes(
     which: str, version: str, render: Render, values_sets: dict[str, dict[str, Any]]
 ) -> None:
     """Every rendered document validates against the strict Kubernetes schema (CRDs by hand)."""
     import jsonschema
 
-    docs = render(values_sets[which])
+    docs = render(values_sets[which], kube_version=version)
     kinds = set()
     for doc in docs:
         kinds.add(doc["kind"])
         if doc["kind"] == "ServiceMonitor":
             jsonschema.validate(doc, SERVICE_MONITOR_SCHEMA)
             continue
+        if doc["kind"] == "Route":
+            jsonschema.validate(doc, ROUTE_SCHEMA)
+            continue
         validate_k8s(doc, version)
 
-    assert {"Deployment", "Service", "ServiceAccount", "PodDisruptionBudget"} <= kinds
+    assert {"Deployment", "Service", "ServiceAccount"} <= kinds
+    expected = {
+        "default": {"PodDisruptionBudget"},
+        "prod": {"Route", "HorizontalPodAutoscaler"},
+        "single": {"Ingress", "Route"},
+    }
+    assert expected[which] <= kinds
 
 
 def test_strict_validation_catches_a_typo() -> None:
@@ -269,7 +328,7 @@ def test_no_secret_value_in_env(which: str, render: Render, values_sets: dict[st
 
 def test_inline_client_secret_goes_to_a_secret_mounted_as_a_file(render: Render, render_raw: Any) -> None:
     """auth.clientSecret creates a Secret; the pod reads it from a file, not from env."""
-    values = {"auth": {"clientSecret": "s3cr3t-value"}}
+    values = {"auth": {"existingSecret": "", "clientSecret": "s3cr3t-value"}}
     docs = render(values)
     raw = render_raw(values)
     secret = only(docs, "Secret")
@@ -345,11 +404,130 @@ def test_image_digest_wins_over_tag(render: Render, prod_values: Doc) -> None:
     assert default_image.endswith(":" + str(helm_python.Chart.load(CHART).metadata["appVersion"]))
 
 
-def test_notes_warn_about_missing_required_settings(render_raw: Any, prod_values: Doc) -> None:
-    """NOTES.txt lists missing required settings for defaults and none for prod."""
-    default_notes = render_raw()["prom-keycloak-proxy/templates/NOTES.txt"]
+def test_render_without_required_values_fails_listing_them_all(chart: Any) -> None:
+    """Bare defaults: the render fails with one message naming every missing required value."""
+    with pytest.raises(helm_python.HelmError) as caught:
+        render_chart(chart, {})
+    message = str(caught.value)
+    for name in (
+        "config.prometheus_base_url",
+        "config.auth_base_url",
+        "config.auth_realm",
+        "config.auth_client_id",
+        "config.acm_hub",
+        "auth.existingSecret",
+    ):
+        assert name in message
+    assert "missing required values" in message
+
+
+def test_render_names_the_one_missing_value(chart: Any) -> None:
+    """Everything but the realm given: the message names only the realm."""
+    values = merge(load_yaml(REQUIRED_VALUES), {"config": {"auth_realm": ""}})
+    with pytest.raises(helm_python.HelmError, match=r"missing required values: config\.auth_realm \("):
+        render_chart(chart, values)
+
+
+def test_notes_point_at_the_service_and_stay_quiet_for_prod(render_raw: Any, prod_values: Doc) -> None:
+    """Prod NOTES name the HTTPS service URL and warn about nothing."""
     prod_notes = render_raw(prod_values)["prom-keycloak-proxy/templates/NOTES.txt"]
 
-    assert "config.prometheus_base_url" in default_notes
     assert "WARNING" not in prod_notes
     assert "https://prom-keycloak-proxy.observability.svc:8080" in prod_notes
+
+
+def test_single_replica_drops_the_pdb_and_warns(render: Render, render_raw: Any) -> None:
+    """replicaCount 1: accepted, no PodDisruptionBudget or HPA, and NOTES warns."""
+    values = {"replicaCount": 1}
+    docs = render(values)
+    kinds = {d["kind"] for d in docs}
+
+    assert only(docs, "Deployment")["spec"]["replicas"] == 1
+    assert "PodDisruptionBudget" not in kinds and "HorizontalPodAutoscaler" not in kinds
+    assert "WARNING: a single replica" in render_raw(values)["prom-keycloak-proxy/templates/NOTES.txt"]
+    assert "PodDisruptionBudget" in {d["kind"] for d in render()}
+
+
+def test_hpa_is_off_by_default(render: Render) -> None:
+    """No HorizontalPodAutoscaler unless autoscaling.enabled; the Deployment then sets replicas."""
+    docs = render()
+    assert "HorizontalPodAutoscaler" not in {d["kind"] for d in docs}
+    assert only(docs, "Deployment")["spec"]["replicas"] == 2
+
+
+def test_default_resources_are_set(render: Render) -> None:
+    """The container has memory/CPU requests and a memory limit by default (no CPU limit)."""
+    resources = proxy_container(only(render(), "Deployment"))["resources"]
+
+    assert resources["requests"]["cpu"] and resources["requests"]["memory"]
+    assert resources["limits"]["memory"] and "cpu" not in resources["limits"]
+
+
+@pytest.mark.parametrize(
+    ("version", "action"), [("1.29.0", "exec"), ("1.30.0", "sleep"), ("1.33.0", "sleep")]
+)
+def test_prestop_uses_the_sleep_action_only_where_it_is_on(render: Render, version: str, action: str) -> None:
+    """1.29 (sleep action alpha, off) gets an exec of the image's Python; 1.30+ the sleep action."""
+    pre_stop = proxy_container(only(render(kube_version=version), "Deployment"))["lifecycle"]["preStop"]
+
+    assert set(pre_stop) == {action}
+    if action == "exec":
+        assert pre_stop["exec"]["command"][:2] == ["/opt/venv/bin/python", "-c"]
+        assert "time.sleep(5)" in pre_stop["exec"]["command"][2]
+    else:
+        assert pre_stop["sleep"] == {"seconds": 5}
+
+
+def test_totals_are_divided_by_replicas_times_workers(render: Render, prod_values: Doc) -> None:
+    """totals: 40 over 2 replicas × 2 workers → 10 per process; a key set under config: wins."""
+    values = {
+        "totals": {"max_concurrent_per_subject": 40, "rate_burst_per_subject": 3},
+        "config": {"workers": 2},
+    }
+    env = env_map(proxy_container(only(render(values), "Deployment")))
+    assert env["PROXY_MAX_CONCURRENT_PER_SUBJECT"]["value"] == "10"
+    assert env["PROXY_RATE_BURST_PER_SUBJECT"]["value"] == "1"  # never below 1
+
+    overridden = {**values, "config": {"workers": 2, "max_concurrent_per_subject": 7}}
+    env = env_map(proxy_container(only(render(overridden), "Deployment")))
+    assert env["PROXY_MAX_CONCURRENT_PER_SUBJECT"]["value"] == "7"
+
+    prod_env = env_map(proxy_container(only(render(prod_values), "Deployment")))
+    assert prod_env["PROXY_RATE_BURST_PER_SUBJECT"]["value"] == "200"  # 2000 / (maxReplicas 10 × 1)
+
+
+def test_ingress_serves_tls_by_default(render: Render) -> None:
+    """ingress.enabled: an Ingress to the http port with a TLS section for the host."""
+    values = {"ingress": {"enabled": True, "host": "proxy.apps.example.org"}}
+    ingress = only(render(values), "Ingress")["spec"]
+
+    assert ingress["tls"] == [
+        {"hosts": ["proxy.apps.example.org"], "secretName": "prom-keycloak-proxy-ingress-tls"}
+    ]
+    backend = ingress["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": "prom-keycloak-proxy", "port": {"name": "http"}}
+
+
+def test_ingress_needs_a_host(chart: Any) -> None:
+    """ingress.enabled without a host fails the render with the missing value named."""
+    values = merge(load_yaml(REQUIRED_VALUES), {"ingress": {"enabled": True}})
+    with pytest.raises(helm_python.HelmError, match=r"ingress\.host"):
+        render_chart(chart, values)
+
+
+def test_route_is_edge_tls_by_default_and_reencrypts_to_a_tls_proxy(render: Render, prod_values: Doc) -> None:
+    """route.enabled: edge TLS with redirect; with the proxy's own TLS (prod) it re-encrypts."""
+    route = only(render({"route": {"enabled": True}}), "Route")["spec"]
+    assert route["tls"] == {"termination": "edge", "insecureEdgeTerminationPolicy": "Redirect"}
+    assert route["to"] == {"kind": "Service", "name": "prom-keycloak-proxy", "weight": 100}
+    assert route["port"] == {"targetPort": "http"}
+
+    prod_route = only(render(prod_values), "Route")["spec"]
+    assert prod_route["tls"]["termination"] == "reencrypt"
+
+
+def test_route_refuses_plain_http_to_a_tls_proxy(chart: Any, prod_values: Doc) -> None:
+    """Edge termination in front of a proxy that serves TLS cannot work: the render says so."""
+    values = merge(prod_values, {"route": {"tls": {"termination": "edge"}}})
+    with pytest.raises(helm_python.HelmError, match="reencrypt or passthrough"):
+        render_chart(chart, values)

@@ -15,7 +15,11 @@ helm_python = pytest.importorskip("helm_python")
 SCHEMA: dict[str, Any] = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
 
 BAD_VALUES: dict[str, dict[str, Any]] = {
-    "one replica": {"replicaCount": 1},
+    "no replica": {"replicaCount": 0},
+    "typo under config": {"config": {"enforce_mod": "deny"}},
+    "chart-managed config file": {"config": {"config": "/etc/proxy.yaml"}},
+    "total that is no limit": {"totals": {"max_body_bytes": 10}},
+    "route with an unknown termination": {"route": {"tls": {"termination": "plain"}}},
     "replicas as a string": {"replicaCount": "two"},
     "writable root FS": {"securityContext": {"readOnlyRootFilesystem": False}},
     "privilege escalation": {"securityContext": {"allowPrivilegeEscalation": True}},
@@ -65,6 +69,37 @@ def test_schema_rejects_bad_values(values: dict[str, Any], chart: Any) -> None:
     """Helm refuses each bad value through values.schema.json."""
     with pytest.raises(helm_python.HelmValuesError):
         chart.validate_schema(values)
+
+
+def test_config_schema_lists_exactly_the_proxy_options() -> None:
+    """`config:` accepts every option of proxy.config.Settings except secrets and chart-managed ones."""
+    from proxy.config import Settings
+
+    chart_managed = {
+        "auth_client_secret",
+        "prometheus_token",
+        "prometheus_tls_key",
+        "tls_key",
+        "listen",
+        "metrics_listen",
+        "prometheus_ca_cert",
+        "prometheus_tls_cert",
+        "tls_cert",
+        "auth_ca_cert",
+        "prometheus_tls_server_name",
+    }
+    config = SCHEMA["properties"]["config"]
+    assert config["additionalProperties"] is False
+    missing = set(Settings.model_fields) - chart_managed - set(config["properties"])
+    unknown = set(config["properties"]) - set(Settings.model_fields)
+    assert not missing, f"add these proxy options to values.schema.json's config: {sorted(missing)}"
+    assert not unknown, f"values.schema.json's config lists options the proxy lacks: {sorted(unknown)}"
+
+
+def test_render_refuses_a_typo_under_config(render: Render) -> None:
+    """`enforce_mod: deny` fails the render, naming the key, instead of silently staying narrow."""
+    with pytest.raises(helm_python.HelmError, match="enforce_mod"):
+        render({"config": {"enforce_mod": "deny"}})
 
 
 def test_render_enforces_the_schema(render: Render) -> None:

@@ -72,3 +72,42 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* Mount directories. */}}
 {{- define "prom-keycloak-proxy.secretsDir" -}}/etc/prom-keycloak-proxy{{- end }}
+
+{{/* Fail the render, listing every missing required value at once (a pod without them would
+crash-loop with exit code 2). */}}
+{{- define "prom-keycloak-proxy.required" -}}
+{{- $missing := list }}
+{{- $required := list "auth_base_url" "auth_realm" "auth_client_id" }}
+{{- if not .Values.hubs }}{{ $required = concat (list "prometheus_base_url" "acm_hub") $required }}{{ end }}
+{{- range $k := $required }}
+{{- if not (index $.Values.config $k) }}{{ $missing = append $missing (printf "config.%s" $k) }}{{ end }}
+{{- end }}
+{{- if not (include "prom-keycloak-proxy.hasAuthSecret" .) }}{{ $missing = append $missing "auth.existingSecret (or auth.clientSecret)" }}{{ end }}
+{{- if and .Values.ingress.enabled (not .Values.ingress.host) }}{{ $missing = append $missing "ingress.host (ingress.enabled is true)" }}{{ end }}
+{{- if and .Values.tls.enabled (not .Values.tls.existingSecret) }}{{ $missing = append $missing "tls.existingSecret (tls.enabled is true)" }}{{ end }}
+{{- if $missing }}
+{{- fail (printf "missing required values: %s (see the chart README, \"What you need first\")" (join ", " $missing)) }}
+{{- end }}
+{{- end }}
+
+{{/* Pods that share the per-process limits: replicas (maxReplicas with autoscaling) × workers. */}}
+{{- define "prom-keycloak-proxy.processes" -}}
+{{- $replicas := ternary .Values.autoscaling.maxReplicas .Values.replicaCount .Values.autoscaling.enabled }}
+{{- mul (int $replicas) (int (default 1 .Values.config.workers)) }}
+{{- end }}
+
+{{/* PROXY_* env entries derived from `totals:` (keys already set under `config:` win). */}}
+{{- define "prom-keycloak-proxy.totalsEnv" -}}
+{{- $n := int (include "prom-keycloak-proxy.processes" .) }}
+{{- range $k, $total := .Values.totals }}
+{{- if not (index $.Values.config $k) }}
+- name: {{ printf "PROXY_%s" (upper $k) }}
+  value: {{ max 1 (div (int $total) $n) | toString | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* A single replica without autoscaling: no PodDisruptionBudget, a NOTES warning. */}}
+{{- define "prom-keycloak-proxy.singleReplica" -}}
+{{- if and (not .Values.autoscaling.enabled) (le (int .Values.replicaCount) 1) }}true{{ end }}
+{{- end }}
