@@ -19,6 +19,7 @@ from yarl import URL
 
 from proxy import errors, metrics, tracing
 from proxy.config import Settings
+from proxy.hubs import Hub, UpstreamTarget, hubs_of
 
 log = structlog.get_logger(__name__)
 
@@ -105,22 +106,24 @@ def _file_stamp(paths: Iterable[Path | None]) -> tuple[tuple[str, float, int], .
     return tuple(stamp)
 
 
-def build_ssl_context(settings: Settings) -> ssl.SSLContext:
-    """The SSLContext for the upstream: CA bundle and optional client certificate."""
-    ctx = ssl.create_default_context(
-        cafile=str(settings.prometheus_ca_cert) if settings.prometheus_ca_cert else None
-    )
-    if settings.prometheus_tls_cert and settings.prometheus_tls_key:
-        ctx.load_cert_chain(str(settings.prometheus_tls_cert), str(settings.prometheus_tls_key))
+def build_ssl_context(target: UpstreamTarget) -> ssl.SSLContext:
+    """The SSLContext for one hub's upstream: its CA bundle and optional client certificate."""
+    ctx = ssl.create_default_context(cafile=str(target.ca_cert) if target.ca_cert else None)
+    if target.tls_cert and target.tls_key:
+        ctx.load_cert_chain(str(target.tls_cert), str(target.tls_key))
     return ctx
 
 
 class Upstream:
-    """Sends built requests to the upstream and streams answers back; reloads TLS files."""
+    """One hub's upstream: sends built requests and streams answers back; reloads its TLS files."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, hub: Hub | None = None) -> None:
+        """`hub` (default: the single hub of the top-level options) names the upstream."""
         self._settings = settings
-        self._base = settings.prometheus_base_url
+        self.hub = hub or hubs_of(settings)[0]
+        self._target = self.hub.upstream
+        self._base = self._target.base_url
+        self._token = self._target.token
         self._session: aiohttp.ClientSession | None = None
         self._stamp: tuple[tuple[str, float, int], ...] = ()
         self._checked = 0.0
@@ -128,14 +131,15 @@ class Upstream:
         self._lock = asyncio.Lock()
 
     def _files(self) -> tuple[Path | None, ...]:
-        s = self._settings
-        return (s.prometheus_ca_cert, s.prometheus_tls_cert, s.prometheus_tls_key)
+        return self._target.files()
 
     def _new_session(self) -> aiohttp.ClientSession:
         s = self._settings
         use_tls = self._base.startswith("https://")
+        # A token file is re-read with the TLS files: a rotated Secret needs no restart.
+        self._token = self._target.read_token()
         connector = aiohttp.TCPConnector(
-            ssl=build_ssl_context(s) if use_tls else False,
+            ssl=build_ssl_context(self._target) if use_tls else False,
             limit=256,
             limit_per_host=0,
             keepalive_timeout=30,
@@ -181,7 +185,7 @@ class Upstream:
                 try:
                     fresh = self._new_session()
                 except (OSError, ssl.SSLError) as exc:
-                    log.error("upstream_tls_reload_failed", error=str(exc))
+                    log.error("upstream_tls_reload_failed", hub=self.hub.name, error=str(exc))
                     return self._session
                 old, self._session, self._stamp = self._session, fresh, stamp
                 # In-flight responses still read from the old session; close it later.
@@ -189,7 +193,7 @@ class Upstream:
                 asyncio.get_running_loop().call_later(
                     self._settings.prometheus_timeout + 1, self._close_old, old
                 )
-                log.info("upstream_tls_reloaded")
+                log.info("upstream_tls_reloaded", hub=self.hub.name)
         return self._session
 
     def _close_old(self, session: aiohttp.ClientSession) -> None:
@@ -216,8 +220,8 @@ class Upstream:
             out["X-Forwarded-Host"] = request.host
         if has_body:
             out["Content-Type"] = "application/x-www-form-urlencoded; charset=utf-8"
-        if self._settings.prometheus_token:
-            out["Authorization"] = f"Bearer {self._settings.prometheus_token}"
+        if self._token:
+            out["Authorization"] = f"Bearer {self._token}"
         return out
 
     async def send(self, built: UpstreamRequest, headers: CIMultiDict[str]) -> aiohttp.ClientResponse:
@@ -233,7 +237,7 @@ class Upstream:
                 data=built.body(),
                 headers=headers,
                 allow_redirects=False,
-                server_hostname=self._settings.prometheus_tls_server_name,
+                server_hostname=self._target.server_name,
             )
         except TimeoutError as exc:
             metrics.UPSTREAM_SECONDS.labels("timeout").observe(time.perf_counter() - started)
@@ -241,13 +245,15 @@ class Upstream:
         except (aiohttp.ClientError, OSError, ssl.SSLError) as exc:
             _set_up(0.0)
             metrics.UPSTREAM_SECONDS.labels("error").observe(time.perf_counter() - started)
-            log.warning("upstream_unreachable", error=type(exc).__name__, detail=str(exc)[:200])
+            log.warning(
+                "upstream_unreachable", hub=self.hub.name, error=type(exc).__name__, detail=str(exc)[:200]
+            )
             raise errors.UpstreamUnavailable("upstream is unreachable") from exc
         _set_up(1.0)
         metrics.UPSTREAM_SECONDS.labels(str(response.status)).observe(time.perf_counter() - started)
         if response.status in CREDENTIAL_STATUSES:
             response.release()
-            log.error("upstream_refused_proxy_credentials", status=response.status)
+            log.error("upstream_refused_proxy_credentials", hub=self.hub.name, status=response.status)
             raise errors.UpstreamUnavailable(f"upstream refused the proxy's credentials ({response.status})")
         return response
 
