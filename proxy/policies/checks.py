@@ -14,6 +14,7 @@ import jsonschema
 import yaml
 
 from proxy.policies import names
+from proxy.policies.lengths import length_problems
 from proxy.policies.model import AccessModel, build
 from proxy.policies.problems import Problem
 from proxy.policies.timechecks import time_problems
@@ -125,6 +126,7 @@ def _semantic(model: AccessModel, doc: LocatedDocument, file: str) -> Iterable[P
             if len(full) > names.MAX_NAME_LENGTH:
                 msg = f"permission {full[:40]}… is longer than Keycloak's 255 characters"
                 yield Problem(file, at("grants", i), "error", msg)
+    yield from length_problems(model, at, file)
     known_groups = set(model.groups)
     for i, user in enumerate(model.users):
         for j, group in enumerate(user.groups):

@@ -61,8 +61,10 @@ def _read_authz(gw: Gateway, cid: str, state: LiveState) -> None:
 
 
 def _server_owned(resource: dict[str, Any], state: LiveState) -> bool:
-    owner = resource.get("owner") or {}
-    return owner.get("id") in (None, state.rs_uuid) or owner.get("name") == state.rs_client.get("clientId")
+    # By owner id only: `owner.name` of a user-owned resource is that user's username, and a user
+    # may be named like the client; such a resource must never be adopted or pruned.
+    owner = resource.get("owner")
+    return isinstance(owner, dict) and state.rs_uuid is not None and owner.get("id") == state.rs_uuid
 
 
 def config_list(policy: dict[str, Any], key: str) -> list[Any]:

@@ -9,8 +9,10 @@ TOP_HUB: Final = "HUB"
 MANAGED_BY_KEY: Final = "managed-by"
 MANAGED_BY_VALUE: Final = "prom-keycloak-proxy"
 DESCRIPTION_PREFIX: Final = "[managed-by: prom-keycloak-proxy]"
-# Keycloak stores resource, policy and group names in VARCHAR(255) columns.
+# Keycloak stores resource, policy and group names and descriptions in VARCHAR(255) columns; a
+# longer value makes the admin API answer 500 (`jpa-changelog-authz-2.0.0.xml`).
 MAX_NAME_LENGTH: Final = 255
+_ELLIPSIS: Final = "…"
 
 
 def hub_resource(hub: str) -> str:
@@ -49,8 +51,12 @@ def grantee_policy(kind: str, name: str) -> str:
 
 
 def described(text: str) -> str:
-    """A policy/permission description carrying the marker `apply` recognises as its own."""
-    return f"{DESCRIPTION_PREFIX} {text}"
+    """A policy/permission description carrying the marker `apply` recognises as its own, cut to
+    Keycloak's 255 characters (the marker at its start survives the cut)."""
+    full = f"{DESCRIPTION_PREFIX} {text}"
+    if len(full) <= MAX_NAME_LENGTH:
+        return full
+    return full[: MAX_NAME_LENGTH - len(_ELLIPSIS)] + _ELLIPSIS
 
 
 def is_marked_description(description: str | None) -> bool:

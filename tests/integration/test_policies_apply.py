@@ -205,3 +205,49 @@ def test_adopt_merges_policy_lists_and_prune_spares_unmarked(keycloak: ThreadedE
     assert rs.policy_named("portal-only-permission") is not None
     assert rs.policy_named("tenant-a-GET") is not None
     assert policies(keycloak, "apply", str(DEMO), "--adopt", "--prune")[1] == "realm nerc: no changes\n"
+
+
+LONG_NAMESPACE = "n" * 30 + "-" + "s" * 32  # 63 characters, Kubernetes' longest namespace name
+
+
+def test_apply_of_a_63_character_namespace_succeeds(keycloak: ThreadedEmulatorServer, tmp_path: Path) -> None:
+    """Issue #17: descriptions naming a ~100-character resource stay within Keycloak's 255-character
+    columns (the emulator answers 500 beyond, as Keycloak does), so the project is fully applied."""
+    assert len(LONG_NAMESPACE) == 63
+    path = tmp_path / "long.yaml"
+    path.write_text(
+        DEMO.read_text()
+        .replace(
+            "projects: [team-a, team-b, team-c]", f"projects: [team-a, team-b, team-c, {LONG_NAMESPACE}]", 1
+        )
+        .replace(
+            "    projects: {nerc-ocp-prod: [team-a]}",
+            f"    projects: {{nerc-ocp-prod: [team-a, {LONG_NAMESPACE}]}}",
+        )
+    )
+    code, out = policies(keycloak, "apply", str(path))
+    assert code == 0, out
+    emu, model = keycloak.emulator, load(path)
+    resource = f"HUB-moc-CLUSTER-nerc-ocp-prod-PROJECT-{LONG_NAMESPACE}"
+    alice = emu.password_token("nerc", "alice", "alice-password")["access_token"]
+    assert resource in held(emu, model, alice)
+    client = emu.realm("nerc").client_by_client_id("prom-keycloak-proxy")
+    assert client is not None and client.authz is not None
+    assert all(len(p.description or "") <= 255 for p in client.authz.policies.values())
+    assert max(len(p.description or "") for p in client.authz.policies.values()) == 255
+
+
+def test_a_users_resource_named_like_a_managed_one_is_left_alone(keycloak: ThreadedEmulatorServer) -> None:
+    """Server-owned is decided by owner id: a resource of a user *named like the client* (Keycloak
+    shows the owner's username as `owner.name`) with a managed resource's name is not adopted."""
+    assert policies(keycloak, "apply", str(DEMO))[0] == 0
+    emu = keycloak.emulator
+    from keycloak_emulator.realm_import import add_user
+
+    add_user(emu.realm("nerc"), {"username": "prom-keycloak-proxy", "email": "x@example.org"})
+    stray = emu.add_user_resource("nerc", "prom-keycloak-proxy", "prom-keycloak-proxy", "HUB-moc")
+    code, out = policies(keycloak, "apply", str(DEMO), "--adopt", "--prune")
+    assert (code, out.strip()) == (0, "realm nerc: no changes")
+    client = emu.realm("nerc").client_by_client_id("prom-keycloak-proxy")
+    assert client is not None and client.authz is not None
+    assert client.authz.resources[stray].attributes == {}
