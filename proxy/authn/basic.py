@@ -1,8 +1,9 @@
 """Basic `client_id:client_secret`: a client-credentials token minted on the caller's behalf.
 
 Tokens are cached under SHA-256(id ‖ 0x00 ‖ secret), never the id alone (ids are not secret);
-failed mints are cached per key and rate-limited per client id and overall, so the proxy is
-no oracle for guessing secrets.
+failed mints are remembered per key, and unknown secrets are rate-limited per client id and
+overall, so the proxy is no oracle for guessing secrets; a secret that minted a token in the
+last 24 h is never throttled, so guessing cannot lock the real client out.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from dataclasses import dataclass
 
 import aiohttp
 import structlog
-from cachetools import TLRUCache, TTLCache
+from cachetools import TLRUCache
 
 from proxy.authn.clientcreds import client_credentials, minted, reuse_until
 from proxy.authn.identity import Identity, TokenRejected
-from proxy.authn.ratelimit import FailureWindow
+from proxy.authn.ratelimit import GuessGuard
 from proxy.errors import TooManyRequests
 from proxy.keycloak import Endpoints, unexpected
 from proxy.metrics import CACHE_EVENTS, CACHE_SIZE
@@ -29,7 +30,8 @@ from proxy.singleflight import SingleFlight
 
 log = structlog.get_logger(__name__)
 
-FAILURE_TTL = 10.0
+# How long a failed (id, secret) pair is answered 401 from memory.
+FAILURE_TTL = 60.0
 # Overall failures per minute, as a multiple of the per-client limit: spraying many client ids
 # must not turn the proxy into a guessing service either.
 GLOBAL_FACTOR = 10
@@ -86,9 +88,13 @@ class BasicMinter:
         self._tokens: TLRUCache[str, _Held] = TLRUCache(
             maxsize, ttu=lambda _k, held, _n: held.until, timer=clock
         )
-        self._failures: TTLCache[str, str] = TTLCache(maxsize, ttl=FAILURE_TTL, timer=clock)
-        self._per_client = FailureWindow(failures_per_minute, clock=clock)
-        self._overall = FailureWindow(failures_per_minute * GLOBAL_FACTOR, clock=clock)
+        self._guard = GuessGuard(
+            failures_per_minute,
+            overall_factor=GLOBAL_FACTOR,
+            failure_ttl=FAILURE_TTL,
+            maxkeys=maxsize,
+            clock=clock,
+        )
         self._flight: SingleFlight[str, Identity] = SingleFlight()
         self.mints = 0
 
@@ -103,18 +109,16 @@ class BasicMinter:
             CACHE_EVENTS.labels("token", "hit").inc()
             return held.identity
         CACHE_EVENTS.labels("token", "miss").inc()
-        failure = self._failures.get(key)
+        failure = self._guard.remembered_failure(key)
         if failure is not None:
             raise TokenRejected(failure)
-        self._check_rate(client_id)
+        self._check_rate(key, client_id)
         return await self._flight.do(key, lambda: self._mint(key, client_id, secret))
 
-    def _check_rate(self, client_id: str) -> None:
-        """429 with Retry-After once this client id, or everyone, failed too often."""
-        wait = self._per_client.retry_after(client_id)
-        overall = self._overall.retry_after("*")
-        if overall is not None:
-            wait = max(wait or 0.0, overall)
+    def _check_rate(self, key: str, client_id: str) -> None:
+        """429 with Retry-After for an unknown secret once its client id, or everyone, failed too
+        often; a secret that minted a token recently is never throttled."""
+        wait = self._guard.retry_after(key, client_id)
         if wait is not None:
             seconds = max(1, math.ceil(wait))
             raise TooManyRequests(
@@ -123,7 +127,7 @@ class BasicMinter:
             )
 
     async def _mint(self, key: str, client_id: str, secret: str) -> Identity:
-        """Ask Keycloak for a token; remember success until shortly before exp, failure for 10 s."""
+        """Ask Keycloak for a token; remember success until shortly before exp, failure for a minute."""
         self.mints += 1
         reply = await client_credentials(
             self._session, self._endpoints, client_id, secret, time_limit=self._timeout
@@ -139,6 +143,7 @@ class BasicMinter:
             self._failed(key, client_id, str(exc))
             raise
         identity = _as_client(identity, client_id)
+        self._guard.minted(key)
         self._tokens[key] = _Held(identity, reuse_until(self._clock(), self._mono_exp(identity)))
         CACHE_SIZE.labels("basic").set(len(self._tokens))
         return identity
@@ -148,10 +153,8 @@ class BasicMinter:
         return self._clock() + (identity.exp - time.time())
 
     def _failed(self, key: str, client_id: str, reason: str) -> None:
-        """Cache and count a failed mint."""
-        self._failures[key] = reason
-        self._per_client.record(client_id)
-        self._overall.record("*")
+        """Remember and count a failed mint."""
+        self._guard.failed(key, client_id, reason)
         log.info("basic_auth_failed", client_id=client_id, reason=reason)
 
 

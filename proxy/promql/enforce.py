@@ -68,6 +68,14 @@ def _bounded(text: str, limits: Limits) -> str:
     return text
 
 
+def _bounded_total(size: int, limits: Limits) -> None:
+    if size > limits.max_rewrite_bytes:
+        raise NarrowingImpossible(
+            f"the narrowed match[] selectors would be over {limits.max_rewrite_bytes} bytes "
+            "together (PROXY_MAX_REWRITE_BYTES); ask for fewer selectors at once"
+        )
+
+
 def _cached(key: Hashable | None, build: _Builder) -> Forward:
     if key is not None:
         cached = ENFORCE_CACHE.get(key)
@@ -140,7 +148,10 @@ class _Builder:
     def selectors(self) -> Forward:
         analysis, model, held = self.analysis, self.analysis.model, self.held
         plans, warnings = self._plans()
-        forwarded: list[str] = []
+        # A dict keeps the first-seen order and dedups in O(1) (a list scan was quadratic); the
+        # total rewritten bytes are bounded like a query's (docs: event-loop budget).
+        forwarded: dict[str, None] = {}
+        size = 0
         for sel, plan in zip(analysis.selectors, plans, strict=True):
             original: n.VectorSelector = sel.selector
             for branch in plan:
@@ -148,9 +159,12 @@ class _Builder:
                 account(growth, branch)
                 limits = scaled_limits(analysis.limits, growth)
                 text = to_text(apply(original, branch))
+                if text in forwarded:
+                    continue
+                size += len(text.encode())
+                _bounded_total(size, analysis.limits)
                 verify_selector(original, text, held, model, limits)
-                if text not in forwarded:
-                    forwarded.append(text)
+                forwarded[text] = None
         return Forward(tuple(forwarded), False, warnings)
 
 

@@ -10,9 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from keycloak_emulator import Emulator
 from proxy_demo.prometheus import PrometheusServer
 from tests.support.faults import FaultProxy
-from tests.support.stack import ProxyFactory, TokenFor
+from tests.support.stack import CLIENT_SECRETS, REALM, ProxyFactory, TokenFor
 
 pytestmark = [pytest.mark.prometheus]
 Q = {"query": 'DCGM_FI_DEV_GPU_UTIL{cluster="nerc-ocp-prod",exported_namespace="team-a"}'}
@@ -101,3 +102,28 @@ def test_grafana_health_check_and_exemplar_probe_pass(
     assert r.status_code == 200, r.text
     r = requests.get(f"{proxy_server_url}/api/v1/status/buildinfo", headers=auth, timeout=30)
     assert r.status_code == 200
+
+
+def test_guessing_does_not_lock_out_the_real_basic_client(
+    proxy_factory: ProxyFactory, emu: Emulator
+) -> None:
+    """Basic auth on the real stack: after its token expired and 12 wrong guesses on its client
+    id (the last two throttled with 429), the client's correct secret gets 200."""
+    realm = emu.realm(REALM)
+    lifespan, realm.token_lifespan = realm.token_lifespan, 4  # the proxy reuses it for 2 s
+    try:
+        proxy = proxy_factory()
+        client = "researcher-team-a"
+
+        def ask(secret: str) -> requests.Response:
+            return requests.get(f"{proxy.base_url}/api/v1/query", params=Q, auth=(client, secret),
+                                timeout=30)
+
+        assert ask(CLIENT_SECRETS[client]).status_code == 200
+        guesses = [ask(f"guess-{i}") for i in range(12)]
+        assert [r.status_code for r in guesses] == [401] * 10 + [429] * 2
+        assert all(int(r.headers["Retry-After"]) >= 1 for r in guesses[10:])
+        time.sleep(2.5)
+        assert ask(CLIENT_SECRETS[client]).status_code == 200
+    finally:
+        realm.token_lifespan = lifespan

@@ -84,7 +84,7 @@ async def test_concurrent_identical_basic_requests_mint_once(
 
 
 async def test_failed_mint_is_cached(authn: Authenticator, realm: FakeRealm) -> None:
-    """A rejected secret is remembered for 10 s: retries do not reach Keycloak."""
+    """A rejected secret is remembered: retries are 401 without reaching Keycloak."""
     for _ in range(5):
         with pytest.raises(Unauthorized) as caught:
             await authn.authenticate(basic(CLIENT, "wrong"))
@@ -130,6 +130,29 @@ async def test_cached_token_survives_rate_limit(make_authn: MakeAuthn, realm: Fa
     with pytest.raises(Unauthorized):
         await authn.authenticate(basic(CLIENT, "guess"))
     assert (await authn.authenticate(basic(CLIENT, SECRET))).token == good.token
+
+
+async def test_correct_secret_is_not_locked_out_by_guessing(
+    make_authn: MakeAuthn, realm: FakeRealm
+) -> None:
+    """After its token expired and 12 wrong guesses on its id (the last ones throttled), the
+    client's correct secret, which minted before, still gets a fresh token."""
+    realm.token_lifetime = 2  # reused for half its lifetime
+    authn = await make_authn()  # 10 failures per id and minute
+    first = await authn.authenticate(basic(CLIENT, SECRET))
+    outcomes = []
+    for i in range(12):
+        try:
+            await authn.authenticate(basic(CLIENT, f"guess-{i}"))
+        except TooManyRequests:
+            outcomes.append(429)
+        except Unauthorized:
+            outcomes.append(401)
+    assert outcomes == [401] * 10 + [429] * 2
+    await asyncio.sleep(1.2)
+    again = await authn.authenticate(basic(CLIENT, SECRET))
+    assert again.subject == CLIENT and again.token != first.token
+    assert realm.calls["token"] == 1 + 10 + 1
 
 
 async def test_proxy_own_client_id_is_refused(authn: Authenticator, realm: FakeRealm) -> None:
