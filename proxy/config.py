@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource
 
 from proxy import settings_sources as sources
 from proxy.durations import parse_duration
-from proxy.hubs import HubConfig, check_url, hub_problems
+from proxy.hubs import HubConfig, check_url, hub_problems, hub_warnings
 from proxy.settings_sources import (
     ENV_PREFIX,
     ConfigError,
@@ -231,6 +231,8 @@ def load_settings(
             load.problems.extend(sources.describe(Settings, err) for err in exc.errors())
     load.check_pairs(PAIRS)
     load.problems.extend(hub_problems(load.raw, settings))
+    if settings is not None:
+        load.warnings.extend(hub_warnings(settings))
     for message in load.warnings:
         (warn or sources.print_warning)(message)
     if load.problems or settings is None:

@@ -253,8 +253,6 @@ def problems(values: Mapping[str, Any], hubs: Sequence[HubConfig], keys: Iterabl
         out.append(f"hubs: hub {name!r} is listed more than once")
     if default and default not in names:
         out.append(f"default_hub: {default!r} is not one of the hubs ({', '.join(names)})")
-    if not default and len(hubs) > 1:
-        out.append("default_hub: required when more than one hub is configured")
     for key in keys:
         if _VALUE_CHARS.fullmatch(key):
             out.append(
@@ -264,6 +262,14 @@ def problems(values: Mapping[str, Any], hubs: Sequence[HubConfig], keys: Iterabl
     for i, entry in enumerate(hubs):
         out.extend(_entry_problems(i, entry, values.get("auth_client_id")))
     return out
+
+
+def hub_warnings(settings: _TopLevel) -> list[str]:
+    """What an operator should hear about a valid hub configuration."""
+    if len(settings.hubs) > 1 and not settings.default_hub:
+        paths = ", ".join(f"/{hub.name}/api/v1/…" for hub in settings.hubs)
+        return [f"default_hub is not set: /api/v1/… answers 404; callers use {paths}"]
+    return []
 
 
 def _entries(raw: Any) -> tuple[HubConfig, ...]:
@@ -295,6 +301,7 @@ __all__ = [
     "default_hub_of",
     "hub_name_problem",
     "hub_problems",
+    "hub_warnings",
     "hubs_of",
     "problems",
 ]

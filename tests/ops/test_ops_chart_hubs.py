@@ -130,7 +130,6 @@ def test_one_secret_volume_per_hub(render: Render) -> None:
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"defaultHub": ""}, "defaultHub: required"),
         ({"defaultHub": "nowhere"}, "is not one of the hubs"),
         ({"config": {**THREE_HUBS["config"], "prometheus_base_url": "https://x"}}, "cannot be combined"),
         ({"config": {**THREE_HUBS["config"], "acm_hub": "moc"}}, "cannot be combined"),
@@ -138,7 +137,7 @@ def test_one_secret_volume_per_hub(render: Render) -> None:
     ],
 )
 def test_render_refuses_what_the_proxy_would_refuse(changes: dict[str, Any], message: str) -> None:
-    """No default with several hubs, an unknown default, or top-level upstream options: no render."""
+    """An unknown default or top-level upstream options next to `hubs:`: no render."""
     with pytest.raises(Exception, match=message):
         helm_python.Chart.load(CHART).render(_values(**changes), name="p", namespace=NAMESPACE)
 

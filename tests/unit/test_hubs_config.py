@@ -59,7 +59,7 @@ def test_unknown_entry_keys_are_refused() -> None:
 
 
 def test_every_hub_problem_is_listed_at_once(tmp_path: Path) -> None:
-    """Mixing, duplicates, missing default, lower-case keys and per-entry file problems all show."""
+    """Mixing, duplicates, lower-case keys and per-entry file problems all show."""
     hubs = [
         _entry("moc", prometheus_tls_cert=str(tmp_path / "missing.pem")),
         _entry("moc"),
@@ -70,7 +70,6 @@ def test_every_hub_problem_is_listed_at_once(tmp_path: Path) -> None:
     text = "\n".join(found)
     assert "PROXY_PROMETHEUS_BASE_URL" in text and "PROXY_ACM_HUB" in text
     assert "'moc' is listed more than once" in text
-    assert "default_hub: required" in text
     assert "resource-name key 'hub'" in text
     assert "hubs[0] (moc).prometheus_tls_cert: file" in text
     assert "prometheus_tls_cert and prometheus_tls_key must be set together" in text
@@ -233,3 +232,11 @@ def test_lower_case_keys_are_refused_with_several_hubs(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings({}, _yaml(tmp_path, TWO_HUBS) | {"PROXY_HUB_KEY": "hub"})
     assert any("resource-name key 'hub'" in p for p in info.value.problems)
+
+
+def test_several_hubs_without_default_warn_and_load(tmp_path: Path) -> None:
+    """No default_hub with two hubs is valid (plain /api/v1/… is then 404) and warned about."""
+    warnings: list[str] = []
+    s = load_settings({}, _yaml(tmp_path, TWO_HUBS.replace("default_hub: moc\n", "")), warn=warnings.append)
+    assert s.default_hub is None and default_hub_of(s) is None
+    assert any("default_hub is not set" in w and "/innabox-dev/api/v1/" in w for w in warnings)

@@ -29,9 +29,6 @@ serverName: {{ $hub.serverName | default "" | quote }}
 {{- if or .Values.config.prometheus_base_url .Values.config.acm_hub .Values.upstreamTLS.enabled .Values.upstreamToken.existingSecret }}
 {{- fail "hubs: cannot be combined with config.prometheus_base_url, config.acm_hub, upstreamTLS or upstreamToken (each hub's certificate goes only to its own upstream)" }}
 {{- end }}
-{{- if and (gt (len .Values.hubs) 1) (not .Values.defaultHub) }}
-{{- fail "defaultHub: required when more than one hub is configured" }}
-{{- end }}
 {{- $names := list }}
 {{- range .Values.hubs }}
 {{- if has .name $names }}{{ fail (printf "hubs: hub %q is listed more than once" .name) }}{{ end }}
