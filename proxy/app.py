@@ -19,6 +19,7 @@ from proxy.authn import Authenticator
 from proxy.authz import Authorizer
 from proxy.config import Settings
 from proxy.handlers import LOG_FIELDS, SERVICES, Handler, Services, note
+from proxy.keycloak_client import KeycloakClient
 from proxy.looplag import LagMonitor
 from proxy.promql.scope import LabelModel
 from proxy.routes import API_ROUTES, HEALTH_ROUTES, Route, add_routes
@@ -222,8 +223,9 @@ def _preflight(request: web.Request, allowed: frozenset[str]) -> web.Response:
 def build_services(settings: Settings) -> Services:
     """Construct the services (sessions are opened later, in the cleanup context)."""
     kc_session = keycloak.create_session(settings)
-    authn = Authenticator(settings, kc_session)
-    authz = Authorizer(settings, kc_session, authn)
+    kc = KeycloakClient(settings, kc_session)
+    authn = Authenticator(settings, kc)
+    authz = Authorizer(settings, kc)
     svc = Services(
         settings=settings,
         upstream=Upstream(settings),
@@ -284,7 +286,6 @@ def create_app(settings: Settings, routes: tuple[Route, ...] = API_ROUTES) -> we
         lag.start()
         yield
         await lag.stop()
-        await svc.authz.close()
         await svc.authn.close()
         await svc.upstream.close()
         await svc.extra["keycloak_session"].close()

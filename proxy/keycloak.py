@@ -1,7 +1,9 @@
-"""Shared Keycloak plumbing: endpoint URLs, the one client session, calls mapped to typed errors.
+"""Keycloak's back channel: endpoint URLs, the one session, calls mapped to typed errors.
 
-Every back-channel call goes through `call()`, so latency, errors and the up/down gauge are
-recorded in one place and every transport failure becomes `KeycloakUnavailable`.
+Every call goes through `call()`, so latency, errors and the up/down gauge are recorded in one
+place and every transport failure becomes `KeycloakUnavailable`; every answer the proxy cannot
+trust becomes one through `unexpected()`. `KeycloakClient` (proxy/keycloak_client.py) is the one
+object the rest of the proxy uses.
 """
 
 from __future__ import annotations
@@ -187,29 +189,3 @@ def unexpected(name: str, reply: Reply) -> KeycloakUnavailable:
     log.warning("keycloak_unexpected_answer", call=name, status=reply.status, error=reply.error)
     detail = f" ({reply.error})" if reply.error else ""
     return KeycloakUnavailable(f"Keycloak answered {reply.status}{detail} to {name}")
-
-
-@dataclass(frozen=True)
-class Discovery:
-    """What the proxy takes from the realm's OIDC discovery document."""
-
-    issuer: str
-    jwks_uri: str
-
-
-async def discover(
-    session: aiohttp.ClientSession, endpoints: Endpoints, base_url: str, time_limit: float
-) -> Discovery:
-    """Fetch discovery; its `jwks_uri` is used only on the back-channel origin."""
-    reply = await call(session, "discovery", "GET", endpoints.discovery, time_limit=time_limit)
-    body = reply.body
-    if reply.status != 200 or not isinstance(body, dict):
-        raise unexpected("discovery", reply)
-    issuer, jwks_uri = body.get("issuer"), body.get("jwks_uri")
-    if not isinstance(issuer, str) or not issuer:
-        raise unexpected("discovery", Reply(reply.status, None))
-    # Keycloak publishes its front-end hostname when configured to; that name may not resolve
-    # inside the cluster, so fall back to the back-channel certs URL of the same realm.
-    if not isinstance(jwks_uri, str) or not same_origin(jwks_uri, base_url):
-        jwks_uri = endpoints.certs
-    return Discovery(issuer=issuer, jwks_uri=jwks_uri)

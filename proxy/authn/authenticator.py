@@ -7,18 +7,17 @@ import contextlib
 import time
 from collections.abc import Callable
 
-import aiohttp
 import structlog
 
 from proxy.authn.basic import BasicMinter
 from proxy.authn.bearer import MAX_TOKEN_BYTES, BearerVerifier, TokenPolicy
-from proxy.authn.clientcreds import ServiceToken
 from proxy.authn.identity import Identity, TokenRejected
 from proxy.authn.introspect import Introspector
 from proxy.authn.jwks import KeyStore, VerifyKey, parse_jwks
 from proxy.config import Settings
 from proxy.errors import KeycloakUnavailable, Unauthorized
-from proxy.keycloak import Discovery, Endpoints, call, challenge, discover, unexpected
+from proxy.keycloak import unexpected
+from proxy.keycloak_client import KeycloakClient
 
 log = structlog.get_logger(__name__)
 
@@ -35,38 +34,26 @@ class Authenticator:
     def __init__(
         self,
         settings: Settings,
-        session: aiohttp.ClientSession,
+        client: KeycloakClient,
         *,
         key_clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """Nothing is fetched until `start()`; `key_clock` paces JWKS refetches (tests fake it)."""
         self._settings = settings
-        self._session = session
-        self._endpoints = Endpoints.from_settings(settings)
+        self._client = client
         self._timeout = settings.auth_timeout
-        self._challenge = challenge(settings.auth_realm)
-        self._discovery: Discovery | None = None
         self._keys = KeyStore(self._load_keys, clock=key_clock)
         self._bearer = BearerVerifier(
             self._keys,
             self._issuer,
             TokenPolicy(frozenset(settings.auth_audiences), frozenset(settings.auth_allowed_azp)),
         )
-        secret = settings.auth_client_secret or ""
-        self._service = ServiceToken(session, self._endpoints, settings.auth_client_id, secret, self._timeout)
         self._basic = BasicMinter(
-            session,
-            self._endpoints,
-            own_client_id=settings.auth_client_id,
+            client,
             verify=self._bearer.verify,
             failures_per_minute=settings.basic_auth_failures_per_minute,
-            timeout=self._timeout,
         )
-        self._introspector = (
-            Introspector(session, self._endpoints, settings.auth_client_id, secret, self._timeout)
-            if settings.auth_introspect
-            else None
-        )
+        self._introspector = Introspector(client) if settings.auth_introspect else None
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -126,14 +113,6 @@ class Authenticator:
             raise KeycloakUnavailable("Keycloak did not answer in time") from None
         return identity
 
-    async def service_token(self) -> str:
-        """The proxy's own access token (PAT) for the Protection API."""
-        return await self._service.get()
-
-    def drop_service_token(self, token: str) -> None:
-        """Forget the proxy's token after Keycloak rejected it."""
-        self._service.drop(token)
-
     async def _identify(self, scheme: str, credentials: str) -> Identity:
         """Dispatch on the scheme."""
         if scheme == "bearer" and credentials:
@@ -144,21 +123,18 @@ class Authenticator:
 
     def _unauthorized(self, reason: str) -> Unauthorized:
         """A 401 carrying the Bearer challenge."""
-        return Unauthorized(f"unauthorized: {reason}", headers=dict(self._challenge))
+        return Unauthorized(f"unauthorized: {reason}", headers=dict(self._client.challenge))
 
     def _issuer(self) -> str | None:
         """The `iss` tokens must carry: configured, else discovery's."""
         if self._settings.auth_issuer:
             return self._settings.auth_issuer
-        return self._discovery.issuer if self._discovery else None
+        discovery = self._client.discovery
+        return discovery.issuer if discovery else None
 
     async def _load_keys(self) -> dict[str, VerifyKey]:
         """Discovery (once) and the JWKS; raise KeycloakUnavailable on anything unusable."""
-        if self._discovery is None:
-            self._discovery = await discover(
-                self._session, self._endpoints, self._settings.auth_base_url, self._timeout
-            )
-        reply = await call(self._session, "jwks", "GET", self._discovery.jwks_uri, time_limit=self._timeout)
+        reply = await self._client.jwks()
         try:
             keys = parse_jwks(reply.body) if reply.status == 200 else {}
         except ValueError:

@@ -16,15 +16,14 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import aiohttp
 import structlog
 from cachetools import TLRUCache
 
-from proxy.authn.clientcreds import client_credentials, minted, reuse_until
 from proxy.authn.identity import Identity, TokenRejected
 from proxy.authn.ratelimit import GuessGuard
 from proxy.errors import TooManyRequests
-from proxy.keycloak import Endpoints, unexpected
+from proxy.keycloak import unexpected
+from proxy.keycloak_client import KeycloakClient, minted, reuse_until
 from proxy.metrics import CACHE_EVENTS, CACHE_SIZE
 from proxy.singleflight import SingleFlight
 
@@ -68,22 +67,16 @@ class BasicMinter:
 
     def __init__(
         self,
-        session: aiohttp.ClientSession,
-        endpoints: Endpoints,
+        client: KeycloakClient,
         *,
-        own_client_id: str,
         verify: Callable[[str], Awaitable[Identity]],
         failures_per_minute: int,
-        timeout: float,
         maxsize: int = 10000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`verify` turns a minted token into an identity (the bearer checks apply to it too)."""
-        self._session = session
-        self._endpoints = endpoints
-        self._own = own_client_id
+        self._client = client
         self._verify = verify
-        self._timeout = timeout
         self._clock = clock
         self._tokens: TLRUCache[str, _Held] = TLRUCache(
             maxsize, ttu=lambda _k, held, _n: held.until, timer=clock
@@ -101,7 +94,7 @@ class BasicMinter:
     async def authenticate(self, credentials: str) -> Identity:
         """The identity for Basic credentials; TokenRejected, TooManyRequests or unavailable."""
         client_id, secret = parse_basic(credentials)
-        if client_id == self._own:
+        if client_id == self._client.client_id:
             raise TokenRejected("the proxy's own client cannot be used by callers")
         key = credentials_key(client_id, secret)
         held = self._tokens.get(key)
@@ -129,9 +122,7 @@ class BasicMinter:
     async def _mint(self, key: str, client_id: str, secret: str) -> Identity:
         """Ask Keycloak for a token; remember success until shortly before exp, failure for a minute."""
         self.mints += 1
-        reply = await client_credentials(
-            self._session, self._endpoints, client_id, secret, time_limit=self._timeout
-        )
+        reply = await self._client.client_credentials(client_id, secret)
         result = minted(reply)
         if result is None and reply.status not in (400, 401):
             raise unexpected("token", reply)

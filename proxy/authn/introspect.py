@@ -6,11 +6,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import aiohttp
 from cachetools import TLRUCache
 
 from proxy.authn.identity import Identity, TokenRejected
-from proxy.keycloak import Endpoints, call, unexpected
+from proxy.keycloak import unexpected
+from proxy.keycloak_client import KeycloakClient
 from proxy.metrics import CACHE_EVENTS
 from proxy.singleflight import SingleFlight
 
@@ -30,21 +30,13 @@ class Introspector:
 
     def __init__(
         self,
-        session: aiohttp.ClientSession,
-        endpoints: Endpoints,
-        client_id: str,
-        secret: str,
-        timeout: float,
+        client: KeycloakClient,
         *,
         maxsize: int = 10000,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """Introspection authenticates with the proxy's own client credentials."""
-        self._session = session
-        self._endpoints = endpoints
-        self._client_id = client_id
-        self._secret = secret
-        self._timeout = timeout
+        self._client = client
         self._clock = clock
         self._answers: TLRUCache[str, _Answer] = TLRUCache(
             maxsize, ttu=lambda _k, answer, _n: answer.until, timer=clock
@@ -62,19 +54,7 @@ class Introspector:
 
     async def _ask(self, identity: Identity) -> _Answer:
         """One introspection call, remembered for at most 30 s and never past `exp`."""
-        form = [
-            ("token", identity.token),
-            ("client_id", self._client_id),
-            ("client_secret", self._secret),
-        ]
-        reply = await call(
-            self._session,
-            "introspect",
-            "POST",
-            self._endpoints.introspect,
-            time_limit=self._timeout,
-            data=form,
-        )
+        reply = await self._client.introspect(identity.token)
         if reply.status != 200 or not isinstance(reply.body, dict):
             raise unexpected("introspect", reply)
         answer = _Answer(

@@ -9,19 +9,19 @@ Decisions, caches and single-flight are keyed by hub, so no answer for one hub s
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
-import aiohttp
 import structlog
 
 from proxy.authn.identity import Identity
+from proxy.authz import uma
 from proxy.authz.decisions import HOLDINGS, DecisionCache, Key
-from proxy.authz.names import Parsed, ResourceNames
-from proxy.authz.resources import ResourceResolver, ServiceTokens
-from proxy.authz.uma import Grant, UmaClient, UnknownResource
+from proxy.authz.resources import ResourceResolver
+from proxy.authz.uma import Grant, UnknownResource
 from proxy.config import Settings
 from proxy.errors import KeycloakUnavailable
-from proxy.keycloak import Endpoints
+from proxy.keycloak_client import KeycloakClient
+from proxy.naming import Keys, Parsed, ResourceNames
 from proxy.promql.scope import Holdings
 from proxy.singleflight import SingleFlight
 
@@ -41,37 +41,26 @@ class Authorizer:
     def __init__(
         self,
         settings: Settings,
-        session: aiohttp.ClientSession,
-        authn: ServiceTokens,
+        client: KeycloakClient,
         *,
-        client_id: str | None = None,
         hubs: Sequence[str] = (),
     ) -> None:
-        """`authn` provides the client's own token for the Protection API; `hubs` default to
-        the single `PROXY_ACM_HUB`, `client_id` to `PROXY_AUTH_CLIENT_ID`."""
-        endpoints = Endpoints.from_settings(settings)
-        client = client_id or settings.auth_client_id
+        """Every Keycloak call goes through `client` (its resource-server client: UMA audience,
+        Protection API owner and PAT); `hubs` default to the single `PROXY_ACM_HUB`."""
+        self._client = client
         self._timeout = settings.auth_timeout
         self._max_names = settings.max_uma_names
         self.hubs = tuple(hubs) or (settings.acm_hub,)
-        self.names_of = {
-            hub: ResourceNames(settings.hub_key, hub, settings.cluster_key, settings.project_key)
-            for hub in self.hubs
-        }
+        keys = Keys(settings.hub_key, settings.cluster_key, settings.project_key)
+        self.names_of = {hub: ResourceNames(hub, keys) for hub in self.hubs}
         # The first hub's names: what `holdings` answers for when no hub is given.
         self.names = self.names_of[self.hubs[0]]
-        self.resolver = ResourceResolver(
-            session, endpoints, authn, client, self._timeout, maxsize=settings.authz_cache_size
-        )
-        self._uma = UmaClient(session, endpoints, client, settings.auth_realm, self._timeout)
+        self.resolver = ResourceResolver(client, maxsize=settings.authz_cache_size)
         self._decisions = DecisionCache(
             settings.authz_cache_ttl, settings.authz_deny_cache_ttl, settings.authz_cache_size
         )
         self._flight: SingleFlight[Key, Holdings] = SingleFlight()
         self._everything_flight: SingleFlight[str, ByHub] = SingleFlight()
-
-    async def close(self) -> None:
-        """Nothing runs in the background; present for symmetry with the authenticator."""
 
     async def holdings(
         self,
@@ -143,7 +132,7 @@ class Authorizer:
             return Holdings.nothing()
         grants = await self._granted(identity, existing)
         by_id = {rsid: name for name, rsid in ids.items()}
-        return names.holdings(by_id[g.rsid] for g in grants if g.rsid in by_id)
+        return holdings_from(names, (by_id[g.rsid] for g in grants if g.rsid in by_id))
 
     async def _everything(self, identity: Identity) -> ByHub:
         """Every GET grant, each confirmed to be a resource-server resource, split per hub."""
@@ -161,7 +150,7 @@ class Authorizer:
             if any(names.parse(name) == Parsed() for name in mine):
                 out[hub] = Holdings.everything()
             else:
-                out[hub] = names.holdings(mine)
+                out[hub] = holdings_from(names, mine)
         return out
 
     async def _confirmed(self, names: list[str], claimed: Mapping[str, set[str]]) -> list[str]:
@@ -172,7 +161,7 @@ class Authorizer:
     async def _granted(self, identity: Identity, names: Sequence[str] | None) -> list[Grant]:
         """The UMA call; stale resolutions are forgotten so the next request resolves afresh."""
         try:
-            return await self._uma.granted(identity.token, names)
+            return await uma.granted(self._client, identity.token, names)
         except UnknownResource as exc:
             self.resolver.forget(names or ())
             raise KeycloakUnavailable(str(exc)) from None
@@ -195,5 +184,20 @@ class HubAuthz:
         """What the caller holds on this hub (see `Authorizer.holdings`)."""
         return await self.authorizer.holdings(identity, clusters, projects, self.hub)
 
-    async def close(self) -> None:
-        """The authorizer is closed by its owner."""
+
+def holdings_from(names: ResourceNames, granted: Iterable[str]) -> Holdings:
+    """Holdings from granted names (names of this hub only; hub-level names grant everything)."""
+    clusters: set[str] = set()
+    projects: dict[str, set[str]] = {}
+    for name in granted:
+        parsed = names.parse(name)
+        if parsed is None:
+            continue
+        if parsed.cluster is None:
+            return Holdings.everything()
+        if parsed.project is None:
+            clusters.add(parsed.cluster)
+        else:
+            projects.setdefault(parsed.cluster, set()).add(parsed.project)
+    held = {c: frozenset(p) for c, p in projects.items() if c not in clusters}
+    return Holdings(clusters=frozenset(clusters), projects=held)

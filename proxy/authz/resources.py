@@ -11,14 +11,14 @@ import asyncio
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
-import aiohttp
 import structlog
 from cachetools import TLRUCache
 
-from proxy.keycloak import Endpoints, Reply, call, unexpected
+from proxy.keycloak import Reply, unexpected
+from proxy.keycloak_client import KeycloakClient
 from proxy.metrics import CACHE_EVENTS, CACHE_SIZE
+from proxy.naming import SCOPE
 from proxy.singleflight import SingleFlight
 
 log = structlog.get_logger(__name__)
@@ -28,17 +28,6 @@ log = structlog.get_logger(__name__)
 KNOWN_TTL = 300.0
 UNKNOWN_TTL = 60.0
 PARALLEL_LOOKUPS = 8
-SCOPE = "GET"
-
-
-class ServiceTokens(Protocol):
-    """Source of the proxy's own access token (the authenticator)."""
-
-    async def service_token(self) -> str:
-        """A valid token of the resource-server client."""
-
-    def drop_service_token(self, token: str) -> None:
-        """Forget a token Keycloak rejected."""
 
 
 @dataclass(frozen=True)
@@ -54,21 +43,14 @@ class ResourceResolver:
 
     def __init__(
         self,
-        session: aiohttp.ClientSession,
-        endpoints: Endpoints,
-        tokens: ServiceTokens,
-        owner: str,
-        timeout: float,
+        client: KeycloakClient,
         *,
         maxsize: int = 10000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """`owner` is the resource-server client id; only its resources count."""
-        self._session = session
-        self._url = endpoints.resource_set
-        self._tokens = tokens
-        self._owner = owner
-        self._timeout = timeout
+        """Only resources owned by the client's resource server count."""
+        self._client = client
+        self._owner = client.client_id
         self._clock = clock
         self._cache: TLRUCache[str, _Entry] = TLRUCache(
             maxsize, ttu=lambda _k, entry, _n: entry.until, timer=clock
@@ -102,22 +84,18 @@ class ResourceResolver:
             self._cache.pop(name, None)
 
     async def _lookup(self, name: str) -> str | None:
-        """One Protection API lookup, retried once with a fresh token if the PAT was rejected."""
+        """One Protection API lookup (the client renews a rejected PAT once)."""
         async with self._parallel:
-            reply, token = await self._ask(name)
-            if reply.status == 401:
-                self._tokens.drop_service_token(token)
-                reply, _ = await self._ask(name)
+            reply = await self._ask(name)
         rsid = self._interpret(name, reply)
         ttl = KNOWN_TTL if rsid is not None else UNKNOWN_TTL
         self._cache[name] = _Entry(rsid, self._clock() + ttl)
         CACHE_SIZE.labels("resource").set(len(self._cache))
         return rsid
 
-    async def _ask(self, name: str) -> tuple[Reply, str]:
+    async def _ask(self, name: str) -> Reply:
         """GET resource_set by exact name, owned by the resource server, with scope GET."""
         self.lookups += 1
-        token = await self._tokens.service_token()
         # `owner` and `scope` filter server-side; `deep` returns owner and scopes so both are
         # checked here again, in case a server ignores a filter.
         params = {
@@ -127,16 +105,7 @@ class ResourceResolver:
             "scope": SCOPE,
             "deep": "true",
         }
-        reply = await call(
-            self._session,
-            "resource_set",
-            "GET",
-            self._url,
-            time_limit=self._timeout,
-            params=params,
-            headers={"Authorization": f"Bearer {token}"},
-        )
-        return reply, token
+        return await self._client.protection("resource_set", self._client.endpoints.resource_set, params)
 
     def _interpret(self, name: str, reply: Reply) -> str | None:
         """The one matching id; several matches are ambiguous and grant nothing."""

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from proxy.naming import is_safe
 from proxy.promql import nodes as n
 from proxy.promql.errors import AccessDenied, NarrowingImpossible
 from proxy.promql.printer import to_text
@@ -32,8 +33,6 @@ Mode = Literal["narrow", "deny"]
 Branch = tuple[n.Matcher, ...]
 Plan = tuple[Branch, ...]
 
-# Holdings names outside Kubernetes' name syntax name nothing anyone holds (SPEC §4.2).
-_SAFE_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
 MAX_BRANCHES = 32
 
 
@@ -47,13 +46,16 @@ class Held:
 
     @classmethod
     def of(cls, holdings: Holdings) -> Held:
-        """Filter `holdings` to safe names; projects of clusters held whole are dropped."""
-        whole = frozenset(c for c in holdings.clusters if _SAFE_NAME.fullmatch(c))
+        """Filter `holdings` to safe names; projects of clusters held whole are dropped.
+
+        Names outside Kubernetes' name syntax name nothing anyone holds (docs/authorization.md).
+        """
+        whole = frozenset(c for c in holdings.clusters if is_safe(c))
         projects = {}
         for cluster, names in holdings.projects.items():
-            if cluster in whole or not _SAFE_NAME.fullmatch(cluster):
+            if cluster in whole or not is_safe(cluster):
                 continue
-            safe = frozenset(p for p in names if _SAFE_NAME.fullmatch(p))
+            safe = frozenset(p for p in names if is_safe(p))
             if safe:
                 projects[cluster] = safe
         return cls(holdings.hub_wide, whole, projects)

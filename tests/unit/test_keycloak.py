@@ -22,11 +22,11 @@ from proxy.keycloak import (
     call,
     challenge,
     create_session,
-    discover,
     same_origin,
     ssl_context,
     unexpected,
 )
+from proxy.keycloak_client import KeycloakClient
 from proxy.metrics import KEYCLOAK_ERRORS, KEYCLOAK_UP
 
 
@@ -197,7 +197,7 @@ async def test_discovery_keeps_same_origin_jwks_uri(
     app.router.add_get("/realms/nerc/.well-known/openid-configuration", well_known)
     running = await aiohttp_server(app)
     base = str(running.make_url("")).rstrip("/")
-    found = await discover(session, Endpoints.from_settings(settings(auth_base_url=base)), base, 1)
+    found = await KeycloakClient(settings(auth_base_url=base), session).discover()
     assert found.issuer == "https://public/realms/nerc"
     assert found.jwks_uri == f"{base}/custom/certs"
 
@@ -215,4 +215,60 @@ async def test_discovery_without_issuer_is_unavailable(
     running = await aiohttp_server(app)
     base = str(running.make_url("")).rstrip("/")
     with pytest.raises(KeycloakUnavailable):
-        await discover(session, Endpoints.from_settings(settings(auth_base_url=base)), base, 1)
+        await KeycloakClient(settings(auth_base_url=base), session).discover()
+
+
+async def test_discovery_replaces_foreign_jwks_uri(
+    aiohttp_server: AiohttpServer, session: aiohttp.ClientSession
+) -> None:
+    """A jwks_uri on another origin (Keycloak's public hostname) is replaced by the realm's certs URL."""
+    async def well_known(_request: web.Request) -> web.Response:
+        """A discovery document naming a front-end host."""
+        return web.json_response({"issuer": "https://public/realms/nerc",
+                                  "jwks_uri": "https://public/realms/nerc/protocol/openid-connect/certs"})
+
+    app = web.Application()
+    app.router.add_get("/realms/nerc/.well-known/openid-configuration", well_known)
+    running = await aiohttp_server(app)
+    base = str(running.make_url("")).rstrip("/")
+    client = KeycloakClient(settings(auth_base_url=base), session)
+    found = await client.discover()
+    assert found.jwks_uri == f"{base}/realms/nerc/protocol/openid-connect/certs"
+    assert await client.discover() is found  # fetched once
+
+
+async def test_client_sends_credentials_and_bearers_per_call(
+    aiohttp_server: AiohttpServer, session: aiohttp.ClientSession
+) -> None:
+    """One client: own credentials for its PAT and introspection, caller bearers per UMA call."""
+    seen: list[tuple[str, dict[str, str], str | None]] = []
+
+    async def token(request: web.Request) -> web.Response:
+        """Record the form and Authorization header; mint `pat-N` for client credentials."""
+        form = {k: str(v) for k, v in (await request.post()).items()}
+        seen.append((request.path, form, request.headers.get("Authorization")))
+        if form.get("grant_type") == "client_credentials":
+            return web.json_response({"access_token": f"pat-{len(seen)}", "expires_in": 300})
+        return web.json_response([] if "permission" in form else {"active": True})
+
+    app = web.Application()
+    app.router.add_post("/realms/nerc/protocol/openid-connect/token", token)
+    app.router.add_post("/realms/nerc/protocol/openid-connect/token/introspect", token)
+    running = await aiohttp_server(app)
+    client = KeycloakClient(settings(auth_base_url=str(running.make_url("")).rstrip("/")), session)
+    assert await client.service_token() == "pat-1"
+    assert await client.service_token() == "pat-1"  # reused until shortly before expiry
+    client.drop_service_token("pat-1")
+    assert await client.service_token() == "pat-2"
+    await client.introspect("caller-token")
+    await asyncio.gather(client.uma("uma", "tok-a", ["X#GET"]), client.uma("uma", "tok-b", ["Y#GET"]))
+    mints = [s for s in seen if s[1].get("grant_type") == "client_credentials"]
+    assert [(m[1]["client_id"], m[1]["client_secret"], m[2]) for m in mints] == [
+        ("prom-keycloak-proxy", "s", None)] * 2
+    introspection = seen[2]
+    assert introspection[0].endswith("/introspect")
+    assert introspection[1] == {
+        "token": "caller-token", "client_id": "prom-keycloak-proxy", "client_secret": "s"}
+    uma = {s[1]["permission"]: s[2] for s in seen[3:]}
+    assert uma == {"X#GET": "Bearer tok-a", "Y#GET": "Bearer tok-b"}
+    assert all(s[1]["audience"] == "prom-keycloak-proxy" and "client_secret" not in s[1] for s in seen[3:])

@@ -12,6 +12,7 @@ from pytest_aiohttp import AiohttpServer
 from proxy.authn import Authenticator
 from proxy.config import Settings, load_settings
 from proxy.keycloak import create_session
+from proxy.keycloak_client import KeycloakClient
 
 from .fake_realm import PROXY_CLIENT, PROXY_SECRET, REALM, FakeRealm, SigningKey, new_rsa
 
@@ -62,7 +63,8 @@ async def make_authn(
 
     async def build(**flags: Any) -> Authenticator:
         """A started authenticator with these settings."""
-        authn = Authenticator(make_settings(realm.base_url, **flags), session)
+        settings = make_settings(realm.base_url, **flags)
+        authn = Authenticator(settings, KeycloakClient(settings, session))
         await authn.start()
         made.append(authn)
         return authn

@@ -9,9 +9,9 @@ import pytest
 
 from proxy.authn import Authenticator
 from proxy.authn.basic import credentials_key, parse_basic
-from proxy.authn.clientcreds import reuse_until
 from proxy.authn.identity import TokenRejected
 from proxy.errors import KeycloakUnavailable, TooManyRequests, Unauthorized
+from proxy.keycloak_client import reuse_until
 
 from .conftest import MakeAuthn
 from .fake_realm import PROXY_CLIENT, PROXY_SECRET, FakeRealm

@@ -14,6 +14,7 @@ from proxy.authn import Authenticator
 from proxy.config import Settings, load_settings
 from proxy.errors import Unauthorized
 from proxy.keycloak import create_session
+from proxy.keycloak_client import KeycloakClient
 from proxy_demo.policy import DEMO_POLICY
 
 DEMO = DEMO_POLICY
@@ -64,7 +65,7 @@ async def started(
     clock = FakeClock()
     config = settings(base, auth_audiences="prom-keycloak-proxy", auth_introspect=True)
     async with create_session(config) as session:
-        authn = Authenticator(config, session, key_clock=clock)
+        authn = Authenticator(config, KeycloakClient(config, session), key_clock=clock)
         await authn.start()
         yield emu, authn, clock
         await authn.close()
@@ -150,5 +151,4 @@ async def test_service_token_for_protection_api(
     _, base = served
     config = settings(base)
     async with aiohttp.ClientSession() as session:
-        authn = Authenticator(config, session)
-        assert await authn.service_token()
+        assert await KeycloakClient(config, session).service_token()

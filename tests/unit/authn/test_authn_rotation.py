@@ -13,6 +13,7 @@ import pytest
 import proxy.authn.authenticator as authenticator
 from proxy.authn import Authenticator
 from proxy.errors import Unauthorized
+from proxy.keycloak_client import KeycloakClient
 
 from .conftest import MakeAuthn, make_settings
 from .fake_realm import FakeRealm, SigningKey, new_rsa
@@ -35,7 +36,8 @@ async def clocked(
 ) -> AsyncIterator[tuple[Authenticator, FakeClock]]:
     """A started authenticator whose JWKS refetch pacing runs on a fake clock."""
     clock = FakeClock()
-    authn = Authenticator(make_settings(realm.base_url), session, key_clock=clock)
+    settings = make_settings(realm.base_url)
+    authn = Authenticator(settings, KeycloakClient(settings, session), key_clock=clock)
     await authn.start()
     yield authn, clock
     await authn.close()
@@ -131,7 +133,8 @@ async def test_start_never_raises_and_retries_in_background(
     """With Keycloak down `start()` returns; readiness follows once Keycloak answers."""
     monkeypatch.setattr(authenticator, "RETRY_MIN", 0.05)
     realm.status["discovery"] = 503
-    authn = Authenticator(make_settings(realm.base_url), session)
+    settings = make_settings(realm.base_url)
+    authn = Authenticator(settings, KeycloakClient(settings, session))
     await authn.start()
     assert not authn.ready
     del realm.status["discovery"]

@@ -12,8 +12,9 @@ from pytest_aiohttp import AiohttpServer
 from proxy.authz import Authorizer
 from proxy.config import Settings, load_settings
 from proxy.keycloak import create_session
+from proxy.keycloak_client import KeycloakClient
 
-from .fake_uma import REALM, RS, FakeAuthz, StubTokens
+from .fake_uma import REALM, RS, FakeAuthz
 
 MakeAuthz = Callable[..., Authorizer]
 
@@ -47,12 +48,6 @@ def fake(kc: tuple[FakeAuthz, str]) -> FakeAuthz:
 
 
 @pytest.fixture
-def tokens() -> StubTokens:
-    """The PAT source."""
-    return StubTokens()
-
-
-@pytest.fixture
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
     """A Keycloak client session."""
     async with create_session(make_settings("http://127.0.0.1:9")) as client:
@@ -61,13 +56,14 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 @pytest.fixture
 def make_authz(
-    kc: tuple[FakeAuthz, str], session: aiohttp.ClientSession, tokens: StubTokens
+    kc: tuple[FakeAuthz, str], session: aiohttp.ClientSession
 ) -> MakeAuthz:
     """Build authorizers against the fake with overridable settings."""
 
     def build(**flags: Any) -> Authorizer:
         """An authorizer with these settings."""
-        return Authorizer(make_settings(kc[1], **flags), session, tokens)
+        settings = make_settings(kc[1], **flags)
+        return Authorizer(settings, KeycloakClient(settings, session))
 
     return build
 

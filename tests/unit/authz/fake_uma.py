@@ -56,6 +56,7 @@ class FakeAuthz:
     resources: list[Resource] = field(default_factory=demo_resources)
     grants: dict[str, set[str]] = field(default_factory=dict)
     valid_pats: set[str] = field(default_factory=lambda: {"pat-1"})
+    pats: list[str] = field(default_factory=list)
     calls: Counter[str] = field(default_factory=Counter)
     uma_forms: list[list[tuple[str, str]]] = field(default_factory=list)
     lookups: list[str] = field(default_factory=list)
@@ -79,8 +80,14 @@ class FakeAuthz:
         return None
 
     async def token(self, request: web.Request) -> web.Response:
-        """The UMA grant in permissions mode."""
+        """The UMA grant in permissions mode; client credentials mint PATs pat-1, pat-2, …"""
         form = list((await request.post()).items())
+        values = dict(form)
+        if values.get("grant_type") == "client_credentials":
+            if (values.get("client_id"), values.get("client_secret")) != (RS, "secret"):
+                return _error(401, "unauthorized_client", "Invalid client credentials")
+            self.pats.append(f"pat-{len(self.pats) + 1}")
+            return web.json_response({"access_token": self.pats[-1], "expires_in": 300})
         self.uma_forms.append([(k, str(v)) for k, v in form])
         forced = await self._gate("uma")
         if forced is not None:
@@ -89,7 +96,6 @@ class FakeAuthz:
         user = auth.removeprefix("Bearer tok-").split(".")[0] if auth.startswith("Bearer tok-") else None
         if user is None or user == "revoked":
             return _error(401, "invalid_grant", "Invalid bearer token")
-        values = dict(form)
         if values.get("grant_type") != UMA or values.get("audience") != RS:
             return _error(400, "invalid_request", "bad grant")
         if values.get("response_mode") != "permissions":
@@ -169,21 +175,3 @@ def _error(status: int, error: str, description: str) -> web.Response:
     body: dict[str, Any] = {"error": error, "error_description": description}
     return web.json_response(body, status=status)
 
-
-class StubTokens:
-    """Stands in for the authenticator's PAT source; hands out pat-1, pat-2, … after drops."""
-
-    def __init__(self) -> None:
-        """Start with pat-1."""
-        self.serial = 1
-        self.dropped: list[str] = []
-
-    async def service_token(self) -> str:
-        """The current PAT."""
-        return f"pat-{self.serial}"
-
-    def drop_service_token(self, token: str) -> None:
-        """Move on to the next PAT (only once per rejected token, like the real one)."""
-        if token == f"pat-{self.serial}":
-            self.dropped.append(token)
-            self.serial += 1

@@ -17,6 +17,7 @@ from proxy.authz import Authorizer
 from proxy.config import load_settings
 from proxy.errors import KeycloakUnavailable
 from proxy.keycloak import create_session
+from proxy.keycloak_client import KeycloakClient
 from proxy.promql.scope import Holdings
 from proxy_demo.policy import DEMO_POLICY
 
@@ -66,10 +67,11 @@ async def stack() -> AsyncIterator[Stack]:
     }
     settings = load_settings(flags, {"PROXY_AUTH_CLIENT_SECRET": "prom-keycloak-proxy-secret"})
     session: aiohttp.ClientSession = create_session(settings)
-    authn = Authenticator(settings, session)
+    client = KeycloakClient(settings, session)
+    authn = Authenticator(settings, client)
     await authn.start()
     try:
-        yield Stack(emu, authn, Authorizer(settings, session, authn))
+        yield Stack(emu, authn, Authorizer(settings, client))
     finally:
         await authn.close()
         await session.close()

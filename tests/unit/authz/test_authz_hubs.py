@@ -18,6 +18,7 @@ from proxy.authn import Authenticator, Identity
 from proxy.authz.authorizer import Authorizer, HubAuthz
 from proxy.config import load_settings
 from proxy.keycloak import create_session
+from proxy.keycloak_client import KeycloakClient
 from proxy.promql.scope import Holdings
 from proxy_demo.policy import HUB_POLICIES, merged_realm
 
@@ -68,10 +69,11 @@ async def stack() -> AsyncIterator[Stack]:
     }
     settings = load_settings(flags, {"PROXY_AUTH_CLIENT_SECRET": "prom-keycloak-proxy-secret"})
     session: aiohttp.ClientSession = create_session(settings)
-    authn = Authenticator(settings, session)
+    client = KeycloakClient(settings, session)
+    authn = Authenticator(settings, client)
     await authn.start()
     try:
-        yield Stack(emu, authn, Authorizer(settings, session, authn, hubs=(MOC, INNABOX)))
+        yield Stack(emu, authn, Authorizer(settings, client, hubs=(MOC, INNABOX)))
     finally:
         await authn.close()
         await session.close()

@@ -9,10 +9,11 @@ import pytest
 from proxy.authz import Authorizer
 from proxy.errors import KeycloakUnavailable, Unauthorized
 from proxy.keycloak import create_session
+from proxy.keycloak_client import KeycloakClient
 from proxy.promql.scope import Holdings
 
 from .conftest import MakeAuthz, make_settings
-from .fake_uma import RS, UMA, FakeAuthz, Resource, StubTokens, identity
+from .fake_uma import RS, UMA, FakeAuthz, Resource, identity
 
 PROD, TEST = "nerc-ocp-prod", "nerc-ocp-test"
 CLUSTER = "HUB-moc-CLUSTER-"
@@ -241,7 +242,7 @@ async def test_unreachable_keycloak_is_unavailable(make_authz: MakeAuthz) -> Non
     """Nothing listening: 503."""
     settings = make_settings("http://127.0.0.1:1")
     async with create_session(settings) as session:
-        authz = Authorizer(settings, session, StubTokens())
+        authz = Authorizer(settings, KeycloakClient(settings, session))
         with pytest.raises(KeycloakUnavailable):
             await authz.holdings(identity("bob"), frozenset({TEST}), {})
 
@@ -255,14 +256,16 @@ async def test_protection_api_failure_is_unavailable(authz: Authorizer, fake: Fa
 
 
 async def test_rejected_pat_is_renewed_once(
-    authz: Authorizer, fake: FakeAuthz, tokens: StubTokens
+    authz: Authorizer, fake: FakeAuthz
 ) -> None:
     """A PAT the Protection API rejects is dropped and the lookup retried with a new one."""
     fake.valid_pats = {"pat-2"}
     fake.grant("bob", f"{CLUSTER}{TEST}")
     held = await authz.holdings(identity("bob"), frozenset({TEST}), {})
     assert held == Holdings(clusters=frozenset({TEST}))
-    assert tokens.dropped == ["pat-1"]
+    assert fake.pats == ["pat-1", "pat-2"]
+    held = await authz.holdings(identity("bob"), frozenset({PROD}), {})
+    assert fake.pats == ["pat-1", "pat-2"]  # the renewed PAT is reused
 
 
 async def test_concurrent_tokens_each_carry_their_own_bearer(

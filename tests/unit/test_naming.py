@@ -1,4 +1,4 @@
-"""Resource names: building, the safe-value rule, parsing back, holdings from names."""
+"""Resource names: building, the safe-value rule, parsing back, holdings, keys shared with policies."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.authz.names import Parsed, ResourceNames, is_safe
+from proxy.authz.authorizer import holdings_from
+from proxy.naming import Keys, Parsed, ResourceNames, is_safe
 from proxy.promql.scope import Holdings
 
-NAMES = ResourceNames("HUB", "moc", "CLUSTER", "PROJECT")
+NAMES = ResourceNames("moc")
 safe_values = st.from_regex(r"\A[a-z0-9]([-a-z0-9.]{0,30}[a-z0-9])?\Z")
 
 
@@ -25,7 +26,7 @@ def test_names_follow_the_go_proxy_scheme() -> None:
 
 def test_keys_are_configurable() -> None:
     """Other keywords produce other names."""
-    names = ResourceNames("H", "x", "C", "P")
+    names = ResourceNames("x", Keys("H", "C", "P"))
     assert names.project("c", "p") == "H-x-C-c-P-p"
 
 
@@ -33,7 +34,9 @@ def test_keys_are_configurable() -> None:
 def test_unusable_configuration_is_refused(part: str) -> None:
     """Keys or hub names that could break Keycloak's permission syntax are refused."""
     with pytest.raises(ValueError):
-        ResourceNames("HUB", part, "CLUSTER", "PROJECT")
+        ResourceNames(part)
+    with pytest.raises(ValueError):
+        Keys(cluster=part)
 
 
 @given(st.text(max_size=40))
@@ -68,19 +71,20 @@ def test_foreign_names_parse_to_nothing(name: str) -> None:
 
 def test_ambiguous_names_grant_nothing() -> None:
     """With lower-case keys a name readable two ways is ignored."""
-    names = ResourceNames("hub", "moc", "cluster", "project")
+    names = ResourceNames("moc", Keys("hub", "cluster", "project"))
     assert names.parse("hub-moc-cluster-a-project-b") is None
     assert names.parse("hub-moc-cluster-a") == Parsed(cluster="a")
 
 
 def test_holdings_from_names() -> None:
     """Cluster grants absorb project grants of the same cluster; hub grants are everything."""
-    held = NAMES.holdings(
+    held = holdings_from(
+        NAMES,
         ["HUB-moc-CLUSTER-a", "HUB-moc-CLUSTER-a-PROJECT-x", "HUB-moc-CLUSTER-b-PROJECT-y"]
     )
     assert held == Holdings(clusters=frozenset({"a"}), projects={"b": frozenset({"y"})})
-    assert NAMES.holdings(["HUB"]) == Holdings.everything()
-    assert NAMES.holdings(["HUB-other"]) == Holdings.nothing()
+    assert holdings_from(NAMES, ["HUB"]) == Holdings.everything()
+    assert holdings_from(NAMES, ["HUB-other"]) == Holdings.nothing()
 
 
 def test_needed_orders_hub_level_first_and_dedupes() -> None:

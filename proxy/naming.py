@@ -1,7 +1,10 @@
-"""Keycloak resource names (HUB / HUB-<hub> / …-CLUSTER-<c> / …-PROJECT-<p>) and back.
+"""Keycloak resource names, shared by the proxy and `policies` (docs/authorization.md#resources).
 
-Only Kubernetes-style label values become part of a name: `#` would inject scopes and `,`
-more names into Keycloak's `permission` parser.
+`HUB`, `HUB-<hub>`, `HUB-<hub>-CLUSTER-<cluster>`, `HUB-<hub>-CLUSTER-<cluster>-PROJECT-<project>`,
+each with the one scope `GET`; the keywords are configurable (`PROXY_HUB_KEY`,
+`PROXY_CLUSTER_KEY`, `PROXY_PROJECT_KEY`) and both sides must build the same names. Only
+Kubernetes-style label values become part of a name: `#` would inject scopes and `,` more names
+into Keycloak's `permission` parser.
 """
 
 from __future__ import annotations
@@ -9,18 +12,39 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Final
 
-from proxy.promql.scope import Holdings
-
-_SAFE = re.compile(r"[a-z0-9](?:[-a-z0-9.]*[a-z0-9])?")
-MAX_VALUE_LENGTH = 253
+SCOPE: Final = "GET"
+SAFE_NAME: Final = re.compile(r"[a-z0-9](?:[-a-z0-9.]*[a-z0-9])?")
+MAX_VALUE_LENGTH: Final = 253
 # Characters with a meaning in Keycloak's `permission=NAME#SCOPE,SCOPE` syntax or on the wire.
 _UNSAFE_IN_KEYS = re.compile(r"[#,\s]")
 
 
 def is_safe(value: str) -> bool:
     """True when a label value may become part of a resource name."""
-    return len(value) <= MAX_VALUE_LENGTH and _SAFE.fullmatch(value) is not None
+    return len(value) <= MAX_VALUE_LENGTH and SAFE_NAME.fullmatch(value) is not None
+
+
+def check_part(part: str) -> str:
+    """A keyword or hub name that cannot break the permission syntax; ValueError otherwise."""
+    if not part or _UNSAFE_IN_KEYS.search(part):
+        raise ValueError(f"unusable resource-name part {part!r}")
+    return part
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The resource-name keywords (defaults: the Go proxy's)."""
+
+    hub: str = "HUB"
+    cluster: str = "CLUSTER"
+    project: str = "PROJECT"
+
+    def __post_init__(self) -> None:
+        """Refuse keywords that could break the permission syntax."""
+        for part in (self.hub, self.cluster, self.project):
+            check_part(part)
 
 
 @dataclass(frozen=True)
@@ -34,15 +58,14 @@ class Parsed:
 class ResourceNames:
     """Build and parse the resource names of one hub."""
 
-    def __init__(self, hub_key: str, hub: str, cluster_key: str, project_key: str) -> None:
+    def __init__(self, hub: str, keys: Keys = Keys()) -> None:
         """Keys and hub come from configuration; ValueError if they could break the syntax."""
-        for part in (hub_key, hub, cluster_key, project_key):
-            if not part or _UNSAFE_IN_KEYS.search(part):
-                raise ValueError(f"unusable resource-name part {part!r}")
-        self.top = hub_key
-        self.hub = f"{hub_key}-{hub}"
-        self._cluster_prefix = f"{self.hub}-{cluster_key}-"
-        self._project_sep = f"-{project_key}-"
+        check_part(hub)
+        self.keys = keys
+        self.top = keys.hub
+        self.hub = f"{keys.hub}-{hub}"
+        self._cluster_prefix = f"{self.hub}-{keys.cluster}-"
+        self._project_sep = f"-{keys.project}-"
 
     def cluster(self, cluster: str) -> str:
         """Name of a whole cluster."""
@@ -81,20 +104,3 @@ class ResourceNames:
             start = rest.find(self._project_sep, start + 1)
         # Lower-case keys could make one name read two ways; such a name grants nothing.
         return readings[0] if len(readings) == 1 else None
-
-    def holdings(self, granted: Iterable[str]) -> Holdings:
-        """Holdings from granted names (names of this hub only)."""
-        clusters: set[str] = set()
-        projects: dict[str, set[str]] = {}
-        for name in granted:
-            parsed = self.parse(name)
-            if parsed is None:
-                continue
-            if parsed.cluster is None:
-                return Holdings.everything()
-            if parsed.project is None:
-                clusters.add(parsed.cluster)
-            else:
-                projects.setdefault(parsed.cluster, set()).add(parsed.project)
-        held = {c: frozenset(p) for c, p in projects.items() if c not in clusters}
-        return Holdings(clusters=frozenset(clusters), projects=held)
