@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from proxy import promql
 from proxy.authn.identity import Identity
-from proxy.authz.names import ResourceNames, is_safe
+from proxy.naming import ResourceNames, is_safe
 from proxy.promql.policy import Held, granted_plan
 from proxy.promql.scope import Holdings
 from proxy.promql.selectors import SelectorReach

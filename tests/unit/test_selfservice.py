@@ -6,11 +6,11 @@ import time
 
 from proxy import promql
 from proxy.authn.identity import Identity
-from proxy.authz.names import ResourceNames
+from proxy.naming import ResourceNames
 from proxy.promql.scope import Holdings, LabelModel
 from proxy.selfservice import explain_document, explain_target, whoami_document
 
-NAMES = ResourceNames("HUB", "moc", "CLUSTER", "PROJECT")
+NAMES = ResourceNames("moc")
 MODEL = LabelModel()
 LIMITS = promql.Limits()
 ALICE = Holdings(projects={"prod": frozenset({"team-a"})})
