@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import structlog
 
-from proxy import tracing
+from proxy import context, tracing
 from proxy.config import Settings
 from proxy.errors import KeycloakUnavailable
 from proxy.metrics import KEYCLOAK_ERRORS, KEYCLOAK_SECONDS, KEYCLOAK_UP
@@ -141,7 +141,9 @@ async def call(
     except (aiohttp.ClientError, OSError) as exc:
         raise _failed(name, "unreachable", f"Keycloak unreachable ({name}): {type(exc).__name__}") from exc
     finally:
-        KEYCLOAK_SECONDS.labels(name).observe(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        KEYCLOAK_SECONDS.labels(name).observe(elapsed)
+        context.add_time("keycloak", elapsed)
     KEYCLOAK_UP.set(1)
     return Reply(status, _parse_json(raw))
 

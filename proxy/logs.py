@@ -14,6 +14,8 @@ from typing import Any, TextIO
 
 import structlog
 
+from proxy import context
+
 REDACTED = "[redacted]"
 # Token-shaped text: JWTs, `Bearer …`/`Basic …` values, `authorization: …`/`cookie: …` header
 # dumps, and secret-named form or query parameters (`client_secret=…`).
@@ -112,7 +114,8 @@ def _redact_value(value: Any) -> Any:
 # caller-controlled, so not scanned. Subjects, reach and messages are scanned like anything else.
 _OWN_FIELDS = frozenset(
     {"level", "timestamp", "method", "route", "status", "decision", "duration_ms",
-     "authn_ms", "authz_ms", "upstream_ms", "keycloak_ms", "cache_hit", "worker", "trace_id"}
+     "authn_ms", "authz_ms", "upstream_ms", "keycloak_ms", "cache_hit", "worker", "trace_id",
+     "hub"}
 )
 
 
@@ -147,6 +150,17 @@ def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[s
                 event[key] = redact_text(value)
         else:
             event[key] = _redact_value(value)
+    return event
+
+
+def request_fields(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor: every line written while a request is handled carries its id and,
+    once authenticated, its subject (from the request context)."""
+    ctx = context.current()
+    if ctx is not None:
+        event.setdefault("request_id", ctx.request_id)
+        if ctx.subject is not None:
+            event.setdefault("subject", ctx.subject)
     return event
 
 
@@ -195,6 +209,7 @@ def configure(level: str = "info", fmt: str = "json", stream: TextIO | None = No
     )
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        request_fields,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,

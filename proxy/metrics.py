@@ -1,4 +1,7 @@
-"""The proxy's own Prometheus metrics (served on the metrics port); label values are bounded."""
+"""The proxy's own Prometheus metrics (served on the metrics port); label values are bounded.
+
+Metrics only count: what a request did goes on its log line through `proxy.context`, explicitly.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +9,6 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.metrics import MetricWrapperBase
-
-from proxy.timing import add_duration, note_cache
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 # process_* (CPU, memory, open fds, start time) of this worker.
@@ -62,39 +63,6 @@ class _Histogram(_Children, Histogram):
     """A Histogram with remembered children."""
 
 
-class _CacheCounter(_Counter):
-    """A counter of cache lookups that also marks the lookup on the current request's log line."""
-
-    def inc(self, amount: float = 1, exemplar: dict[str, str] | None = None) -> None:
-        """Count, and note `cache=<name>:<hit|miss>` for the request being handled."""
-        super().inc(amount, exemplar)
-        if self._labelvalues:
-            note_cache(self._labelvalues[0], self._labelvalues[1])
-
-
-class _PhaseHistogram(_Histogram):
-    """A latency histogram that also adds each observation to the request's `<phase>_ms` field."""
-
-    phase = ""
-
-    def observe(self, amount: float, exemplar: dict[str, str] | None = None) -> None:
-        """Observe, and add the time to the request being handled."""
-        super().observe(amount, exemplar)
-        add_duration(self.phase, amount)
-
-
-class _UpstreamHistogram(_PhaseHistogram):
-    """Upstream latency; each call adds to the request's `upstream_ms`."""
-
-    phase = "upstream"
-
-
-class _KeycloakHistogram(_PhaseHistogram):
-    """Keycloak latency; each call adds to the request's `keycloak_ms`."""
-
-    phase = "keycloak"
-
-
 REQUESTS = _Counter(
     "prom_keycloak_proxy_requests_total",
     "Requests answered, by route (the route table's name, never a raw path) and status code.",
@@ -134,7 +102,7 @@ DECISIONS = _Counter(
     ["outcome"],
     registry=REGISTRY,
 )
-KEYCLOAK_SECONDS = _KeycloakHistogram(
+KEYCLOAK_SECONDS = _Histogram(
     "prom_keycloak_proxy_keycloak_request_duration_seconds",
     "Keycloak call latency, by call (jwks, discovery, uma, holdings, token, introspect, resource_set).",
     ["call"],
@@ -146,19 +114,8 @@ KEYCLOAK_ERRORS = _Counter(
     ["call", "reason"],
     registry=REGISTRY,
 )
-CACHE_EVENTS = _CacheCounter(
-    "prom_keycloak_proxy_cache_events_total",
-    "Cache lookups, by cache (allow, deny, holdings, token, resource) and result (hit, miss).",
-    ["cache", "result"],
-    registry=REGISTRY,
-)
-CACHE_SIZE = _Gauge(
-    "prom_keycloak_proxy_cache_entries",
-    "Entries held, by cache.",
-    ["cache"],
-    registry=REGISTRY,
-)
-UPSTREAM_SECONDS = _UpstreamHistogram(
+# Cache events and entries are exported by proxy/caches.py (counted there, read when scraped).
+UPSTREAM_SECONDS = _Histogram(
     "prom_keycloak_proxy_upstream_request_duration_seconds",
     "Upstream latency to response headers, by status code (or error kind).",
     ["code"],

@@ -16,7 +16,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from proxy.timing import CURRENT_FIELDS
+from proxy import context
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -104,17 +104,18 @@ def middleware() -> Middleware:
             kind=SpanKind.SERVER,
             attributes=attributes,
         ) as span:
-            fields = CURRENT_FIELDS.get()
-            if fields is not None:
-                fields["trace_id"] = format(span.get_span_context().trace_id, "032x")
+            ctx = context.current()
+            if ctx is not None:
+                ctx.trace_id = format(span.get_span_context().trace_id, "032x")
             response = await handler(request)
             span.set_attribute("http.response.status_code", response.status)
             if response.status >= 500:
                 span.set_status(Status(StatusCode.ERROR))
-            if fields is not None:
-                for key in ("subject", "decision"):
-                    if key in fields:
-                        span.set_attribute(f"proxy.{key}", str(fields[key]))
+            if ctx is not None:
+                if ctx.subject is not None:
+                    span.set_attribute("proxy.subject", ctx.subject)
+                if ctx.decision is not None:
+                    span.set_attribute("proxy.decision", ctx.decision)
             return response
 
     return traced

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
+import json
 import ssl
 import time
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import aiohttp
@@ -17,7 +21,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from proxy import errors, metrics, tracing
+from proxy import context, errors, metrics, tracing
 from proxy.config import Settings
 from proxy.hubs import Hub, UpstreamTarget, hubs_of
 
@@ -46,6 +50,8 @@ PASSED_RESPONSE_HEADERS = (
 # The upstream refusing the proxy's own credentials is the proxy's fault, not the caller's.
 CREDENTIAL_STATUSES = frozenset({401, 403, 407})
 CHUNK = 64 * 1024
+# Answers the proxy filters (rules, alerts, metadata) are read whole, up to this size.
+FILTERED_BODY_LIMIT = 64 * 1024 * 1024
 # The value last given to the (process-wide) UPSTREAM_UP gauge: set only on a change, not under
 # the gauge's lock on every request.
 _up_state: list[float] = [-1.0]
@@ -240,22 +246,57 @@ class Upstream:
                 server_hostname=self._target.server_name,
             )
         except TimeoutError as exc:
-            metrics.UPSTREAM_SECONDS.labels("timeout").observe(time.perf_counter() - started)
+            _observe("timeout", started)
             raise errors.UpstreamTimeout("upstream did not answer in time") from exc
         except (aiohttp.ClientError, OSError, ssl.SSLError) as exc:
             _set_up(0.0)
-            metrics.UPSTREAM_SECONDS.labels("error").observe(time.perf_counter() - started)
+            _observe("error", started)
             log.warning(
                 "upstream_unreachable", hub=self.hub.name, error=type(exc).__name__, detail=str(exc)[:200]
             )
             raise errors.UpstreamUnavailable("upstream is unreachable") from exc
         _set_up(1.0)
-        metrics.UPSTREAM_SECONDS.labels(str(response.status)).observe(time.perf_counter() - started)
+        _observe(str(response.status), started)
         if response.status in CREDENTIAL_STATUSES:
             response.release()
             log.error("upstream_refused_proxy_credentials", hub=self.hub.name, status=response.status)
             raise errors.UpstreamUnavailable(f"upstream refused the proxy's credentials ({response.status})")
         return response
+
+    def json_headers(self, request: web.Request) -> CIMultiDict[str]:
+        """Headers for an answer the proxy decodes itself: gzip or identity, nothing else."""
+        headers = self.headers_for(request, False)
+        headers.popall("Accept-Encoding", None)
+        headers["Accept-Encoding"] = "gzip"
+        return headers
+
+    async def fetch_json(self, request: web.Request, built: UpstreamRequest) -> tuple[int, Any]:
+        """Send `built` and return (status, decoded JSON body); 502 when the body is not JSON."""
+        response = await self.send(built, self.json_headers(request))
+        status, encoding = response.status, response.headers.get("Content-Encoding", "")
+        raw = await read_bounded(response, FILTERED_BODY_LIMIT)
+        return status, decode_json(raw, encoding.lower())
+
+
+def _observe(code: str, started: float) -> None:
+    """Count one upstream call's latency and add it to the request's `upstream_ms`."""
+    elapsed = time.perf_counter() - started
+    metrics.UPSTREAM_SECONDS.labels(code).observe(elapsed)
+    context.add_time("upstream", elapsed)
+
+
+def decode_json(raw: bytes, encoding: str) -> Any:
+    """Decode a (possibly gzip/deflate) upstream JSON body; 502 when it is not JSON."""
+    try:
+        if encoding == "gzip":
+            raw = gzip.decompress(raw)
+        elif encoding == "deflate":
+            raw = zlib.decompress(raw)
+        elif encoding not in ("", "identity"):
+            raise ValueError(encoding)
+        return json.loads(raw)
+    except (OSError, ValueError, zlib.error) as exc:
+        raise errors.UpstreamUnavailable("upstream answer could not be decoded") from exc
 
 
 def response_headers(response: aiohttp.ClientResponse) -> CIMultiDict[str]:
@@ -267,13 +308,9 @@ def response_headers(response: aiohttp.ClientResponse) -> CIMultiDict[str]:
     return out
 
 
-async def stream(
-    request: web.Request, response: aiohttp.ClientResponse, extra: CIMultiDict[str] | None = None
-) -> web.StreamResponse:
+async def stream(request: web.Request, response: aiohttp.ClientResponse) -> web.StreamResponse:
     """Stream an upstream response to the caller chunk by chunk (no whole-body buffering)."""
     out = web.StreamResponse(status=response.status, headers=response_headers(response))
-    if extra:
-        out.headers.update(extra)
     if response.content_length is not None:
         out.content_length = response.content_length
     try:

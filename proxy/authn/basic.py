@@ -19,12 +19,12 @@ from dataclasses import dataclass
 import structlog
 from cachetools import TLRUCache
 
+from proxy import caches
 from proxy.authn.identity import Identity, TokenRejected
 from proxy.authn.ratelimit import GuessGuard
 from proxy.errors import TooManyRequests
 from proxy.keycloak import unexpected
 from proxy.keycloak_client import KeycloakClient, minted, reuse_until
-from proxy.metrics import CACHE_EVENTS, CACHE_SIZE
 from proxy.singleflight import SingleFlight
 
 log = structlog.get_logger(__name__)
@@ -99,9 +99,9 @@ class BasicMinter:
         key = credentials_key(client_id, secret)
         held = self._tokens.get(key)
         if held is not None:
-            CACHE_EVENTS.labels("token", "hit").inc()
+            caches.TOKEN.lookup(True)
             return held.identity
-        CACHE_EVENTS.labels("token", "miss").inc()
+        caches.TOKEN.lookup(False)
         failure = self._guard.remembered_failure(key)
         if failure is not None:
             raise TokenRejected(failure)
@@ -136,7 +136,7 @@ class BasicMinter:
         identity = _as_client(identity, client_id)
         self._guard.minted(key)
         self._tokens[key] = _Held(identity, reuse_until(self._clock(), self._mono_exp(identity)))
-        CACHE_SIZE.labels("basic").set(len(self._tokens))
+        caches.BASIC.entries = len(self._tokens)
         return identity
 
     def _mono_exp(self, identity: Identity) -> float:

@@ -11,10 +11,10 @@ from typing import Any
 import jwt
 from cachetools import TLRUCache
 
+from proxy import caches
 from proxy.authn.identity import Identity, TokenRejected, identity_from_claims, token_hash
 from proxy.authn.jwks import KeyStore, VerifyKey
 from proxy.errors import KeycloakUnavailable
-from proxy.metrics import CACHE_EVENTS, CACHE_SIZE
 
 MAX_TOKEN_BYTES = 16 * 1024
 NBF_LEEWAY = 30.0
@@ -62,7 +62,7 @@ class BearerVerifier:
             return None
         hit = self._cache.get(token_hash(token))
         if hit is not None:
-            CACHE_EVENTS.labels("token", "hit").inc()
+            caches.TOKEN.lookup(True)
         return hit
 
     async def verify(self, token: str) -> Identity:
@@ -72,13 +72,13 @@ class BearerVerifier:
         digest = token_hash(token)
         cached = self._cache.get(digest)
         if cached is not None:
-            CACHE_EVENTS.labels("token", "hit").inc()
+            caches.TOKEN.lookup(True)
             return cached
-        CACHE_EVENTS.labels("token", "miss").inc()
+        caches.TOKEN.lookup(False)
         claims = await self._claims(token)
         identity = identity_from_claims(token, digest, claims)
         self._cache[digest] = identity
-        CACHE_SIZE.labels("token").set(len(self._cache))
+        caches.TOKEN.entries = len(self._cache)
         return identity
 
     async def _claims(self, token: str) -> dict[str, Any]:

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 from cachetools import TLRUCache
 
+from proxy import caches
 from proxy.authn.identity import Identity, TokenRejected
 from proxy.keycloak import unexpected
 from proxy.keycloak_client import KeycloakClient
-from proxy.metrics import CACHE_EVENTS
 from proxy.singleflight import SingleFlight
 
 INTROSPECT_TTL = 30.0
@@ -46,7 +46,7 @@ class Introspector:
     async def check(self, identity: Identity) -> None:
         """Return if the token is active; TokenRejected if Keycloak says it is not."""
         answer = self._answers.get(identity.token_hash)
-        CACHE_EVENTS.labels("introspect", "miss" if answer is None else "hit").inc()
+        caches.INTROSPECT.lookup(answer is not None)
         if answer is None:
             answer = await self._flight.do(identity.token_hash, lambda: self._ask(identity))
         if not answer.active:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from cachetools import TLRUCache
 
-from proxy.metrics import CACHE_EVENTS, CACHE_SIZE
+from proxy import caches
 from proxy.promql.scope import Holdings
 
 # (token hash, (hub, sorted names asked)); (HOLDINGS + hub) for a hub's share of the holdings call
@@ -47,9 +47,9 @@ class DecisionCache:
         for granted, cache in self._caches.items():
             decision = cache.get(key)
             if decision is not None:
-                CACHE_EVENTS.labels(_label(key, granted), "hit").inc()
+                _stats(key, granted).lookup(True)
                 return decision.holdings
-        CACHE_EVENTS.labels(_label(key, True), "miss").inc()
+        _stats(key, True).lookup(False)
         return None
 
     def put(self, key: Key, holdings: Holdings, token_exp: float) -> None:
@@ -58,11 +58,11 @@ class DecisionCache:
         until = min(self._clock() + self._ttl[granted], token_exp)
         cache = self._caches[granted]
         cache[key] = _Decision(holdings, until)
-        CACHE_SIZE.labels("allow" if granted else "deny").set(len(cache))
+        (caches.ALLOW if granted else caches.DENY).entries = len(cache)
 
 
-def _label(key: Key, granted: bool) -> str:
-    """Metric label of a lookup."""
+def _stats(key: Key, granted: bool) -> caches.CacheStats:
+    """The cache a lookup counts under."""
     if key[1][: len(HOLDINGS)] == HOLDINGS:
-        return "holdings"
-    return "allow" if granted else "deny"
+        return caches.HOLDINGS
+    return caches.ALLOW if granted else caches.DENY

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import structlog
 from cachetools import TLRUCache
 
+from proxy import caches
 from proxy.keycloak import Reply, unexpected
 from proxy.keycloak_client import KeycloakClient
-from proxy.metrics import CACHE_EVENTS, CACHE_SIZE
 from proxy.naming import SCOPE
 from proxy.singleflight import SingleFlight
 
@@ -65,7 +65,7 @@ class ResourceResolver:
         missing: list[str] = []
         for name in dict.fromkeys(names):
             entry = self._cache.get(name)
-            CACHE_EVENTS.labels("resource", "miss" if entry is None else "hit").inc()
+            caches.RESOURCE.lookup(entry is not None)
             if entry is None:
                 missing.append(name)
             elif entry.rsid is not None:
@@ -90,7 +90,7 @@ class ResourceResolver:
         rsid = self._interpret(name, reply)
         ttl = KNOWN_TTL if rsid is not None else UNKNOWN_TTL
         self._cache[name] = _Entry(rsid, self._clock() + ttl)
-        CACHE_SIZE.labels("resource").set(len(self._cache))
+        caches.RESOURCE.entries = len(self._cache)
         return rsid
 
     async def _ask(self, name: str) -> Reply:

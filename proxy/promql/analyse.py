@@ -36,6 +36,11 @@ class Analysis:
     limits: Limits
     # identity of the inputs (kind, texts, limits, model) for caches keyed by analysis
     key: Hashable | None = field(default=None, compare=False, repr=False)
+    # computed once with the analysis (analyses are cached and shared by repeated requests)
+    _reach: Reach = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_reach", reach_of_selectors(self.selectors))
 
     @property
     def has_selectors(self) -> bool:
@@ -44,22 +49,27 @@ class Analysis:
 
     def reach(self) -> Reach:
         """Union of finite cluster/project values; unbounded if any selector's clusters are."""
-        bounded = True
-        clusters: set[str] = set()
-        projects: dict[str, set[str]] = {}
-        for sel in self.selectors:
-            if sel.clusters is None or "" in sel.clusters:
-                bounded = False
-                continue
-            clusters |= sel.clusters
-            values = set().union(*(p for p in sel.projects if p is not None)) - {""}
-            for cluster in sel.clusters:
-                projects.setdefault(cluster, set()).update(values)
-        return Reach(
-            bounded,
-            frozenset(clusters),
-            MappingProxyType({c: frozenset(v) for c, v in projects.items()}),
-        )
+        return self._reach
+
+
+def reach_of_selectors(selectors: Sequence[SelectorReach]) -> Reach:
+    """Union of the selectors' finite cluster/project values; unbounded if any selector's are."""
+    bounded = True
+    clusters: set[str] = set()
+    projects: dict[str, set[str]] = {}
+    for sel in selectors:
+        if sel.clusters is None or "" in sel.clusters:
+            bounded = False
+            continue
+        clusters |= sel.clusters
+        values = set().union(*(p for p in sel.projects if p is not None)) - {""}
+        for cluster in sel.clusters:
+            projects.setdefault(cluster, set()).update(values)
+    return Reach(
+        bounded,
+        frozenset(clusters),
+        MappingProxyType({c: frozenset(v) for c, v in projects.items()}),
+    )
 
 
 # Whole guard+parse+analyse results by (kind, text(s), limits, model): Grafana re-sends the same

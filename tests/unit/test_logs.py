@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -11,8 +12,8 @@ from typing import Any
 import pytest
 import structlog
 
-from proxy import logs, metrics
-from proxy.timing import CURRENT_FIELDS, add_duration, note_cache, note_current, timed
+from proxy import caches, context, logs, metrics
+from proxy.context import RequestContext
 from tests.support.logscan import LogScan
 
 JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXBhcnQ"
@@ -136,43 +137,74 @@ def test_taps_see_every_line(out: io.StringIO) -> None:
     assert len(seen) == 1 and '"one"' in seen[0]
 
 
-def test_timed_and_notes_fill_the_current_request_fields() -> None:
-    """Phase timers sum repeats; cache notes keep a miss; outside a request nothing happens."""
-    fields: dict[str, Any] = {}
-    token = CURRENT_FIELDS.set(fields)
+@contextlib.contextmanager
+def _in_request(ctx: RequestContext) -> Iterator[RequestContext]:
+    """Run the caller's block as if `ctx` were the current request's context."""
+    token = context._CURRENT.set(ctx)
     try:
-        with timed(None, "authn"):  # type: ignore[arg-type]
-            pass
-        with timed(None, "authn"):  # type: ignore[arg-type]
-            pass
-        add_duration("upstream", 0.25)
-        add_duration("upstream", 0.5)
-        note_cache("allow", "miss")
-        note_cache("allow", "hit")
-        note_cache("token", "hit")
-        note_current(subject="alice")
+        yield ctx
     finally:
-        CURRENT_FIELDS.reset(token)
+        context._CURRENT.reset(token)
+
+
+def test_phases_and_caches_fill_the_request_context() -> None:
+    """Phase timers sum repeats; a cache miss sticks; outside a request nothing happens."""
+    ctx = RequestContext("rid", "GET", "query", "hub-a")
+    with _in_request(ctx):
+        with ctx.phase("authn"):
+            pass
+        with ctx.phase("authn"):
+            pass
+        context.add_time("upstream", 0.25)
+        context.add_time("upstream", 0.5)
+        context.note_cache("allow", False)
+        context.note_cache("allow", True)
+        context.note_cache("token", True)
+        ctx.subject = "alice"
+    fields = ctx.log_fields()
     assert fields["authn_ms"] >= 0
     assert fields["upstream_ms"] == 750.0
     assert (fields["cache_allow"], fields["cache_token"], fields["cache_hit"]) == ("miss", "hit", False)
-    assert fields["subject"] == "alice"
-    note_current(subject="nobody")  # no request: a no-op
+    assert (fields["subject"], fields["hub"]) == ("alice", "hub-a")
+    context.add_time("upstream", 1.0)  # no request: a no-op
+    assert context.current() is None and ctx.log_fields()["upstream_ms"] == 750.0
 
 
-def test_metrics_note_cache_results_and_call_durations() -> None:
-    """Cache counters and Keycloak/upstream histograms also annotate the current request."""
-    fields: dict[str, Any] = {}
-    token = CURRENT_FIELDS.set(fields)
-    try:
-        metrics.CACHE_EVENTS.labels("token", "hit").inc()
+def test_metrics_have_no_side_effects_and_caches_note_explicitly() -> None:
+    """Observing a histogram writes nothing on the log line; a logged cache's lookup does."""
+    ctx = RequestContext("rid", "GET", "query", "hub-a")
+    before = caches.TOKEN.hits
+    with _in_request(ctx):
         metrics.KEYCLOAK_SECONDS.labels("uma").observe(0.002)
         metrics.UPSTREAM_SECONDS.labels("200").observe(0.001)
-    finally:
-        CURRENT_FIELDS.reset(token)
+        caches.TOKEN.lookup(True)
+        caches.ANALYSIS.lookup(False)  # not a logged cache: counted only
+    fields = ctx.log_fields()
+    assert "keycloak_ms" not in fields and "upstream_ms" not in fields
     assert (fields["cache_token"], fields["cache_hit"]) == ("hit", True)
-    assert fields["keycloak_ms"] == 2.0
-    assert fields["upstream_ms"] == 1.0
+    assert caches.TOKEN.hits == before + 1
+
+
+def test_cache_counts_are_exported_when_scraped() -> None:
+    """Every declared cache appears in the events and entries families."""
+    caches.RESOURCE.lookup(False)
+    value = metrics.REGISTRY.get_sample_value(
+        "prom_keycloak_proxy_cache_events_total", {"cache": "resource", "result": "miss"}
+    )
+    assert value is not None and value >= 1
+    for name in caches.CACHES:
+        sample = metrics.REGISTRY.get_sample_value("prom_keycloak_proxy_cache_entries", {"cache": name})
+        assert sample is not None
+
+
+def test_lines_logged_during_a_request_carry_its_id_and_subject() -> None:
+    """The request_fields processor adds the current request's id and subject to any line."""
+    ctx = RequestContext("rid-7", "GET", "query", "hub-a", subject="alice")
+    event: dict[str, Any] = {"event": "x"}
+    with _in_request(ctx):
+        logs.request_fields(None, "info", event)
+    assert (event["request_id"], event["subject"]) == ("rid-7", "alice")
+    assert logs.request_fields(None, "info", {"event": "y"}) == {"event": "y"}
 
 
 def test_log_scan_flags_leaks_and_passes_clean_lines() -> None:

@@ -1,0 +1,149 @@
+"""Every cache on the request path, in one list: what it holds, its bound, and its hit/miss counts.
+
+Counts are plain integers bumped by the cache's owner (`stats.lookup(hit)`) or read from the
+cache itself (functools' `cache_info`, the PromQL analysis cache's counters); they are exported
+when `/metrics` is scraped as `prom_keycloak_proxy_cache_events_total{cache,result}` and
+`prom_keycloak_proxy_cache_entries{cache}`, so a lookup costs no metric call. Caches whose outcome
+tells an operator why a request was fast or slow (authentication and authorization) are also
+noted on the request's log line (`cache_<name>`, `cache_hit`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from cachetools import TLRUCache
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from proxy import context, metrics
+from proxy.promql import parse as _parse
+from proxy.promql.analyse import ANALYSIS_CACHE
+
+
+@dataclass(eq=False, slots=True)
+class CacheStats:
+    """Hit/miss counts and size of one request-path cache."""
+
+    name: str
+    bound: str
+    logged: bool = False
+    hits: int = 0
+    misses: int = 0
+    entries: int = 0
+    # For caches that count themselves: () -> (hits, misses, entries), read at scrape time.
+    source: Callable[[], tuple[int, int, int]] | None = None
+
+    def lookup(self, hit: bool) -> None:
+        """Count one lookup (and note it on the request's log line for logged caches)."""
+        if hit:
+            self.hits += 1
+        else:
+            self.misses += 1
+        if self.logged:
+            context.note_cache(self.name, hit)
+
+    def counts(self) -> tuple[int, int, int]:
+        """(hits, misses, entries) now."""
+        return self.source() if self.source is not None else (self.hits, self.misses, self.entries)
+
+
+CACHES: dict[str, CacheStats] = {}
+
+
+def _declare(name: str, bound: str, *, logged: bool = False) -> CacheStats:
+    stats = CACHES[name] = CacheStats(name, bound, logged)
+    return stats
+
+
+# Authentication (docs/operations.md): verified bearer tokens and Basic-minted tokens by token
+# hash, 10,000 entries each, never past the token's `exp`.
+TOKEN = _declare("token", "10,000 tokens per verifier/minter, until the token's exp", logged=True)
+BASIC = _declare("basic", "10,000 minted tokens (entries only; lookups count as token)")
+INTROSPECT = _declare("introspect", "10,000 answers, at most 30 s", logged=True)
+# Authorization: resource name -> id, and decisions by (token hash, names).
+RESOURCE = _declare("resource", "PROXY_AUTHZ_CACHE_SIZE names", logged=True)
+ALLOW = _declare("allow", "PROXY_AUTHZ_CACHE_SIZE answers, PROXY_AUTHZ_CACHE_TTL", logged=True)
+DENY = _declare("deny", "PROXY_AUTHZ_CACHE_SIZE answers, PROXY_AUTHZ_DENY_CACHE_TTL", logged=True)
+HOLDINGS = _declare("holdings", "shares the allow/deny caches' bounds", logged=True)
+METRIC_NAMES = _declare(
+    "metric_names", "10,000 callers' visible metric names, PROXY_AUTHZ_CACHE_TTL", logged=True
+)
+# PromQL: whole analyses (guard + parse + selectors) and parse trees, by query text.
+ANALYSIS = _declare("analysis", "4,096 analyses and 4 MiB of query text")
+ANALYSIS.source = lambda: (ANALYSIS_CACHE.hits, ANALYSIS_CACHE.misses, len(ANALYSIS_CACHE))
+PARSE = _declare("parse", "2,048 parse trees")
+
+
+def _parse_counts() -> tuple[int, int, int]:
+    info = _parse._parse_checked.cache_info()
+    return info.hits, info.misses, info.currsize
+
+
+PARSE.source = _parse_counts
+
+
+class MetricNames:
+    """Metric names visible to a caller (None: all), by token hash, until the caller's grant
+    could have changed (the decision TTL) and never past the token's expiry."""
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self, ttl: float, clock: Callable[[], float] = time.time) -> None:
+        """Entries live `ttl` seconds at most."""
+        self._ttl = ttl
+        self._clock = clock
+        self._cache: TLRUCache[str, tuple[float, frozenset[str] | None]] = TLRUCache(
+            self.MAX_ENTRIES, ttu=lambda _k, v, _now: v[0], timer=clock
+        )
+
+    def get(self, token_hash: str) -> tuple[bool, frozenset[str] | None]:
+        """(found, names) for a caller."""
+        hit = self._cache.get(token_hash)
+        METRIC_NAMES.lookup(hit is not None)
+        return (True, hit[1]) if hit is not None else (False, None)
+
+    def put(self, token_hash: str, names: frozenset[str] | None, token_exp: float) -> None:
+        """Remember a caller's names for the TTL, never past `token_exp`."""
+        now = self._clock()
+        until = min(now + self._ttl, token_exp)
+        if until > now:
+            self._cache[token_hash] = (until, names)
+        METRIC_NAMES.entries = len(self._cache)
+
+
+class _Collector(Collector):
+    """Exports every declared cache's counts when scraped."""
+
+    def collect(self) -> Iterator[Metric]:
+        """The cache events and entries families."""
+        events = CounterMetricFamily(
+            "prom_keycloak_proxy_cache_events",
+            "Cache lookups, by cache (the list in proxy/caches.py) and result (hit, miss).",
+            labels=["cache", "result"],
+        )
+        entries = GaugeMetricFamily(
+            "prom_keycloak_proxy_cache_entries", "Entries held, by cache.", labels=["cache"]
+        )
+        for stats in CACHES.values():
+            hits, misses, size = stats.counts()
+            events.add_metric([stats.name, "hit"], hits)
+            events.add_metric([stats.name, "miss"], misses)
+            entries.add_metric([stats.name], size)
+        yield events
+        yield entries
+
+    def describe(self) -> Iterator[Metric]:
+        """Nothing to describe ahead of time (the registry then calls `collect`)."""
+        return iter(())
+
+
+metrics.REGISTRY.register(_Collector())
+
+
+def describe() -> list[dict[str, Any]]:
+    """The cache list as data (name, bound, logged), e.g. for documentation checks."""
+    return [{"name": s.name, "bound": s.bound, "logged": s.logged} for s in CACHES.values()]
