@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource
 from proxy import settings_sources as sources
 from proxy.durations import parse_duration
 from proxy.hubs import HubConfig, check_url, hub_problems, hub_warnings
+from proxy.naming import check_part
 from proxy.settings_sources import (
     ENV_PREFIX,
     ConfigError,
@@ -36,6 +37,8 @@ def _readable(path: Path | None) -> Path | None:
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 CsvList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(sources.split_csv)]
+# Resource-name keywords shared with `policies` (proxy/naming.py); `#`, `,` or blanks break names.
+NameKey = Annotated[str, AfterValidator(check_part)]
 ReadableFile = Annotated[Path | None, AfterValidator(_readable)]
 
 
@@ -120,9 +123,9 @@ class Settings(BaseSettings):
     default_hub: str | None = Field(
         None, description="the hub /api/v1/… serves (YAML only)", json_schema_extra={"yaml_only": True}
     )
-    hub_key: str = Field("HUB", description="resource-name keyword for hubs")
-    cluster_key: str = Field("CLUSTER", description="resource-name keyword for clusters")
-    project_key: str = Field("PROJECT", description="resource-name keyword for projects")
+    hub_key: NameKey = Field("HUB", description="resource-name keyword for hubs")
+    cluster_key: NameKey = Field("CLUSTER", description="resource-name keyword for clusters")
+    project_key: NameKey = Field("PROJECT", description="resource-name keyword for projects")
     cluster_label: str = Field("cluster", description="series label naming the cluster")
     project_labels: CsvList = Field(
         ("namespace", "exported_namespace"),

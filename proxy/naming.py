@@ -47,6 +47,9 @@ class Keys:
             check_part(part)
 
 
+DEFAULT_KEYS: Final = Keys()
+
+
 @dataclass(frozen=True)
 class Parsed:
     """What a resource name grants: the hub (`cluster` None), a cluster, or one project."""
@@ -58,7 +61,7 @@ class Parsed:
 class ResourceNames:
     """Build and parse the resource names of one hub."""
 
-    def __init__(self, hub: str, keys: Keys = Keys()) -> None:
+    def __init__(self, hub: str, keys: Keys = DEFAULT_KEYS) -> None:
         """Keys and hub come from configuration; ValueError if they could break the syntax."""
         check_part(hub)
         self.keys = keys

@@ -13,6 +13,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from proxy.naming import DEFAULT_KEYS, Keys
 from proxy.policies import names
 from proxy.policies.lengths import length_problems
 from proxy.policies.model import AccessModel, build
@@ -30,7 +31,7 @@ def schema() -> dict[str, Any]:
     return loaded
 
 
-def check_text(text: str, file: str) -> tuple[AccessModel | None, list[Problem]]:
+def check_text(text: str, file: str, keys: Keys = DEFAULT_KEYS) -> tuple[AccessModel | None, list[Problem]]:
     """Check one file's text; the model is returned only when there is no error."""
     try:
         doc = load_located(text)
@@ -41,15 +42,15 @@ def check_text(text: str, file: str) -> tuple[AccessModel | None, list[Problem]]
     problems += _schema_problems(doc, file)
     if problems:
         return None, sorted(problems)
-    model = build(doc.data)
+    model = build(doc.data, keys)
     problems = sorted(_semantic(model, doc, file))
     has_error = any(p.severity == "error" for p in problems)
     return (None if has_error else model), problems
 
 
-def check_file(path: Path) -> tuple[AccessModel | None, list[Problem]]:
+def check_file(path: Path, keys: Keys = DEFAULT_KEYS) -> tuple[AccessModel | None, list[Problem]]:
     """Check one file on disk."""
-    return check_text(path.read_text(encoding="utf-8"), str(path))
+    return check_text(path.read_text(encoding="utf-8"), str(path), keys)
 
 
 def _schema_problems(doc: LocatedDocument, file: str) -> list[Problem]:

@@ -9,6 +9,7 @@ import os
 import sys
 from pathlib import Path
 
+from proxy.naming import DEFAULT_KEYS, Keys
 from proxy.policies.apply import apply
 from proxy.policies.checks import check_file
 from proxy.policies.gateway import Gateway, connect
@@ -16,6 +17,14 @@ from proxy.policies.loader import load
 from proxy.policies.model import AccessModel
 from proxy.policies.problems import PolicyFileError
 from proxy.policies.realm_json import realm_import
+from proxy.settings_sources import env_name, flag_name
+
+# The proxy's resource-name keywords: the same variables, so both sides name resources alike.
+KEY_FIELDS = (
+    ("hub_key", DEFAULT_KEYS.hub),
+    ("cluster_key", DEFAULT_KEYS.cluster),
+    ("project_key", DEFAULT_KEYS.project),
+)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -24,18 +33,25 @@ def parser() -> argparse.ArgumentParser:
         prog="prom-keycloak-proxy policies", description="Check, apply and export the access model."
     )
     sub = p.add_subparsers(dest="command", required=True)
-    v = sub.add_parser("validate", help="schema and semantic checks, every problem with file:line")
+    keys = _keys_options()
+    v = sub.add_parser(
+        "validate", help="schema and semantic checks, every problem with file:line", parents=[keys]
+    )
     v.add_argument("files", nargs="+", type=Path)
-    a = sub.add_parser("apply", help="create/update the resources, policies and permissions")
+    a = sub.add_parser(
+        "apply", help="create/update the resources, policies and permissions", parents=[keys]
+    )
     a.add_argument("file", type=Path)
     a.add_argument("--dry-run", action="store_true", help="print the changes, make none")
     a.add_argument("--adopt", action="store_true", help="take over same-named unmarked objects")
     a.add_argument("--prune", action="store_true", help="delete marked objects the file no longer names")
     _connection(a)
-    e = sub.add_parser("export", help="realm-import JSON for the Keycloak operator")
+    e = sub.add_parser("export", help="realm-import JSON for the Keycloak operator", parents=[keys])
     e.add_argument("file", type=Path)
     e.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
-    r = sub.add_parser("report", help="who holds what, since and until when (file or --live)")
+    r = sub.add_parser(
+        "report", help="who holds what, since and until when (file or --live)", parents=[keys]
+    )
     r.add_argument("file", type=Path)
     r.add_argument("--live", action="store_true", help="read the realm (read-only) and show drift")
     r.add_argument("--by", choices=("project", "person"), default="project")
@@ -43,6 +59,24 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--portal-groups", action="store_true", help="also list the portal's per-resource groups")
     _connection(r)
     return p
+
+
+def _keys_options() -> argparse.ArgumentParser:
+    """`--hub-key`, `--cluster-key`, `--project-key`, defaulting to the proxy's environment."""
+    common = argparse.ArgumentParser(add_help=False)
+    for field, default in KEY_FIELDS:
+        common.add_argument(
+            flag_name(field),
+            default=os.environ.get(env_name(field)) or default,
+            help=f"resource-name keyword, as the proxy's {env_name(field)} (default: that variable, "
+            f"else {default})",
+        )
+    return common
+
+
+def keys_of(args: argparse.Namespace) -> Keys:
+    """The keywords the command line (or the proxy's environment) asks for."""
+    return Keys(args.hub_key, args.cluster_key, args.project_key)
 
 
 def _connection(sp: argparse.ArgumentParser) -> None:
@@ -71,9 +105,14 @@ def main(argv: list[str]) -> int:
     """Run one `policies` subcommand; 0 ok, 1 problems found or apply failed, 2 usage."""
     args = parser().parse_args(argv)
     try:
+        keys = keys_of(args)
+    except ValueError as exc:
+        print(f"policies: {exc}", file=sys.stderr)
+        return 2
+    try:
         if args.command == "validate":
-            return _validate(args.files)
-        model = load(args.file)
+            return _validate(args.files, keys)
+        model = load(args.file, keys)
     except PolicyFileError as exc:
         print(exc, file=sys.stderr)
         return 1
@@ -86,10 +125,10 @@ def main(argv: list[str]) -> int:
     return _apply(model, args)
 
 
-def _validate(files: list[Path]) -> int:
+def _validate(files: list[Path], keys: Keys) -> int:
     errors = warnings = 0
     for path in files:
-        _, problems = check_file(path)
+        _, problems = check_file(path, keys)
         for problem in problems:
             print(problem)
         errors += sum(p.severity == "error" for p in problems)

@@ -6,6 +6,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from proxy.naming import DEFAULT_KEYS, Keys, ResourceNames
 from proxy.policies import names
 from proxy.policies.window import UNBOUNDED, Window, WindowError, window
 
@@ -96,22 +97,31 @@ class AccessModel:
     # How `from`/`until` are read, and the Keycloak server's zone its time policies are read in.
     time_zone: str = "UTC"
     keycloak_time_zone: str = "UTC"
+    # The resource-name keywords; the proxy must be configured with the same (docs/policies.md).
+    keys: Keys = DEFAULT_KEYS
+
+    @property
+    def resources(self) -> ResourceNames:
+        """Resource names of this file's hub, built exactly as the proxy builds them."""
+        return ResourceNames(self.hub, self.keys)
 
     def resource_names(self) -> list[str]:
         """Every resource name the realm needs, hub first, in a stable order."""
-        out = [names.TOP_HUB] if self.hub_resource else []
-        out.append(names.hub_resource(self.hub))
-        out += [names.cluster_resource(self.hub, c.name) for c in self.clusters]
-        out += [names.project_resource(self.hub, c.name, p) for c in self.clusters for p in c.projects]
+        r = self.resources
+        out = [r.top] if self.hub_resource else []
+        out.append(r.hub)
+        out += [r.cluster(c.name) for c in self.clusters]
+        out += [r.project(c.name, p) for c in self.clusters for p in c.projects]
         return out
 
     def grant_resources(self, grant: Grant) -> list[str]:
         """The resource names one grant covers directly."""
-        out = [names.TOP_HUB] if grant.all_hubs else []
+        r = self.resources
+        out = [r.top] if grant.all_hubs else []
         if grant.hub:
-            out.append(names.hub_resource(self.hub))
-        out += [names.cluster_resource(self.hub, c) for c in grant.clusters]
-        out += [names.project_resource(self.hub, c, p) for c, p in grant.projects]
+            out.append(r.hub)
+        out += [r.cluster(c) for c in grant.clusters]
+        out += [r.project(c, p) for c, p in grant.projects]
         return out
 
     def grantees(self) -> list[Grantee]:
@@ -143,10 +153,11 @@ class AccessModel:
                     yield resource, grantee, tuple(dict.fromkeys(windows))
 
 
-def build(data: Mapping[str, Any]) -> AccessModel:
+def build(data: Mapping[str, Any], keys: Keys = DEFAULT_KEYS) -> AccessModel:
     """Build the model from schema-valid plain data (see `loader.load` for the checked path)."""
     rs = data["resource_server"]
     return AccessModel(
+        keys=keys,
         realm=data["realm"],
         hub=data["hub"],
         resource_server=ResourceServer(

@@ -1,11 +1,15 @@
-"""Keycloak object names shared with the Go proxy and the telemetry portal (SPEC §4.1, §7)."""
+"""Keycloak object names shared with the Go proxy and the telemetry portal (docs/policies.md).
+
+Resource names themselves come from `proxy.naming`, the module the proxy uses too, so both
+follow the same `PROXY_HUB_KEY` / `PROXY_CLUSTER_KEY` / `PROXY_PROJECT_KEY`.
+"""
 
 from __future__ import annotations
 
 from typing import Final
 
-SCOPE: Final = "GET"
-TOP_HUB: Final = "HUB"
+from proxy.naming import SCOPE
+
 MANAGED_BY_KEY: Final = "managed-by"
 MANAGED_BY_VALUE: Final = "prom-keycloak-proxy"
 DESCRIPTION_PREFIX: Final = "[managed-by: prom-keycloak-proxy]"
@@ -13,21 +17,6 @@ DESCRIPTION_PREFIX: Final = "[managed-by: prom-keycloak-proxy]"
 # longer value makes the admin API answer 500 (`jpa-changelog-authz-2.0.0.xml`).
 MAX_NAME_LENGTH: Final = 255
 _ELLIPSIS: Final = "…"
-
-
-def hub_resource(hub: str) -> str:
-    """Name of the resource granting everything on one hub."""
-    return f"HUB-{hub}"
-
-
-def cluster_resource(hub: str, cluster: str) -> str:
-    """Name of the resource granting every namespace of one cluster."""
-    return f"HUB-{hub}-CLUSTER-{cluster}"
-
-
-def project_resource(hub: str, cluster: str, project: str) -> str:
-    """Name of the resource granting one namespace of one cluster."""
-    return f"HUB-{hub}-CLUSTER-{cluster}-PROJECT-{project}"
 
 
 def portal_group(resource: str) -> str:
@@ -62,3 +51,11 @@ def described(text: str) -> str:
 def is_marked_description(description: str | None) -> bool:
     """Whether a policy or permission description says `apply` created it."""
     return bool(description) and str(description).startswith(DESCRIPTION_PREFIX)
+
+__all__ = [
+    "DESCRIPTION_PREFIX",
+    "MANAGED_BY_KEY",
+    "MANAGED_BY_VALUE",
+    "MAX_NAME_LENGTH",
+    "SCOPE",
+]

@@ -121,15 +121,16 @@ def _status(h: Holding, now: datetime) -> str:
 
 
 def _place(model: AccessModel, resource: str) -> tuple[str, str]:
-    if resource == names.TOP_HUB:
+    r = model.resources
+    if resource == r.top:
         return "(all hubs)", ""
-    if resource == names.hub_resource(model.hub):
+    if resource == r.hub:
         return f"(hub {model.hub})", ""
     for cluster in model.clusters:
-        if resource == names.cluster_resource(model.hub, cluster.name):
+        if resource == r.cluster(cluster.name):
             return cluster.name, "(all)"
         for project in cluster.projects:
-            if resource == names.project_resource(model.hub, cluster.name, project):
+            if resource == r.project(cluster.name, project):
                 return cluster.name, project
     return resource, ""
 

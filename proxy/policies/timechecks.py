@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from proxy.policies import names
 from proxy.policies.model import AccessModel, Grant, Grantee, grant_window
 from proxy.policies.problems import Problem
 from proxy.policies.window import WindowError, zone
@@ -17,11 +16,12 @@ At = Callable[..., int]
 
 def covering(model: AccessModel, resource: str) -> set[str]:
     """The resource names whose holder also holds `resource` (itself, its cluster, the hub, HUB)."""
-    out = {resource, names.hub_resource(model.hub), names.TOP_HUB}
+    r = model.resources
+    out = {resource, r.hub, r.top}
     for cluster in model.clusters:
         for project in cluster.projects:
-            if resource == names.project_resource(model.hub, cluster.name, project):
-                out.add(names.cluster_resource(model.hub, cluster.name))
+            if resource == r.project(cluster.name, project):
+                out.add(r.cluster(cluster.name))
     return out
 
 

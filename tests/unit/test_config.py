@@ -244,3 +244,11 @@ def test_help_shows_durations_and_no_none() -> None:
     assert "PROXY_MAX_QUEUE_WAIT; default: 20s]" in flat
     assert "None" not in out
     assert "PROXY_PROMETHEUS_CA_CRT" in flat and "--strict-config" in out
+
+
+def test_resource_name_keys_that_break_names_are_refused() -> None:
+    """A key with `#`, `,` or a blank would inject into Keycloak's permission syntax: exit 2."""
+    with pytest.raises(ConfigError) as info:
+        load_settings({}, {**BASE, "PROXY_CLUSTER_KEY": "CL#X", "PROXY_PROJECT_KEY": "P P"})
+    text = "\n".join(info.value.problems)
+    assert "PROXY_CLUSTER_KEY" in text and "PROXY_PROJECT_KEY" in text

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
+import aiohttp
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from proxy.authz.authorizer import holdings_from
+from proxy.authz.authorizer import Authorizer, holdings_from
+from proxy.config import load_settings
+from proxy.keycloak_client import KeycloakClient
 from proxy.naming import Keys, Parsed, ResourceNames, is_safe
+from proxy.policies.cli import main as policies_main
 from proxy.promql.scope import Holdings
+from proxy_demo.policy import DEMO_POLICY
 
 NAMES = ResourceNames("moc")
 safe_values = st.from_regex(r"\A[a-z0-9]([-a-z0-9.]{0,30}[a-z0-9])?\Z")
@@ -93,3 +100,44 @@ def test_needed_orders_hub_level_first_and_dedupes() -> None:
         "HUB", "HUB-moc", "HUB-moc-CLUSTER-a", "HUB-moc-CLUSTER-b",
         "HUB-moc-CLUSTER-a-PROJECT-x", "HUB-moc-CLUSTER-a-PROJECT-y", "HUB-moc-CLUSTER-b-PROJECT-x",
     ]
+
+
+def _exported_resources(tmp_path: Path) -> set[str]:
+    """Resource names `policies export` writes for the demo file (with the current environment)."""
+    out = tmp_path / "realm.json"
+    assert policies_main(["export", str(DEMO_POLICY), "-o", str(out)]) == 0
+    realm = json.loads(out.read_text())
+    (server,) = [c for c in realm["clients"] if "authorizationSettings" in c]
+    return {r["name"] for r in server["authorizationSettings"]["resources"]}
+
+
+async def test_cluster_key_changes_proxy_and_policies_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`PROXY_CLUSTER_KEY` renames the proxy's resources and those `policies` provisions alike."""
+    env = {
+        "PROXY_PROMETHEUS_BASE_URL": "http://127.0.0.1:9",
+        "PROXY_AUTH_BASE_URL": "http://127.0.0.1:9",
+        "PROXY_AUTH_REALM": "nerc",
+        "PROXY_AUTH_CLIENT_ID": "prom-keycloak-proxy",
+        "PROXY_AUTH_CLIENT_SECRET": "s",
+        "PROXY_ACM_HUB": "moc",
+    }
+    for key in ("CLUSTER", "CL"):
+        monkeypatch.setenv("PROXY_CLUSTER_KEY", key)
+        settings = load_settings({}, {**env, "PROXY_CLUSTER_KEY": key})
+        async with aiohttp.ClientSession() as session:
+            proxy_names = Authorizer(settings, KeycloakClient(settings, session)).names
+        provisioned = _exported_resources(tmp_path)
+        wanted = proxy_names.needed({"nerc-ocp-prod"}, {"nerc-ocp-test": {"team-a"}})
+        assert f"HUB-moc-{key}-nerc-ocp-prod" in wanted
+        assert set(wanted) - {"HUB"} <= provisioned
+        assert all(proxy_names.parse(name) is not None for name in provisioned)
+
+
+def test_policies_key_flag_and_bad_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`--cluster-key` overrides the environment; a key that breaks the syntax is a usage error."""
+    assert policies_main(["export", str(DEMO_POLICY), "--cluster-key", "CL", "-o", str(tmp_path / "x")]) == 0
+    assert "HUB-moc-CL-nerc-ocp-prod" in (tmp_path / "x").read_text()
+    assert policies_main(["export", str(DEMO_POLICY), "--cluster-key", "C#L"]) == 2
+    assert "unusable resource-name part" in capsys.readouterr().err
