@@ -1,7 +1,7 @@
 """The request pipeline: each handler reads authenticate → params → analyse → decide → forward
 (or filter), the forward step holding the request's one upstream admission. Route properties
-come from the route table, parameter caps from `proxy.caps`, upstream I/O from `proxy.upstream`;
-errors are mapped to HTTP by the middleware."""
+come from the route table, parameter caps from `proxy.caps`, upstream I/O from `proxy.upstream`
+and `proxy.bodies`; errors are mapped to HTTP by the middleware."""
 
 from __future__ import annotations
 
@@ -14,12 +14,13 @@ from aiohttp import web
 
 from proxy import caps, context, errors, promql
 from proxy.authn import Identity
+from proxy.bodies import stream
 from proxy.context import RequestContext
 from proxy.filters import Visible, filter_alerts, filter_metadata, filter_rules
 from proxy.params import RequestParams, read_params
 from proxy.promql.scope import Holdings, labels_visible
 from proxy.services import Services, services
-from proxy.upstream import UpstreamRequest, stream
+from proxy.upstream import UpstreamRequest
 
 if TYPE_CHECKING:
     from proxy.routes import Route

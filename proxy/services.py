@@ -38,15 +38,14 @@ class Authn(Protocol):
         """Stop background work."""
 
 
+Names = frozenset[str]
+Projects = Mapping[str, Names]
+
+
 class Authz(Protocol):
     """What the caller holds (`proxy.authz.Authorizer`)."""
 
-    async def holdings(
-        self,
-        identity: Identity,
-        clusters: frozenset[str] | None,
-        projects: Mapping[str, frozenset[str]],
-    ) -> Holdings:
+    async def holdings(self, identity: Identity, clusters: Names | None, projects: Projects) -> Holdings:
         """Holdings among the named clusters/projects (everything held when `clusters` is None)."""
 
 

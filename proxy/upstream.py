@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import gzip
-import json
 import ssl
 import time
-import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -22,6 +19,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from proxy import context, errors, metrics, tracing
+from proxy.bodies import FILTERED_BODY_LIMIT, decode_json, read_bounded
 from proxy.config import Settings
 from proxy.hubs import Hub, UpstreamTarget, hubs_of
 
@@ -36,22 +34,8 @@ FORWARDED_REQUEST_HEADERS = (
     "traceparent",
     "tracestate",
 )
-# Response headers passed back to the caller; WWW-Authenticate and Set-Cookie never are.
-PASSED_RESPONSE_HEADERS = (
-    "Content-Type",
-    "Content-Encoding",
-    "Cache-Control",
-    "Vary",
-    "Expires",
-    "Last-Modified",
-    "ETag",
-    "Warning",
-)
 # The upstream refusing the proxy's own credentials is the proxy's fault, not the caller's.
 CREDENTIAL_STATUSES = frozenset({401, 403, 407})
-CHUNK = 64 * 1024
-# Answers the proxy filters (rules, alerts, metadata) are read whole, up to this size.
-FILTERED_BODY_LIMIT = 64 * 1024 * 1024
 # The value last given to the (process-wide) UPSTREAM_UP gauge: set only on a change, not under
 # the gauge's lock on every request.
 _up_state: list[float] = [-1.0]
@@ -283,72 +267,3 @@ def _observe(code: str, started: float) -> None:
     elapsed = time.perf_counter() - started
     metrics.UPSTREAM_SECONDS.labels(code).observe(elapsed)
     context.add_time("upstream", elapsed)
-
-
-def decode_json(raw: bytes, encoding: str) -> Any:
-    """Decode a (possibly gzip/deflate) upstream JSON body; 502 when it is not JSON."""
-    try:
-        if encoding == "gzip":
-            raw = gzip.decompress(raw)
-        elif encoding == "deflate":
-            raw = zlib.decompress(raw)
-        elif encoding not in ("", "identity"):
-            raise ValueError(encoding)
-        return json.loads(raw)
-    except (OSError, ValueError, zlib.error) as exc:
-        raise errors.UpstreamUnavailable("upstream answer could not be decoded") from exc
-
-
-def response_headers(response: aiohttp.ClientResponse) -> CIMultiDict[str]:
-    """The upstream response headers that are passed back to the caller."""
-    out: CIMultiDict[str] = CIMultiDict()
-    for name in PASSED_RESPONSE_HEADERS:
-        for value in response.headers.getall(name, ()):
-            out.add(name, value)
-    return out
-
-
-async def stream(request: web.Request, response: aiohttp.ClientResponse) -> web.StreamResponse:
-    """Stream an upstream response to the caller chunk by chunk (no whole-body buffering)."""
-    out = web.StreamResponse(status=response.status, headers=response_headers(response))
-    if response.content_length is not None:
-        out.content_length = response.content_length
-    try:
-        await out.prepare(request)
-        async for chunk in response.content.iter_chunked(CHUNK):
-            await out.write(chunk)
-        await out.write_eof()
-    except TimeoutError:
-        # Headers already went out: all we can do is cut the connection.
-        log.warning("upstream_body_timeout")
-        if request.transport is not None:
-            request.transport.close()
-    except ConnectionResetError:
-        # The caller went away mid-answer (a closed dashboard tab): not an unhandled proxy error.
-        log.info("client_disconnected")
-    except aiohttp.ClientError as exc:
-        # The upstream body broke off (reset, truncated): cut the caller's connection too, or it
-        # waits forever for the rest of a Content-Length the proxy already promised.
-        log.warning("upstream_body_failed", error=type(exc).__name__)
-        if request.transport is not None:
-            request.transport.close()
-    finally:
-        response.release()
-    return out
-
-
-async def read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes:
-    """Read a whole upstream body up to `limit` bytes (for endpoints whose answer is filtered)."""
-    data = bytearray()
-    try:
-        async for chunk in response.content.iter_chunked(CHUNK):
-            data.extend(chunk)
-            if len(data) > limit:
-                raise errors.UpstreamUnavailable("upstream answer too large to filter")
-    except TimeoutError as exc:
-        raise errors.UpstreamTimeout("upstream did not answer in time") from exc
-    except aiohttp.ClientError as exc:
-        raise errors.UpstreamUnavailable("upstream connection failed") from exc
-    finally:
-        response.release()
-    return bytes(data)
