@@ -1,6 +1,6 @@
 """A/B of two proxy source trees on a busy machine: both run at once, short wrk runs interleaved.
 
-`python bench/ab.py /tmp/base /tmp/patched [--shape panel] [--conc 16] [--rounds 6]`
+`python bench/ab.py BASE_TREE PATCHED_TREE [--shape panel] [--conc 16] [--rounds 6]`
 (each tree holds a `proxy/` package; the installed console script runs it via PYTHONPATH).
 Interleaving makes both see the same background load; medians of req/s and CPU s per 1,000
 requests are printed. The aiohttp pass-through runs in the same rotation as a reference.

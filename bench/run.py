@@ -717,7 +717,7 @@ def _short(frame: str) -> str:
     if not m:
         return frame
     path = m.group(2)
-    for marker in ("site-packages/", "/work/main/", "lib/python3.11/"):
+    for marker in ("site-packages/", f"{ROOT}/", "lib/python3.11/"):
         if marker in path:
             path = path.split(marker, 1)[1]
     return f"{m.group(1)} ({path})"

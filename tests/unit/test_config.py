@@ -252,3 +252,17 @@ def test_resource_name_keys_that_break_names_are_refused() -> None:
         load_settings({}, {**BASE, "PROXY_CLUSTER_KEY": "CL#X", "PROXY_PROJECT_KEY": "P P"})
     text = "\n".join(info.value.problems)
     assert "PROXY_CLUSTER_KEY" in text and "PROXY_PROJECT_KEY" in text
+
+
+def test_every_option_is_documented() -> None:
+    """docs/operations.md lists every option (YAML-only ones by their YAML key): add a row with a new one."""
+    from proxy.settings_sources import env_name, yaml_only_fields
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text(encoding="utf-8")
+    yaml_only = yaml_only_fields(Settings)
+    missing = [
+        name
+        for name in Settings.model_fields
+        if (f"`{name}:`" if name in yaml_only else f"`{env_name(name)}`") not in text
+    ]
+    assert missing == [], f"options missing from docs/operations.md: {missing}"

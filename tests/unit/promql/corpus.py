@@ -8,8 +8,8 @@ from pathlib import Path
 
 import promql_parser
 
-CORPUS = Path("/work/shared/corpus")
 DATA = Path(__file__).resolve().parents[2] / "data" / "promql"
+CORPUS = DATA / "corpus"
 _SPACE = re.compile(r"\s+")
 
 
