@@ -1,4 +1,4 @@
-"""The one fan-out (SPEC §4.3): a top-level range selector narrowed to several branches.
+"""The one fan-out (docs/authorization.md): a top-level range selector narrowed to several branches.
 
 PromQL cannot return a union of matrices, so each branch is asked upstream on its own — all with
 the same pinned `time`, inside the caller's single fair-use admission — and the matrices are

@@ -81,7 +81,7 @@ def _decode(raw: bytes | str, where: str) -> tuple[tuple[str, str], ...]:
 
 
 def _check_media_type(request: web.Request) -> None:
-    """Refuse bodies the proxy would interpret differently from the upstream (SPEC §5)."""
+    """Refuse bodies the proxy would interpret differently from the upstream (docs/http.md)."""
     if request.headers.get("Content-Encoding", "").strip():
         raise errors.UnsupportedMediaType("request bodies with a Content-Encoding are not accepted")
     if request.content_type != FORM:

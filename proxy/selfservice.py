@@ -1,4 +1,4 @@
-"""`/proxy/v1/whoami` and `/proxy/v1/explain` documents (SPEC §5): pure, from the caller's own
+"""`/proxy/v1/whoami` and `/proxy/v1/explain` documents (docs/http.md): pure, from the caller's own
 identity, grants and query text — never from whether any other resource exists."""
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from proxy.hubs import Hub, UpstreamTarget, hubs_of
 
 log = structlog.get_logger(__name__)
 
-# Only these request headers of the caller reach the upstream (SPEC §5); never credentials.
+# Only these request headers of the caller reach the upstream (docs/http.md); never credentials.
 FORWARDED_REQUEST_HEADERS = (
     "Accept",
     "Accept-Encoding",

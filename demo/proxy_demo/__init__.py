@@ -1,6 +1,6 @@
 """Demo and test environment: throw-away PKI, a GPU dataset and a real Prometheus on loopback.
 
-Never imported by the request path (SPEC §11); used by `prom-keycloak-proxy demo` and the tests.
+Never imported by the request path (docs/README.md#architecture); used by the demo and the tests.
 """
 
 from proxy_demo.certs import CertPair, Pki

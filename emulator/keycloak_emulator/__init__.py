@@ -1,4 +1,4 @@
-"""An aiohttp emulator of the Keycloak endpoints the proxy and `policies apply` use (SPEC §8)."""
+"""An aiohttp emulator of the Keycloak endpoints the proxy and `policies apply` use (docs/keycloak.md)."""
 
 from keycloak_emulator.cli import main
 from keycloak_emulator.emulator import Emulator, EmulatorError

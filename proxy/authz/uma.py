@@ -1,4 +1,4 @@
-"""The UMA grant in `permissions` mode, with the caller's token as bearer (SPEC §4.2).
+"""The UMA grant in `permissions` mode, the caller's token as bearer (docs/keycloak.md).
 
 Never `response_mode=decision` (true when *any* permission is granted), never python-keycloak's
 `uma_permissions` (it swaps the bearer on shared headers, leaking tokens across calls).

@@ -1,4 +1,4 @@
-"""The Keycloak objects a model needs, by name, in the portal's naming (SPEC §7, reference §7.2)."""
+"""The Keycloak objects a model needs, by name, in the portal's naming (docs/policies.md)."""
 
 from __future__ import annotations
 

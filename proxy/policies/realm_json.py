@@ -1,4 +1,4 @@
-"""`policies export`: a realm-import JSON for the Keycloak operator (reference §3)."""
+"""`policies export`: a realm-import JSON for the Keycloak operator (docs/keycloak.md)."""
 
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ def authorization_settings(state: DesiredState) -> dict[str, Any]:
         "allowRemoteResourceManagement": False,
         "policyEnforcementMode": "ENFORCING",
         # One resource may carry several permissions (portal + file): a single non-matching
-        # permission must not veto the others (reference §0.6, §4.5).
+        # permission must not veto the others (docs/keycloak.md#realm-import-and-decision-strategies).
         "decisionStrategy": "AFFIRMATIVE",
         "scopes": [{"name": state.scope}],
         "resources": [
@@ -115,7 +115,7 @@ def _config_key(policy_type: str) -> str:
 
 
 def _config_members(policy_type: str, members: tuple[str, ...]) -> str:
-    # Keycloak's import wants every config value as a string holding JSON (reference §3.1).
+    # Keycloak's import wants every config value as a string holding JSON (docs/keycloak.md).
     if policy_type == "group":
         return json.dumps([{"path": m, "extendChildren": False} for m in members])
     return json.dumps(list(members))

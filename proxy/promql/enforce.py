@@ -18,7 +18,7 @@ from proxy.promql.rewrite import Growth, account, apply, rewrap, rewrite, unwrap
 from proxy.promql.scope import Holdings
 from proxy.promql.verify import verify_query, verify_selector
 
-# Which API a query is for: only `query` may fan a top-level range selector out (SPEC §4.3).
+# Which API a query is for: only `query` may fan a top-level range selector out (docs/authorization.md).
 Endpoint = Literal["query", "query_range", "other"]
 RANGE_QUERY_REFUSAL = (
     'invalid expression type "range vector" for range query, must be Scalar or instant Vector'

@@ -1,4 +1,4 @@
-"""What narrowing left out, as Prometheus `warnings` text (SPEC §4.3 "Say what was left out").
+"""What narrowing left out, as Prometheus `warnings` text (docs/authorization.md#saying-what-was-left-out).
 
 Only names the query itself wrote and names the caller holds appear: never whether anything else
 exists. An unscoped selector narrowed to the holdings is the normal case and yields nothing.

@@ -1,4 +1,4 @@
-"""Per-selector decisions of SPEC §4.3: granted, refused, or narrowed to branches.
+"""Per-selector decisions (docs/authorization.md): granted, refused, or narrowed to branches.
 
 A plan is a tuple of branches; each branch is the tuple of matchers to add to a copy of the
 selector. One branch means "add these matchers"; several mean a union of copies. Added matchers
@@ -137,7 +137,7 @@ def _names_excluded(vs: n.VectorSelector, regex: str) -> bool:
 
 
 def narrowed_plan(sel: SelectorReach, held: Held, model: LabelModel) -> Plan:
-    """Branches restricting a selector to what the caller holds (SPEC §4.3 narrow mode)."""
+    """Branches restricting a selector to what the caller holds (docs/authorization.md#deny-and-narrow)."""
     vs = sel.selector
     _refuse_explicit_foreign(sel, held, model)
     branches: list[Branch] = []
@@ -204,7 +204,7 @@ def _names(label: str, values: frozenset[str]) -> str:
 
 
 def hint_labels(vs: n.VectorSelector | None, model: LabelModel) -> tuple[str, ...]:
-    """The project labels that apply to `vs`'s metric, for hints (SPEC §4.3 trust limits).
+    """The project labels that apply to `vs`'s metric, for hints (PROXY_PROJECT_LABEL_METRICS).
 
     A label whose trust limit (PROXY_PROJECT_LABEL_METRICS) covers every metric name the selector
     can read is the specific one (`exported_namespace` for `DCGM_*`); otherwise every label that

@@ -23,7 +23,7 @@ class LabelModel:
     cluster_label: str = "cluster"
     project_labels: tuple[str, ...] = ("namespace", "exported_namespace")
     # project label -> metric-name regex (RE2, fully anchored) it is trusted for; a label
-    # absent from this map is trusted for every metric (SPEC 4.3 PROXY_PROJECT_LABEL_METRICS).
+    # absent from this map is trusted for every metric (docs/authorization.md: PROXY_PROJECT_LABEL_METRICS).
     project_label_metrics: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -68,7 +68,7 @@ class Holdings:
 
 
 def labels_visible(labels: Mapping[str, str], holdings: Holdings, model: LabelModel) -> bool:
-    """SPEC §4.3 visibility of one label set (a series, an alert, a rule) to a caller."""
+    """docs/authorization.md visibility of one label set (a series, an alert, a rule) to a caller."""
     if holdings.hub_wide:
         return True
     cluster = labels.get(model.cluster_label, "")

@@ -1,4 +1,6 @@
-"""The safety net of SPEC §4.4: re-parse forwarded text and prove it is the original plus grants.
+"""The safety net: re-parse forwarded text and prove it is the original plus grants.
+
+See docs/authorization.md#rewriting-and-the-safety-net.
 
 The check is independent of how the rewrite was built: the output is parsed again, walked
 alongside the original tree, may differ only by appended matchers of the allowed shapes (or a

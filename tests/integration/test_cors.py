@@ -1,4 +1,4 @@
-"""CORS (SPEC §2.1 `PROXY_CORS_ALLOWED_ORIGINS`): none by default, an allow-list, no `*` with credentials."""
+"""CORS (docs/http.md#cors): none by default, an allow-list, no `*` with credentials."""
 
 from __future__ import annotations
 

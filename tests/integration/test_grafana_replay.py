@@ -1,10 +1,10 @@
-"""Grafana's real request sequence, replayed through the proxy (reference/client-requests.jsonl).
+"""Grafana's real request sequence, replayed through the proxy (docs/http.md).
 
 Health check, dashboard load (POST form bodies, custom parameters appended to the URL, exemplar
 companions), template variables, metric browser, series/labels lookups without a usable match[],
 metadata, rules and the exemplar probe — with a forwarded user token and with Basic client
 credentials. Every answer is 200 and equals what the identity's oracle Prometheus (only the
-visible series) answers to the same request, so nothing leaks (SPEC §5, §9).
+visible series) answers to the same request, so nothing leaks (docs/http.md, docs/testing.md).
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def window() -> tuple[int, int]:
 
 
 def grafana_steps() -> list[Step]:
-    """The request sequence of clients.md §2 / client-requests.jsonl, with current timestamps."""
+    """Grafana's recorded request sequence (docs/http.md), with current timestamps."""
     start, end = window()
     s, e = str(start), str(end)
     steps = [

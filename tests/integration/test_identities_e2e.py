@@ -39,7 +39,7 @@ def _query(base: str, q: str, headers: dict[str, str]) -> requests.Response:
 
 
 def assert_no_leak(who: str, body: dict[str, Any]) -> None:
-    """Every returned series is visible to `who` (SPEC §4.3); made-up series (no labels) are fine."""
+    """Every returned series is visible to `who` (docs/authorization.md); label-less ones are fine."""
     for series in body["data"]["result"]:
         metric = series.get("metric", {})
         if metric:

@@ -1,4 +1,6 @@
-"""Narrowing on the real Prometheus: the proxy's answer equals the oracle's for each identity (SPEC §4.3, §9).
+"""Narrowing on the real Prometheus: the proxy's answer equals the oracle's for each identity.
+
+See docs/authorization.md and docs/testing.md.
 
 For single-namespace (alice), single-cluster (bob), mixed (carol) and hub-wide (dave) identities,
 instant and range queries over selectors, aggregations, range functions and subqueries are sent
@@ -186,7 +188,7 @@ def test_top_level_range_selector_with_explicit_scope_is_allowed(
         ("alice", 'DCGM_FI_DEV_GPU_UTIL{cluster="nerc-ocp-prod",exported_namespace="team-b"}'),
         ("bob", 'sum(DCGM_FI_DEV_GPU_UTIL{cluster="nerc-ocp-prod"})'),
         ("carol", 'kube_pod_info{cluster="nerc-ocp-test",namespace="team-c"}'),
-        # SPEC §4.3 refuses explicit foreign names even where another project label would make
+        # docs/authorization.md refuses explicit foreign names even where another project label would make
         # some matching series visible (alice sees these series through exported_namespace=team-a)
         ("alice", 'DCGM_FI_DEV_GPU_UTIL{namespace="nvidia-gpu-operator"}'),
     ],
@@ -311,7 +313,7 @@ def test_absent_for_project_holders_equals_oracle(
     who: str,
     q: str,
 ) -> None:
-    """`absent()` over a narrowed selector answers as the oracle does (and-on shape, SPEC §4.3)."""
+    """`absent()` over a narrowed selector answers as the oracle does (and-on shape)."""
     t = at()
     actual = ok(get(proxy_server, token_for(who), "/api/v1/query", query=q, time=str(t)))
     oracle_prometheus_factory.assert_query_matches(actual, GRANTS[who], q, time=t)

@@ -1,4 +1,4 @@
-"""Operators' view (SPEC §6, issue #8): per-request log lines, bounded metrics, tracing, readiness."""
+"""Operators' view (docs/operations.md): per-request log lines, bounded metrics, tracing, readiness."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """prometheus-api-client (PAC v0.7.2) through the proxy: ordinary calls work, see only the caller's series.
 
 `PrometheusConnect(url, headers={"Authorization": "Bearer …"}, disable_ssl=True)` as researchers
-write it; answers are compared with the caller's oracle Prometheus (SPEC §9).
+write it; answers are compared with the caller's oracle Prometheus (docs/testing.md).
 """
 
 from __future__ import annotations

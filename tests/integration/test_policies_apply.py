@@ -179,7 +179,7 @@ def portal_objects(handle: ThreadedEmulatorServer) -> None:
 
 
 def test_portal_objects_need_adopt(keycloak: ThreadedEmulatorServer) -> None:
-    """SPEC §7: same-named unmarked objects are conflicts; nothing changes without `--adopt`."""
+    """docs/policies.md: same-named unmarked objects are conflicts; nothing changes without `--adopt`."""
     portal_objects(keycloak)
     before = len(keycloak.emulator.realm("nerc").groups)
     code, out = policies(keycloak, "apply", str(DEMO))

@@ -1,4 +1,4 @@
-"""Every error leaves in Prometheus' envelope with `Content-Type: application/json` (SPEC §5)."""
+"""Every error leaves in Prometheus' envelope with `Content-Type: application/json` (docs/http.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""`series`, `labels`, `label/<name>/values`, `federate` through the proxy vs the oracle (SPEC §5, §9).
+"""`series`, `labels`, `label/<name>/values`, `federate` through the proxy vs the oracle.
+
+See docs/http.md and docs/testing.md.
 
 Every answer is compared with the same request sent straight to a Prometheus holding only the
 caller's visible series: equal sets (so nothing leaks and nothing visible is lost), for GET and

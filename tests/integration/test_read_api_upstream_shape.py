@@ -1,4 +1,4 @@
-"""What the proxy sends upstream for read-API requests (SPEC §5: built, never copied).
+"""What the proxy sends upstream for read-API requests (docs/http.md: built, never copied).
 
 A recording stub upstream (plain HTTP on loopback, canned answers) shows the method, path, query
 string, body and headers of each forwarded request: GET-only routes get GET, parameters stay

@@ -1,6 +1,6 @@
-"""`/api/v1/rules`, `/api/v1/alerts`, `/api/v1/metadata` and the pass-through endpoints (SPEC §5).
+"""`/api/v1/rules`, `/api/v1/alerts`, `/api/v1/metadata` and the pass-through endpoints (docs/http.md).
 
-Rules and alerts from the real Prometheus (DEMO_RULES) are filtered per SPEC §5; the expected
+Rules and alerts from the real Prometheus (DEMO_RULES) are filtered per docs/http.md#filtering; the expected
 answer is computed here from the unfiltered upstream answer with the oracle's own visibility
 rule, independently of `proxy.filters`.
 """
@@ -70,7 +70,7 @@ def summarise(data: Mapping[str, Any]) -> list[tuple[str, list[tuple[str, str, s
 def expected_rules(
     data: Mapping[str, Any], grant: Grant
 ) -> list[tuple[str, list[tuple[str, str, str, list[AlertKey]]]]]:
-    """SPEC §5 applied to the unfiltered answer: the rules a caller holding `grant` may see."""
+    """docs/http.md#filtering applied to the unfiltered answer: the rules a caller holding `grant` may see."""
     out = []
     for group in data["groups"]:
         rules = []

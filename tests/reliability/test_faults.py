@@ -223,7 +223,7 @@ HTTP_UPSTREAM_CASES: list[tuple[str, bytes, str, set[str]]] = [
                          ids=[c[0] for c in HTTP_UPSTREAM_CASES])
 def test_upstream_http_faults(stack: Stack, name: str, response: bytes, path: str,
                               expected: set[str]) -> None:
-    """Bad HTTP answers from Prometheus: the SPEC §5 status, bounded, no leak, recovery."""
+    """Bad HTTP answers from Prometheus: the docs/http.md status, bounded, no leak, recovery."""
     token = stack.token()
     _tls_responder(stack, response)
     _case(stack, name, expected, SLACK + 1, lambda: _query(stack, token=token, path=path),

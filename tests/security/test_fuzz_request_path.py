@@ -4,7 +4,7 @@ Hypothesis generates batches of requests: grammar-built and random PromQL, rando
 parameters in the URL, the body or both, random methods, paths and headers, for every demo
 identity (and none). Each batch is sent concurrently to the proxy (its own process, so the two
 cores are both used). The oracle is data: every series, label name or label value in every 200
-answer must lie inside the caller's grant (SPEC §4.3), computed from what the real Prometheus
+answer must lie inside the caller's grant (docs/authorization.md), computed from what the real Prometheus
 holds, rule outputs included. A 500 `internal` answer is a failure too.
 
 Reproduce with `FUZZ_SEED=<seed printed by the run>`; `FUZZ_REQUESTS` sets the request count
@@ -64,7 +64,7 @@ ANONYMOUS = ("none", "garbage", "query-token", "cookie-token")
 IDENTITIES = tuple(GRANTS) + ANONYMOUS
 # Answers to these paths carry no series data and need no authentication.
 PUBLIC_PATHS = frozenset({"/", "/healthz", "/readyz"})
-# Functions whose output labels the query itself makes up (SPEC §9: not leaks).
+# Functions whose output labels the query itself makes up (docs/testing.md: not leaks).
 MADE_UP = re.compile(r"label_replace|label_join|absent|count_values|group_left|group_right|info\(")
 
 METRICS = (

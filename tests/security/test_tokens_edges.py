@@ -132,7 +132,7 @@ def test_large_tokens(private: Private, size: int, expected: set[int]) -> None:
     """Tokens up to 16 KiB authenticate; larger ones are refused: 401 (aiohttp's 400 past 64 KiB).
 
     Checked on buildinfo (authentication only): the emulator, like a Keycloak with the default
-    8 KiB header limit, answers 400 to a UMA call carrying a > 8 KiB token (→ 503, SPEC §4.2).
+    8 KiB header limit, answers 400 to a UMA call carrying a > 8 KiB token (→ 503, docs/keycloak.md).
     """
     base = len(private.emu.mint(REALM, {"pad": ""}, user="alice"))
     token = private.emu.mint(REALM, {"pad": "p" * ((size - base) * 3 // 4)}, user="alice")

@@ -1,4 +1,4 @@
-"""Session fixtures for a real Prometheus environment (SPEC §9).
+"""Session fixtures for a real Prometheus environment (docs/testing.md).
 
 Register them once in `tests/conftest.py`:
 

@@ -1,6 +1,6 @@
-"""The no-leak oracle: SPEC §4.3's visibility rule, written independently of `proxy.promql`.
+"""The no-leak oracle: the visibility rule of docs/authorization.md, written independently of `proxy.promql`.
 
-Deliberately naive (a direct reading of the SPEC sentence by sentence) so that a bug in the
+Deliberately naive (a direct reading of docs/authorization.md sentence by sentence) so that a bug in the
 proxy's engine is not mirrored here. Also: comparison of Prometheus answers, and leak checks for
 the label/series endpoints.
 
@@ -10,7 +10,7 @@ Comparison rules (`diff_results`):
   `±Inf` only the same infinity; timestamps must be identical (send both queries the same
   explicit `time`/`start`/`end`/`step`);
 - labels compare exactly, `__name__` included. `ignore_name=True` drops `__name__` on both
-  sides first; the narrowing forms SPEC §4.3 allows (unions of copies of a selector, or of a
+  sides first; the narrowing forms docs/authorization.md allows (unions of copies of a selector, or of a
   per-series range function applied to copies) keep every output label, so for proxy-vs-oracle
   checks a `__name__` difference is a real bug and the switch stays off. It exists only for
   comparing two *different* query texts that are equivalent apart from name dropping
@@ -103,7 +103,7 @@ def visible(
     project_labels: Sequence[str] = DEFAULT_PROJECT_LABELS,
     project_label_metrics: Mapping[str, str] | None = None,
 ) -> bool:
-    """SPEC §4.3: may a caller holding `grant` see a series with these labels?
+    """docs/authorization.md: may a caller holding `grant` see a series with these labels?
 
     `project_label_metrics` (PROXY_PROJECT_LABEL_METRICS) maps a project label to a fully
     anchored metric-name regex; that label then counts only for matching metric names.
@@ -272,7 +272,7 @@ def leaked_series(
 def leaked_label_values(
     name: str, values: Iterable[str], visible_label_sets: Iterable[Mapping[str, str]]
 ) -> set[str]:
-    """Values of label `name` that occur on none of the visible series (SPEC §9)."""
+    """Values of label `name` that occur on none of the visible series (docs/testing.md)."""
     seen = {ls[name] for ls in visible_label_sets if name in ls}
     return set(values) - seen
 

@@ -1,6 +1,6 @@
 """Oracle Prometheus servers: one per grant, holding only the series that grant may see.
 
-SPEC §9: the proxy's answer for an identity must equal the same query sent straight to a
+docs/testing.md: the proxy's answer for an identity must equal the same query sent straight to a
 Prometheus backfilled with only that identity's visible series. Each server runs the same rules
 as the full one (`DEMO_RULES` keep cluster and project labels, so rule outputs have the same
 visibility as their inputs). Caveats, by construction:

@@ -21,7 +21,7 @@ BASE = {
 
 
 def test_defaults_match_the_spec() -> None:
-    """With only the required values set, every default is SPEC §2.1's."""
+    """With only the required values set, every default is the documented one (docs/operations.md#options)."""
     s = load_settings({}, BASE)
     assert s.listen == "0.0.0.0:8080"
     assert s.metrics_listen == "0.0.0.0:9091"

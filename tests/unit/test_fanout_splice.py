@@ -1,4 +1,4 @@
-"""The fan-out merger and the warnings splicer (SPEC §4.3): pure parts, no network."""
+"""The fan-out merger and the warnings splicer (docs/authorization.md): pure parts, no network."""
 
 from __future__ import annotations
 

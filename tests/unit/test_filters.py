@@ -1,4 +1,4 @@
-"""`proxy.filters`: rules, alerts and metadata filtered per SPEC §5, as pure functions."""
+"""`proxy.filters`: rules, alerts and metadata filtered per docs/http.md#filtering, as pure functions."""
 
 from __future__ import annotations
 

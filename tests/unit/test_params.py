@@ -1,4 +1,4 @@
-"""`proxy.params`: URL and form parameters read once, strictly (SPEC §5: 400/413/415 cases)."""
+"""`proxy.params`: URL and form parameters read once, strictly (docs/http.md: 400/413/415 cases)."""
 
 from __future__ import annotations
 

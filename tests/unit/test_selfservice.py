@@ -1,4 +1,4 @@
-"""whoami and explain documents (SPEC §5): from the caller's own grants and the query text only."""
+"""whoami and explain documents (docs/http.md): from the caller's own grants and the query text only."""
 
 from __future__ import annotations
 

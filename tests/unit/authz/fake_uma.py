@@ -1,6 +1,6 @@
 """A small scriptable Keycloak for authz tests: the UMA grant and the Protection API lookup.
 
-Name resolution follows Keycloak (reference/keycloak-uma.md §1.4): a name resolves to the
+Name resolution follows Keycloak (docs/keycloak.md#the-uma-grant): a name resolves to the
 caller's own resource first, then the resource server's; the first unresolvable name fails the
 call with 400 invalid_resource while nothing resolved yet; later ones are skipped.
 """

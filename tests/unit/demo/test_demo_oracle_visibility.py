@@ -1,4 +1,4 @@
-"""The oracle's SPEC §4.3 visibility rule on a table of label sets × grants, and its comparisons."""
+"""The oracle's visibility rule (docs/authorization.md) on label sets × grants, and its comparisons."""
 
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ TABLE = [
     ids=[f"{i}-{g.slug()}" for i, (_, g, _) in enumerate(TABLE)],
 )
 def test_visibility_table(labels: dict[str, str], grant: Grant, expected: bool) -> None:
-    """SPEC §4.3: each label set is visible exactly to the grants the rule names."""
+    """docs/authorization.md: each label set is visible exactly to the grants the rule names."""
     assert visible(labels, grant) is expected
 
 

@@ -1,4 +1,4 @@
-"""The Protection API resource lookup the proxy uses to resolve names to ids (SPEC §4.2)."""
+"""The Protection API resource lookup the proxy uses to resolve names to ids (docs/keycloak.md)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """The UMA grant answers as Keycloak does; each test names the reference section it reproduces.
 
-"reference" is /work/shared/reference/keycloak-uma.md; ATS = AuthorizationTokenService.java,
+"reference" is the Keycloak UMA protocol notes the emulator was built from (summarised in
+docs/keycloak.md); ATS = AuthorizationTokenService.java,
 PGT = PermissionGrantType.java, DPC = DecisionPermissionCollector.java.
 """
 

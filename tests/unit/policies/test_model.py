@@ -1,4 +1,4 @@
-"""The access model names resources as SPEC §4.1 and objects as the telemetry portal (reference §7.2)."""
+"""The access model names resources and objects as the proxy and the telemetry portal (docs/policies.md)."""
 
 from __future__ import annotations
 

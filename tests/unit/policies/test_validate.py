@@ -109,7 +109,7 @@ def test_every_problem_is_listed_at_once() -> None:
 
 
 def test_client_policy_on_standard_flow_client_is_a_warning() -> None:
-    """SPEC §7: a grant to an interactive client warns (every user signing in through it matches)."""
+    """docs/policies.md: a grant to an interactive client warns (every user signing in through it matches)."""
     text = HEAD + "clients:\n  - {client_id: grafana, public: true, standard_flow: true}\n"
     text += "grants:\n  - client: grafana\n    hub: true\n"
     model, problems = check_text(text, "f.yaml")

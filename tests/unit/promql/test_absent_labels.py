@@ -1,4 +1,6 @@
-"""absent()/absent_over_time() narrowing must not change the labels absent() outputs (SPEC §4.4).
+"""absent()/absent_over_time() narrowing must not change the labels absent() outputs.
+
+See docs/authorization.md#rewriting-and-the-safety-net.
 
 Prometheus' absent() copies the equality matchers of its argument selector into its output
 labels, so an added `cluster="c"` would turn the answer `{}` into `{cluster="c"}`. Added matchers

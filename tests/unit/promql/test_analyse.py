@@ -1,4 +1,4 @@
-"""Reach analysis: finite and unbounded cluster/project sets per SPEC §4.3."""
+"""Reach analysis: finite and unbounded cluster/project sets per docs/authorization.md."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Narrow mode answers what a caller may see (SPEC §4.3/§4.4): absent shape, lifts, fan-out plan,
+"""Narrow mode answers what a caller may see (docs/authorization.md): absent shape, lifts, fan-out plan,
 warnings for what a query named but the caller lacks, hints naming the metric's project label."""
 
 from __future__ import annotations
