@@ -38,10 +38,22 @@ def _login_client(policy: dict[str, Any]) -> dict[str, Any]:
     return next(c for c in policy.get("clients", []) if c.get("direct_access"))
 
 
-def examples(policy: dict[str, Any], keycloak_url: str, proxy_url: str) -> list[Example]:
+# The second hub's example: unscoped, so each caller's answer is narrowed to their grants there.
+HUB_EXAMPLE_QUERY = "sum by (cluster, namespace, exported_namespace) (DCGM_FI_DEV_GPU_UTIL)"
+
+
+def hub_examples(policy: dict[str, Any], keycloak_url: str, proxy_url: str, hub: str) -> list[Example]:
+    """The same callers asking one hub's path, `/<hub>/api/v1/query` (several hubs, one proxy)."""
+    found = examples(policy, keycloak_url, proxy_url, f"/{hub}", HUB_EXAMPLE_QUERY)
+    return [Example(f"{ex.title} on hub {hub}", ex.setup, ex.query) for ex in found]
+
+
+def examples(
+    policy: dict[str, Any], keycloak_url: str, proxy_url: str, prefix: str = "", query: str = EXAMPLE_QUERY
+) -> list[Example]:
     """A token-minting `export` line and a `curl` through the proxy for every demo user and client."""
     token_url = f"{keycloak_url}/realms/{policy['realm']}/protocol/openid-connect/token"
-    query_url = shlex.quote(f"{proxy_url}/api/v1/query?query={quote(EXAMPLE_QUERY)}")
+    query_url = shlex.quote(f"{proxy_url}{prefix}/api/v1/query?query={quote(query)}")
     login = _login_client(policy)
     found = []
     for user in policy.get("users", []):

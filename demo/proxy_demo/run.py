@@ -25,9 +25,9 @@ from proxy.config import Settings, load_settings
 from proxy.policies.problems import PolicyFileError
 from proxy_demo.certs import Pki
 from proxy_demo.commands import check as run_checks
-from proxy_demo.commands import examples, render
-from proxy_demo.dataset import build_dataset
-from proxy_demo.policy import DEMO_POLICY
+from proxy_demo.commands import examples, hub_examples, render
+from proxy_demo.dataset import SECOND_HUB_CLUSTERS, SECOND_HUB_SEED, build_dataset
+from proxy_demo.policy import DEMO_POLICY, HUB_POLICIES, merged_realm
 from proxy_demo.prometheus import (
     PrometheusServer,
     PrometheusStartError,
@@ -47,7 +47,12 @@ class DemoError(Exception):
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="prom-keycloak-proxy-demo", description=__doc__)
-    parser.add_argument("--policy", type=Path, default=DEFAULT_POLICY, help="policies file to load")
+    parser.add_argument(
+        "--policy",
+        type=Path,
+        default=None,
+        help="policies file to load (one hub); default: the two demo hubs moc and innabox-dev",
+    )
     parser.add_argument("--port", type=int, default=8080, help="proxy port on 127.0.0.1")
     parser.add_argument("--metrics-port", type=int, default=9091, help="metrics port on 127.0.0.1")
     parser.add_argument("--keycloak-port", type=int, default=8180, help="emulator port on 127.0.0.1")
@@ -61,22 +66,52 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _hub_entry(name: str, prom: PrometheusServer) -> dict[str, str]:
+    """One `hubs:` entry: the hub's own upstream, CA and client certificate."""
+    return {
+        "name": name,
+        "prometheus_base_url": prom.base_url,
+        "prometheus_ca_cert": str(prom.ca),
+        "prometheus_tls_cert": str(prom.client_cert),
+        "prometheus_tls_key": str(prom.client_key),
+    }
+
+
 def demo_settings(
-    policy: dict[str, Any], prom: PrometheusServer, kc_url: str, port: int, metrics_port: int, mode: str
+    policy: dict[str, Any],
+    prom: PrometheusServer,
+    kc_url: str,
+    port: int,
+    metrics_port: int,
+    mode: str,
+    second: tuple[str, PrometheusServer, Path] | None = None,
 ) -> Settings:
-    """The proxy's configuration for the demo, built as `serve` would build it from env."""
+    """The proxy's configuration for the demo, built as `serve` would build it: env for one hub,
+    a YAML `hubs:` list (written to `second`'s path) for two."""
+    if second is None:
+        upstream = {
+            "PROXY_PROMETHEUS_BASE_URL": prom.base_url,
+            "PROXY_PROMETHEUS_CA_CERT": str(prom.ca),
+            "PROXY_PROMETHEUS_TLS_CERT": str(prom.client_cert),
+            "PROXY_PROMETHEUS_TLS_KEY": str(prom.client_key),
+            "PROXY_ACM_HUB": policy["hub"],
+        }
+    else:
+        name, other, config = second
+        hubs = {
+            "default_hub": policy["hub"],
+            "hubs": [_hub_entry(policy["hub"], prom), _hub_entry(name, other)],
+        }
+        config.write_text(yaml.safe_dump(hubs, sort_keys=False), encoding="utf-8")
+        upstream = {"PROXY_CONFIG": str(config)}
     env = {
         "PROXY_LISTEN": f"127.0.0.1:{port}",
         "PROXY_METRICS_LISTEN": f"127.0.0.1:{metrics_port}",
-        "PROXY_PROMETHEUS_BASE_URL": prom.base_url,
-        "PROXY_PROMETHEUS_CA_CERT": str(prom.ca),
-        "PROXY_PROMETHEUS_TLS_CERT": str(prom.client_cert),
-        "PROXY_PROMETHEUS_TLS_KEY": str(prom.client_key),
+        **upstream,
         "PROXY_AUTH_BASE_URL": kc_url,
         "PROXY_AUTH_REALM": policy["realm"],
         "PROXY_AUTH_CLIENT_ID": policy["resource_server"]["client_id"],
         "PROXY_AUTH_CLIENT_SECRET": policy["resource_server"]["secret"],
-        "PROXY_ACM_HUB": policy["hub"],
         "PROXY_ENFORCE_MODE": mode,
         "PROXY_SHUTDOWN_TIMEOUT": "2s",
     }
@@ -107,39 +142,64 @@ def load_policy(path: Path) -> dict[str, Any]:
 
 @dataclass
 class Backends:
-    """The demo's Prometheus (mTLS) and Keycloak emulator, both on loopback."""
+    """The demo's Prometheus servers (mTLS, one per hub) and Keycloak emulator, all on loopback."""
 
     policy: dict[str, Any]
     prometheus: PrometheusServer
     emulator: Any
     keycloak_url: str
+    # The second hub (name, its Prometheus, where the proxy's hubs config goes), when two run.
+    second: tuple[str, PrometheusServer, Path] | None = None
 
 
 @contextlib.asynccontextmanager
-async def backends(policy_file: Path, keycloak_port: int, workdir: Path | None) -> AsyncIterator[Backends]:
-    """Start Prometheus and the emulator; stop them and remove a temporary workdir on exit."""
+async def backends(
+    policy_file: Path | None, keycloak_port: int, workdir: Path | None
+) -> AsyncIterator[Backends]:
+    """Start Prometheus (two hubs, own CA and data each, unless one policies file is given) and
+    the emulator; stop them and remove a temporary workdir on exit."""
     from keycloak_emulator import Emulator, EmulatorServer  # never imported by the request path
 
-    policy = load_policy(policy_file)
+    policy = load_policy(policy_file or DEFAULT_POLICY)
     ensure_prometheus()
     own = workdir is None
     work = workdir or Path(tempfile.mkdtemp(prefix="prom-keycloak-proxy-demo-"))
     prom = PrometheusServer(work / "prometheus", Pki(work / "pki"), build_dataset())
+    second: tuple[str, PrometheusServer, Path] | None = None
+    if policy_file is None:
+        other = load_policy(HUB_POLICIES[1])
+        data = build_dataset(seed=SECOND_HUB_SEED, clusters=SECOND_HUB_CLUSTERS)
+        hub_dir = work / f"hub-{other['hub']}"
+        second = (
+            other["hub"],
+            PrometheusServer(hub_dir / "prometheus", Pki(hub_dir / "pki"), data),
+            work / "hubs.yaml",
+        )
     kc: Any = None
     try:
         await asyncio.to_thread(prom.start)
+        if second is not None:
+            await asyncio.to_thread(second[1].start)
         try:
-            emu = Emulator.from_files([policy_file], admin_user=ADMIN_USER, admin_password=ADMIN_PASSWORD)
+            if second is None:
+                emu = Emulator.from_files(
+                    [policy_file or DEFAULT_POLICY], admin_user=ADMIN_USER, admin_password=ADMIN_PASSWORD
+                )
+            else:
+                emu = Emulator(admin_user=ADMIN_USER, admin_password=ADMIN_PASSWORD)
+                emu.import_realm(merged_realm(HUB_POLICIES))
         except PolicyFileError as exc:
             raise DemoError(" ".join(str(exc).split())) from None
         emu.realm(policy["realm"]).token_lifespan = DEMO_TOKEN_LIFESPAN  # long enough to paste and play
         kc = EmulatorServer(emu, host="127.0.0.1", port=keycloak_port)
         await kc.start()
-        yield Backends(policy, prom, emu, kc.base_url)
+        yield Backends(policy, prom, emu, kc.base_url, second)
     finally:
         if kc is not None:
             await kc.stop()
         await asyncio.to_thread(prom.stop)
+        if second is not None:
+            await asyncio.to_thread(second[1].stop)
         if own:  # private keys live here: never leave them behind
             shutil.rmtree(work, ignore_errors=True)
 
@@ -160,10 +220,18 @@ async def _serve_proxy(settings: Settings, port: int, metrics_port: int) -> list
 
 def banner(b: Backends, base: str, metrics_port: int) -> str:
     """What the demo prints once everything answers: where each part listens, the admin login."""
+    hubs = ""
+    if b.second is not None:
+        first, (name, prom, _) = b.policy["hub"], b.second
+        hubs = (
+            f"Two hubs: {first} (the default: /api/v1/… and /{first}/api/v1/…) and {name}"
+            f" (/{name}/api/v1/…; Prometheus {prom.base_url}, its own CA and data).\n"
+        )
     return (
         f"\nprom-keycloak-proxy demo is up: proxy {base}, metrics http://127.0.0.1:{metrics_port}/metrics,\n"
         f"Keycloak emulator {b.keycloak_url} (realm {b.policy['realm']}; admin console login"
         f" {ADMIN_USER} / {ADMIN_PASSWORD} in the master realm), Prometheus {b.prometheus.base_url} (mTLS).\n"
+        f"{hubs}"
         f"\nMint a token (valid {DEMO_TOKEN_LIFESPAN // 60} minutes), then query with it; paste any block:\n"
     )
 
@@ -174,11 +242,14 @@ async def _run(args: argparse.Namespace) -> int:
     )
     async with backends(args.policy, args.keycloak_port, args.workdir) as b:
         settings = demo_settings(
-            b.policy, b.prometheus, b.keycloak_url, args.port, args.metrics_port, args.enforce_mode
+            b.policy, b.prometheus, b.keycloak_url, args.port, args.metrics_port, args.enforce_mode, b.second
         )
         runners = await _serve_proxy(settings, args.port, args.metrics_port)
         base = f"http://127.0.0.1:{args.port}"
         found = examples(b.policy, b.keycloak_url, base)
+        if b.second is not None:
+            # Same realm: the second hub's users and clients, asking that hub's own path.
+            found += hub_examples(load_policy(HUB_POLICIES[1]), b.keycloak_url, base, b.second[0])
         print(banner(b, base, args.metrics_port))
         print(render(found))
         print(
