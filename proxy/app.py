@@ -16,8 +16,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from proxy import context, errors, logs, metrics, promql, tracing
 from proxy.config import Settings
 from proxy.context import RequestContext
+from proxy.hubs import default_hub_of, hub_name_problem, hubs_of
 from proxy.looplag import LagMonitor
-from proxy.routes import API_ROUTES, HEALTH_ROUTES, Route, add_routes
+from proxy.routes import API_ROUTES, HEALTH_ROUTES, Route, Routing, add_routes
 from proxy.services import SERVICES, Services, build_services
 
 log = structlog.get_logger("proxy.request")
@@ -120,19 +121,23 @@ def _request_id(request: web.Request) -> str:
     return new_request_id()
 
 
-def request_context(settings: Settings, routes: tuple[Route, ...]) -> Middleware:
+def request_context(
+    settings: Settings, routes: tuple[Route, ...], routing: Routing | None = None
+) -> Middleware:
     """The request's context (id, hub, route), CORS preflights, and at the end its metrics,
-    decision count, log line and end-of-request hooks."""
+    decision count, log line and end-of-request hooks. `routing` (filled by `add_routes`) says
+    which route and hub each resource serves."""
     allowed = frozenset(settings.cors_allowed_origins)
     deciding = frozenset(r.name for r in routes if r.decides)
-    hub = settings.acm_hub
+    table: Routing = routing if routing is not None else {}
+    unmatched = ("unmatched", default_hub_of(settings) or "")
     request_log = log.bind()  # resolved once: the per-request path skips structlog's lazy proxy
     in_flight = metrics.IN_FLIGHT_NOW
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         resource = request.match_info.route.resource
-        route = (resource.name if resource is not None else None) or "unmatched"
+        route, hub = table.get(resource, unmatched) if resource is not None else unmatched
         ctx = RequestContext(_request_id(request), request.method, route, hub)
         context.enter(ctx)  # each request runs in its own task: nothing set here outlives it
         in_flight.value += 1
@@ -152,12 +157,12 @@ def request_context(settings: Settings, routes: tuple[Route, ...]) -> Middleware
 
 def _finish(request: web.Request, ctx: RequestContext, elapsed: float, decides: bool, out: Any) -> None:
     """Count the request, write its log line, run the end-of-request hooks."""
-    metrics.REQUESTS.labels(ctx.route, str(ctx.status)).inc()
-    metrics.REQUEST_SECONDS.labels(ctx.route).observe(elapsed)
+    metrics.REQUESTS.labels(ctx.route, str(ctx.status), ctx.hub).inc()
+    metrics.REQUEST_SECONDS.labels(ctx.route, ctx.hub).observe(elapsed)
     if decides:
         outcome = ctx.decision = ctx.decision or _STATUS_OUTCOMES.get(ctx.status)
         if outcome is not None:
-            metrics.DECISIONS.labels(outcome if outcome in DECISION_OUTCOMES else "other").inc()
+            metrics.DECISIONS.labels(outcome if outcome in DECISION_OUTCOMES else "other", ctx.hub).inc()
     if logs.request_lines_enabled:
         out.info(
             "request",
@@ -233,14 +238,15 @@ def create_app(
 ) -> web.Application:
     """The proxy application: middlewares, the route table, and its services' lifecycle
     (built from `settings`, or the given ones: tests pass fakes)."""
+    routing: Routing = {}
     middlewares: list[Middleware] = [
-        request_context(settings, routes),
+        request_context(settings, routes, routing),
         error_envelope(settings.max_url_bytes),
     ]
     if tracing.enabled():
         middlewares.insert(1, tracing.middleware())
     app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes)
-    add_routes(app, routes)
+    routing.update(add_routes(app, routes, served_hubs(settings), default_hub_of(settings)))
     app.on_response_prepare.append(response_headers_hook(settings))
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -255,6 +261,12 @@ def create_app(
 
     app.cleanup_ctx.append(lifecycle)
     return app
+
+
+def served_hubs(settings: Settings) -> tuple[str, ...]:
+    """Hubs served under `/<hub>/…`: every configured hub (the env-only hub when its name can be
+    a path segment; the Go proxy accepted any PROXY_ACM_HUB)."""
+    return tuple(hub.name for hub in hubs_of(settings) if hub_name_problem(hub.name) is None)
 
 
 async def _metrics(request: web.Request) -> web.StreamResponse:

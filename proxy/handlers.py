@@ -51,7 +51,9 @@ async def query(request: web.Request, route: Route) -> web.StreamResponse:
     url, body = params.replaced("query", [rewritten])
     cap = svc.settings.prometheus_timeout
     form = tuple(caps.cap_timeout(body, cap)) if params.had_body else None
-    built = UpstreamRequest(request.method, route_path(request), tuple(caps.cap_timeout(url, cap)), form)
+    built = UpstreamRequest(
+        request.method, route_path(request, route), tuple(caps.cap_timeout(url, cap)), form
+    )
     return await forward(request, svc, ctx, identity, built)
 
 
@@ -66,24 +68,26 @@ async def selectors(request: web.Request, route: Route) -> web.StreamResponse:
     enforced = await scoped_matches(svc, ctx, identity, params.all("match[]"))
     if enforced is None and route.match_required:
         enforced = [ALL_SERIES]  # a hub-wide caller's scope is everything: same answer shape for all
-    built = with_matches(request.method, route_path(request), params, enforced, route.upstream_get_only)
+    built = with_matches(
+        request.method, route_path(request, route), params, enforced, route.upstream_get_only
+    )
     return await forward(request, svc, ctx, identity, built)
 
 
 async def rules(request: web.Request, route: Route) -> web.StreamResponse:
     """`/api/v1/rules`: the rules (and their alerts) the caller's grant lets them see."""
     return await filtered_by_grant(
-        request, lambda data, visible, held: filter_rules(data, visible, held.hub_wide)
+        request, route, lambda data, visible, held: filter_rules(data, visible, held.hub_wide)
     )
 
 
 async def alerts(request: web.Request, route: Route) -> web.StreamResponse:
     """`/api/v1/alerts`: only the alerts whose labels the caller may see."""
-    return await filtered_by_grant(request, lambda data, visible, _held: filter_alerts(data, visible))
+    return await filtered_by_grant(request, route, lambda data, visible, _held: filter_alerts(data, visible))
 
 
 async def filtered_by_grant(
-    request: web.Request, filter_data: Callable[[dict[str, Any], Visible, Holdings], Any]
+    request: web.Request, route: Route, filter_data: Callable[[dict[str, Any], Visible, Holdings], Any]
 ) -> web.StreamResponse:
     """Rules and alerts: authenticate → params → holdings → fetch → filter by label visibility."""
     svc, ctx = services(request), context.require()
@@ -97,7 +101,7 @@ async def filtered_by_grant(
     def transform(data: Any) -> Any:
         return filter_data(data, visible, holdings) if isinstance(data, dict) else data
 
-    built = UpstreamRequest("GET", route_path(request), params.url)
+    built = UpstreamRequest("GET", route_path(request, route), params.url)
     return await filtered(request, svc, ctx, identity, built, transform)
 
 
@@ -108,7 +112,7 @@ async def metadata(request: web.Request, route: Route) -> web.StreamResponse:
     params = await read_params(request, svc.settings.max_body_bytes)
     async with admitted(svc, ctx, identity):
         names = await visible_metric_names(request, svc, ctx, identity)
-        built = UpstreamRequest("GET", route_path(request), params.url)
+        built = UpstreamRequest("GET", route_path(request, route), params.url)
         return await filtered(
             request, svc, ctx, identity, built, lambda data: filter_metadata(data or {}, names)
         )
@@ -123,7 +127,7 @@ async def passthrough(request: web.Request, route: Route) -> web.StreamResponse:
         raise errors.Unauthorized("no subject")
     ctx.decision = "passthrough"
     form = params.body if params.had_body else None
-    built = UpstreamRequest(request.method, route_path(request), params.url, form)
+    built = UpstreamRequest(request.method, route_path(request, route), params.url, form)
     return await forward(request, svc, ctx, identity, built)
 
 
@@ -303,10 +307,8 @@ async def filtered(
     return web.json_response(doc, status=status)
 
 
-def route_path(request: web.Request) -> str:
-    """The upstream path: from the route table, with `<name>` re-encoded."""
-    info = request.match_info.route.resource
-    assert info is not None
-    canonical = info.canonical
+def route_path(request: web.Request, route: Route) -> str:
+    """The upstream path: the route table's (never the `/<hub>` it was served under), with
+    `<name>` re-encoded."""
     name = request.match_info.get("name")
-    return canonical.replace("{name}", name) if name is not None else canonical
+    return route.path.replace("{name}", name) if name is not None else route.path

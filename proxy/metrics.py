@@ -65,14 +65,14 @@ class _Histogram(_Children, Histogram):
 
 REQUESTS = _Counter(
     "prom_keycloak_proxy_requests_total",
-    "Requests answered, by route (the route table's name, never a raw path) and status code.",
-    ["route", "code"],
+    "Requests answered, by route (the route table's name, never a raw path), status code and hub.",
+    ["route", "code", "hub"],
     registry=REGISTRY,
 )
 REQUEST_SECONDS = _Histogram(
     "prom_keycloak_proxy_request_duration_seconds",
-    "Time to answer a request (headers sent), by route.",
-    ["route"],
+    "Time to answer a request (headers sent), by route and hub.",
+    ["route", "hub"],
     buckets=LATENCY_BUCKETS,
     registry=REGISTRY,
 )
@@ -98,8 +98,8 @@ IN_FLIGHT.set_function(lambda: IN_FLIGHT_NOW.value)
 DECISIONS = _Counter(
     "prom_keycloak_proxy_authz_decisions_total",
     "Authorization outcomes: allowed, narrowed, filtered, passthrough, denied, refused (guard or "
-    "parse), unauthenticated, error (Keycloak unavailable).",
-    ["outcome"],
+    "parse), unauthenticated, error (Keycloak unavailable); by hub.",
+    ["outcome", "hub"],
     registry=REGISTRY,
 )
 KEYCLOAK_SECONDS = _Histogram(
@@ -117,8 +117,8 @@ KEYCLOAK_ERRORS = _Counter(
 # Cache events and entries are exported by proxy/caches.py (counted there, read when scraped).
 UPSTREAM_SECONDS = _Histogram(
     "prom_keycloak_proxy_upstream_request_duration_seconds",
-    "Upstream latency to response headers, by status code (or error kind).",
-    ["code"],
+    "Upstream latency to response headers, by status code (or error kind) and hub.",
+    ["code", "hub"],
     buckets=LATENCY_BUCKETS,
     registry=REGISTRY,
 )
@@ -130,7 +130,14 @@ QUERY_REJECTIONS = _Counter(
 )
 UPSTREAM_UP = Gauge(
     "prom_keycloak_proxy_upstream_up",
-    "1 when the last upstream request got an HTTP answer, 0 when it could not connect.",
+    "1 when the last upstream request got an HTTP answer, 0 when it could not connect"
+    " (with several hubs: 0 when any hub's last request could not connect).",
+    registry=REGISTRY,
+)
+HUB_UPSTREAM_UP = _Gauge(
+    "prom_keycloak_proxy_hub_upstream_up",
+    "Per hub: 1 when the hub's last upstream request got an HTTP answer, 0 when it could not connect.",
+    ["hub"],
     registry=REGISTRY,
 )
 KEYCLOAK_UP = Gauge(

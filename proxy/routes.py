@@ -1,17 +1,20 @@
 """The route table: every path the proxy serves and how each behaves, in one readable place.
 
-Anything else is 404; a known path with another method is 405 with `Allow`.
+Anything else is 404; a known path with another method is 405 with `Allow`. Every hub route is
+served under `/<hub>` for each configured hub, and without a prefix for the default hub
+(docs: several hubs); the table itself names each path once.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from aiohttp import web
+from aiohttp.web_urldispatcher import AbstractResource
 
-from proxy import handlers
+from proxy import errors, handlers
 
 Handler = Callable[[web.Request, "Route"], Awaitable[web.StreamResponse]]
 
@@ -33,6 +36,8 @@ class Route:
     range_capped: bool = False
     # Authorizes (counted in the decisions metric); health and the root text do not.
     decides: bool = True
+    # Served per hub (`/<hub><path>`, and `<path>` for the default hub); health and `/` are not.
+    per_hub: bool = True
 
 
 GET, GET_POST = ("GET",), ("GET", "POST")
@@ -54,21 +59,49 @@ API_ROUTES: tuple[Route, ...] = (
     PASSTHROUGH("/api/v1/status/buildinfo", name="buildinfo"),
     PASSTHROUGH("/api/v1/format_query", name="format_query"),
     PASSTHROUGH("/api/v1/parse_query", name="parse_query"),
-    Route("/", GET, handlers.root, "root", decides=False),
-    Route("/healthz", GET, handlers.healthz, "healthz", decides=False),
-    Route("/readyz", GET, handlers.readyz, "readyz", decides=False),
+    Route("/", GET, handlers.root, "root", decides=False, per_hub=False),
+    Route("/healthz", GET, handlers.healthz, "healthz", decides=False, per_hub=False),
+    Route("/readyz", GET, handlers.readyz, "readyz", decides=False, per_hub=False),
 )
 
 HEALTH_ROUTES: tuple[Route, ...] = tuple(r for r in API_ROUTES if r.name in ("healthz", "readyz"))
 
 
-def add_routes(app: web.Application, routes: tuple[Route, ...]) -> None:
-    """Register a table; each handler is called with its request and its route."""
+# What each registered resource serves: (route name for logs and metrics, hub). The request
+# middleware reads it once per request; anything missing is "unmatched".
+Routing = dict[AbstractResource, tuple[str, str]]
+
+
+def add_routes(
+    app: web.Application,
+    routes: tuple[Route, ...],
+    hubs: Sequence[str] = (),
+    default_hub: str | None = None,
+) -> Routing:
+    """Register a table; each handler is called with its request and its route. Hub routes are
+    registered once per hub under `/<hub>` and, for `default_hub`, without a prefix (without a
+    default hub the unprefixed path answers 404 naming the hub paths)."""
+    routing: Routing = {}
     for route in routes:
-        resource = app.router.add_resource(route.path, name=route.name)
-        handler = _bound(route)
-        for method in route.methods:
-            resource.add_route(method, handler)
+        if not route.per_hub:
+            routing[_register(app, route.path, route, route.name)] = (route.name, default_hub or "")
+            continue
+        for hub in hubs:
+            routing[_register(app, f"/{hub}{route.path}", route)] = (route.name, hub)
+        if default_hub is not None:
+            routing[_register(app, route.path, route, route.name)] = (route.name, default_hub)
+        elif hubs:
+            routing[_register(app, route.path, _no_default(route, hubs))] = (route.name, "")
+    return routing
+
+
+def _register(app: web.Application, path: str, route: Route, name: str | None = None) -> AbstractResource:
+    """One aiohttp resource for `path` answering `route`'s methods."""
+    resource = app.router.add_resource(path, name=name)
+    handler = _bound(route)
+    for method in route.methods:
+        resource.add_route(method, handler)
+    return resource
 
 
 def _bound(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
@@ -78,3 +111,13 @@ def _bound(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse
         return await route.handler(request, route)
 
     return handle
+
+
+def _no_default(route: Route, hubs: Sequence[str]) -> Route:
+    """`route` without a default hub: 404 with the paths that do serve it."""
+    paths = ", ".join(f"/{hub}{route.path}" for hub in hubs)
+
+    async def not_found(request: web.Request, _route: Route) -> web.StreamResponse:
+        raise errors.NotFound(f"no default hub is configured: use one of {paths}")
+
+    return Route(route.path, route.methods, not_found, route.name, decides=False)

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import aiohttp
 from aiohttp import web
 
-from proxy import keycloak, promql
+from proxy import context, keycloak, promql
 from proxy.authn import Authenticator, Identity
 from proxy.authz import Authorizer
+from proxy.authz.authorizer import HubAuthz
 from proxy.caches import MetricNames
 from proxy.config import Settings
 from proxy.context import RequestContext
+from proxy.hubs import Hub, default_hub_of, hubs_of
 from proxy.keycloak_client import KeycloakClient
 from proxy.promql.scope import Holdings, LabelModel
 from proxy.scheduler import Scheduler
@@ -68,16 +70,36 @@ class Services:
     metric_names: MetricNames
     keycloak_session: aiohttp.ClientSession | None = None
     request_done: list[RequestDone] = field(default_factory=list)
+    # Several hubs (docs: several hubs): each hub's view of these services, differing only in
+    # its upstream, its authorizer view and its metric-names cache. Empty: one hub, this one.
+    by_hub: dict[str, Services] = field(default_factory=dict)
+    # Everything the caller holds on every hub (whoami); one holdings call per resource server.
+    authorizers: tuple[Authorizer, ...] = ()
+
+    def upstreams(self) -> list[Upstream]:
+        """Every hub's upstream, once."""
+        found = {id(self.upstream): self.upstream}
+        found.update((id(view.upstream), view.upstream) for view in self.by_hub.values())
+        return list(found.values())
+
+    async def holdings_by_hub(self, identity: Identity) -> dict[str, Holdings]:
+        """What the caller holds on each configured hub."""
+        out: dict[str, Holdings] = {}
+        for authorizer in self.authorizers:
+            out.update(await authorizer.holdings_by_hub(identity))
+        return out
 
     async def start(self) -> None:
-        """Open the upstream session and start authentication's background work."""
-        await self.upstream.start()
+        """Open every hub's upstream session and start authentication's background work."""
+        for upstream in self.upstreams():
+            await upstream.start()
         await self.authn.start()
 
     async def close(self) -> None:
         """Stop and close everything `start` opened."""
         await self.authn.close()
-        await self.upstream.close()
+        for upstream in self.upstreams():
+            await upstream.close()
         if self.keycloak_session is not None:
             await self.keycloak_session.close()
 
@@ -86,8 +108,13 @@ SERVICES = web.AppKey("services", Services)
 
 
 def services(request: web.Request) -> Services:
-    """The application's services."""
-    return request.app[SERVICES]
+    """The services of the request's hub (the route table put the hub on the request context)."""
+    svc = request.app[SERVICES]
+    if svc.by_hub:
+        ctx = context.current()
+        if ctx is not None:
+            return svc.by_hub.get(ctx.hub, svc)
+    return svc
 
 
 def limits_of(settings: Settings) -> promql.Limits:
@@ -121,18 +148,52 @@ def scheduler_of(settings: Settings) -> Scheduler:
     )
 
 
+def _authorizers(settings: Settings, kc: KeycloakClient, hubs: tuple[Hub, ...]) -> dict[str, HubAuthz]:
+    """One authorizer per resource-server client, serving every hub that client's resources name."""
+    by_client: dict[str, list[Hub]] = {}
+    for hub in hubs:
+        by_client.setdefault(hub.client_id, []).append(hub)
+    views: dict[str, HubAuthz] = {}
+    for client_id, members in by_client.items():
+        own = kc
+        if client_id != kc.client_id:
+            own = KeycloakClient(settings, kc.session, client_id=client_id, secret=members[0].client_secret)
+        authorizer = Authorizer(settings, own, hubs=[hub.name for hub in members])
+        views.update((hub.name, HubAuthz(authorizer, hub.name)) for hub in members)
+    return views
+
+
 def build_services(settings: Settings) -> Services:
-    """Construct the real services (sessions are opened in `Services.start`)."""
+    """Construct the real services (sessions are opened in `Services.start`): one upstream and
+    one authorizer view per hub, everything else shared."""
     kc_session = keycloak.create_session(settings)
     kc = KeycloakClient(settings, kc_session)
-    return Services(
+    hubs = hubs_of(settings)
+    authz = _authorizers(settings, kc, hubs)
+    upstreams = {hub.name: Upstream(settings, hub) for hub in hubs}
+    first = default_hub_of(settings) or hubs[0].name
+    root = Services(
         settings=settings,
-        upstream=Upstream(settings),
+        upstream=upstreams[first],
         authn=Authenticator(settings, kc),
-        authz=Authorizer(settings, kc),
+        authz=authz[first],
         scheduler=scheduler_of(settings),
         limits=limits_of(settings),
         model=model_of(settings),
         metric_names=MetricNames(settings.authz_cache_ttl),
         keycloak_session=kc_session,
+        authorizers=tuple({id(v.authorizer): v.authorizer for v in authz.values()}.values()),
     )
+    if len(hubs) > 1:
+        root.by_hub = {
+            hub.name: root
+            if hub.name == first
+            else replace(
+                root,
+                upstream=upstreams[hub.name],
+                authz=authz[hub.name],
+                metric_names=MetricNames(settings.authz_cache_ttl),
+            )
+            for hub in hubs
+        }
+    return root

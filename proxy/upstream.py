@@ -36,16 +36,18 @@ FORWARDED_REQUEST_HEADERS = (
 )
 # The upstream refusing the proxy's own credentials is the proxy's fault, not the caller's.
 CREDENTIAL_STATUSES = frozenset({401, 403, 407})
-# The value last given to the (process-wide) UPSTREAM_UP gauge: set only on a change, not under
-# the gauge's lock on every request.
-_up_state: list[float] = [-1.0]
+# The value last given to each hub's up gauge: gauges are set only on a change, not under the
+# gauge's lock on every request. The process-wide UPSTREAM_UP is 0 while any hub is down.
+_up_state: dict[str, float] = {}
 
 
-def _set_up(value: float) -> None:
-    """Set UPSTREAM_UP when it changes."""
-    if _up_state[0] != value:
-        _up_state[0] = value
-        metrics.UPSTREAM_UP.set(value)
+def _set_up(hub: str, value: float) -> None:
+    """Set the hub's up gauge (and the process-wide one) when it changes."""
+    if _up_state.get(hub) != value:
+        _up_state[hub] = value
+        metrics.HUB_UPSTREAM_UP.labels(hub).set(value)
+        metrics.UPSTREAM_UP.set(min(_up_state.values()))
+
 
 Params = Sequence[tuple[str, str]]
 
@@ -230,17 +232,17 @@ class Upstream:
                 server_hostname=self._target.server_name,
             )
         except TimeoutError as exc:
-            _observe("timeout", started)
+            _observe("timeout", self.hub.name, started)
             raise errors.UpstreamTimeout("upstream did not answer in time") from exc
         except (aiohttp.ClientError, OSError, ssl.SSLError) as exc:
-            _set_up(0.0)
-            _observe("error", started)
+            _set_up(self.hub.name, 0.0)
+            _observe("error", self.hub.name, started)
             log.warning(
                 "upstream_unreachable", hub=self.hub.name, error=type(exc).__name__, detail=str(exc)[:200]
             )
             raise errors.UpstreamUnavailable("upstream is unreachable") from exc
-        _set_up(1.0)
-        _observe(str(response.status), started)
+        _set_up(self.hub.name, 1.0)
+        _observe(str(response.status), self.hub.name, started)
         if response.status in CREDENTIAL_STATUSES:
             response.release()
             log.error("upstream_refused_proxy_credentials", hub=self.hub.name, status=response.status)
@@ -262,8 +264,8 @@ class Upstream:
         return status, decode_json(raw, encoding.lower())
 
 
-def _observe(code: str, started: float) -> None:
+def _observe(code: str, hub: str, started: float) -> None:
     """Count one upstream call's latency and add it to the request's `upstream_ms`."""
     elapsed = time.perf_counter() - started
-    metrics.UPSTREAM_SECONDS.labels(code).observe(elapsed)
+    metrics.UPSTREAM_SECONDS.labels(code, hub).observe(elapsed)
     context.add_time("upstream", elapsed)

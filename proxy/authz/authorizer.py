@@ -174,6 +174,7 @@ class HubAuthz:
         """`hub` must be one of `authorizer.hubs`."""
         self.authorizer = authorizer
         self.hub = hub
+        self.names = authorizer.names_of[hub]
 
     async def holdings(
         self,

@@ -176,7 +176,7 @@ def test_metrics_have_no_side_effects_and_caches_note_explicitly() -> None:
     before = caches.TOKEN.hits
     with _in_request(ctx):
         metrics.KEYCLOAK_SECONDS.labels("uma").observe(0.002)
-        metrics.UPSTREAM_SECONDS.labels("200").observe(0.001)
+        metrics.UPSTREAM_SECONDS.labels("200", "hub-a").observe(0.001)
         caches.TOKEN.lookup(True)
         caches.ANALYSIS.lookup(False)  # not a logged cache: counted only
     fields = ctx.log_fields()
