@@ -72,15 +72,25 @@ def test_hadolint_reports_nothing() -> None:
     assert result.returncode == 0
 
 
-def test_two_stages_on_the_same_slim_python_3_11_base() -> None:
-    """A builder and a runtime stage, both from the slim Python 3.11 image (venv paths match)."""
+def test_two_stages_on_the_slim_python_3_11_base_by_default() -> None:
+    """Builder on PYTHON_IMAGE (slim Python 3.11 by default), runtime on RUNTIME_IMAGE (same default)."""
     stages = _stages()
-    args = dict(i for i in _instructions() if i[0] == "ARG")
+    args = [a for i, a in _instructions() if i == "ARG"]
 
     assert len(stages) == 2
-    assert re.match(r"PYTHON_IMAGE=python:3\.11-slim", args["ARG"])
+    assert re.match(r"PYTHON_IMAGE=python:3\.11-slim", args[0])
+    assert args[1] == "RUNTIME_IMAGE=${PYTHON_IMAGE}"
     assert stages[0][0][1].startswith("${PYTHON_IMAGE} AS builder")
-    assert stages[1][0][1].startswith("${PYTHON_IMAGE} AS runtime")
+    assert stages[1][0][1].startswith("${RUNTIME_IMAGE} AS runtime")
+
+
+def test_only_the_service_package_enters_the_build() -> None:
+    """COPY brings proxy/ and data, never emulator/, demo/ or tests/ (and .dockerignore agrees)."""
+    copies = " ".join(a for i, a in _stages()[0] if i == "COPY")
+    for name in ("emulator", "demo", "tests", ". ", "bench"):
+        assert name not in copies.split() and f"{name}/" not in copies
+    ignored = (REPO / ".dockerignore").read_text(encoding="utf-8").splitlines()
+    assert {"emulator", "demo", "tests", "bench"} <= set(ignored)
 
 
 def test_builder_installs_the_hash_locked_runtime_deps_with_uv() -> None:
