@@ -87,6 +87,8 @@ def test_config_schema_lists_exactly_the_proxy_options() -> None:
         "tls_cert",
         "auth_ca_cert",
         "prometheus_tls_server_name",
+        "hubs",  # YAML only: the chart's own `hubs:` value renders it
+        "default_hub",
     }
     config = SCHEMA["properties"]["config"]
     assert config["additionalProperties"] is False
