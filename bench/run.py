@@ -39,6 +39,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.fairness import report as fairness_report  # noqa: E402
 from proxy_demo.certs import Pki  # noqa: E402
 from proxy_demo.dataset import build_dataset  # noqa: E402
 from proxy_demo.policy import DEMO_POLICY  # noqa: E402
@@ -322,8 +323,8 @@ def proxy_env(prom: PrometheusServer, kc_url: str, port: int, mport: int, **extr
             "PROXY_AUTH_CLIENT_ID": "prom-keycloak-proxy",
             "PROXY_AUTH_CLIENT_SECRET": "prom-keycloak-proxy-secret",
             "PROXY_ACM_HUB": "moc",
-            "PROXY_RATE_PER_SUBJECT": "1000000",
-            "PROXY_RATE_BURST_PER_SUBJECT": "1000000",
+            # one token for every request: the fair-use caps would measure the scheduler, not the path
+            "PROXY_MAX_UPSTREAM_CONCURRENCY": "10000",
             "PROXY_MAX_CONCURRENT_PER_SUBJECT": "10000",
             "PROXY_SHUTDOWN_TIMEOUT": "1s",
             "PROXY_LOG_LEVEL": "info",  # the production default: one JSON line per request
@@ -372,10 +373,10 @@ class Keycloak:
         with urlopen(req, timeout=10) as r:
             return json.loads(r.read() or b"{}")
 
-    def token(self) -> str:
-        """A password-grant token of the bench user, as Grafana would hold it."""
+    def token(self, user: str = USER) -> str:
+        """A password-grant token of a demo user (the bench user by default), as Grafana holds it."""
         form = urlencode(
-            {"grant_type": "password", "client_id": CLIENT, "username": USER, "password": "alice-password"}
+            {"grant_type": "password", "client_id": CLIENT, "username": user, "password": f"{user}-password"}
         ).encode()
         url = f"{self.base_url}/realms/{REALM}/protocol/openid-connect/token"
         request = urllib.request.Request(url, data=form)  # noqa: S310 - loopback http
@@ -536,6 +537,7 @@ class Bench:
 
 DIRECT, NGINX, PASS = "direct", "nginx", "aiohttp-pt"
 WARM, COLD, NOCACHE, WORKERS2 = "proxy-warm", "proxy-cold", "proxy-nocache", "proxy-warm-w2"
+FAIRNESS = "fairness"
 DESCRIPTIONS = {
     DIRECT: "Prometheus itself, plain HTTP (same blocks as the mTLS instance)",
     NGINX: "nginx-light pass-through, 2 workers, keep-alive mTLS upstream",
@@ -790,6 +792,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(verdicts(bench, promql_p50))
     if promql_lines:
         print("bench/promql_bench.py, panel query:\n" + promql_lines)
+    if bench.fairness_text:
+        print("\n" + bench.fairness_text)
     if bench.profile_text:
         print("\nprofile of the warm proxy (panel, c=16):\n" + bench.profile_text)
     print(f"\nbench took {time.monotonic() - began:.0f} s")
@@ -797,9 +801,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 class FullBench(Bench):
-    """A bench that also keeps the profile's text."""
+    """A bench that also keeps the profile's and the fair-use run's text."""
 
     profile_text = ""
+    fairness_text = ""
 
 
 def passthrough_command(port: int, prom: PrometheusServer) -> list[str]:
@@ -882,6 +887,18 @@ def run_all(
 
     if want(WARM):
         proxy(WARM, full)
+    if want(FAIRNESS):
+        port, mport = free_port(), free_port()
+        env = proxy_env(prom, kc_url, port, mport, PROXY_LOG_LEVEL="warning")
+        for name in ("PROXY_MAX_UPSTREAM_CONCURRENCY", "PROXY_MAX_CONCURRENT_PER_SUBJECT"):
+            del env[name]  # the defaults are what the event-loop budget is about
+        log("fair use: heaviest allowed request beside another caller (default limits)")
+        with started(
+            [str(PROXY_BIN), "serve"], f"http://127.0.0.1:{mport}/readyz", workdir / "fairness.log", env
+        ):
+            bench.fairness_text = fairness_report(
+                f"http://127.0.0.1:{port}", f"http://127.0.0.1:{mport}", kc.token(), kc.token("bob")
+            )
     if args.cprofile > 0:
         bench.profile_text += "\n\n" + _cprofile(bench, prom, kc_url, args.cprofile)
     if want(COLD):

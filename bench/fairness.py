@@ -1,0 +1,133 @@
+"""`make bench`, fair-use part: the heaviest request the default limits allow against another
+caller's one-line query, the proxy's event-loop lag histogram, and the 20,000-`match[]` refusal.
+
+Run by bench/run.py against a proxy with the default limits; `report()` returns the lines it
+prints. Not a timed test: the numbers depend on the machine and whatever else runs on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import statistics
+import time
+import urllib.request
+from dataclasses import dataclass
+
+import aiohttp
+
+LAG_BUCKET = re.compile(r'^prom_keycloak_proxy_event_loop_lag_seconds_bucket\{le="([^"]+)"\} (\S+)$', re.M)
+ONE_LINE = 'DCGM_FI_DEV_GPU_UTIL{cluster="nerc-ocp-test"}'
+
+
+def heavy_matches(count: int = 100, total_bytes: int = 12288) -> list[str]:
+    """`count` distinct selectors of `total_bytes` together: PROXY_MAX_MATCH_SELECTORS and
+    PROXY_MAX_QUERY_BYTES at their defaults, each selector narrowed (no cluster named)."""
+    size = total_bytes // count
+    out = []
+    for i in range(count):
+        head = f'DCGM_FI_DEV_GPU_UTIL{{gpu="{i}",Hostname=~"node-{i}.*",job="'
+        out.append(head + "x" * max(1, size - len(head) - 2) + '"}')
+    return out
+
+
+def flood_matches(count: int = 20000) -> list[str]:
+    """`count` short selectors (≈ 850 KB as a form body): far over the match[] bound."""
+    return [f'up{{instance="host-{i:05d}:9100"}}' for i in range(count)]
+
+
+def lag_buckets(metrics_url: str) -> dict[str, float]:
+    """The proxy's cumulative event-loop lag histogram buckets (le → count)."""
+    with urllib.request.urlopen(f"{metrics_url}/metrics", timeout=10) as r:  # noqa: S310 - loopback
+        text = r.read().decode()
+    return {le: float(v) for le, v in LAG_BUCKET.findall(text)}
+
+
+@dataclass
+class Result:
+    """What one fair-use run measured."""
+
+    alone_ms: list[float]
+    loaded_ms: list[float]
+    heavy_ms: list[float]
+    heavy_status: set[int]
+    flood_ms: float
+    flood_status: int
+    lag: dict[str, float]
+
+
+async def _timed(
+    session: aiohttp.ClientSession, url: str, token: str, form: list[tuple[str, str]]
+) -> tuple[int, float]:
+    started = time.perf_counter()
+    async with session.post(url, data=form, headers={"Authorization": f"Bearer {token}"}) as r:
+        await r.read()
+        return r.status, (time.perf_counter() - started) * 1000
+
+
+async def _run(base: str, metrics_url: str, heavy_token: str, other_token: str, seconds: float) -> Result:
+    query, series = f"{base}/api/v1/query", f"{base}/api/v1/series"
+    one = [("query", ONE_LINE)]
+    heavy = [("match[]", m) for m in heavy_matches()]
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
+        for _ in range(3):  # warm token, decision and analysis caches of both callers
+            await _timed(session, query, other_token, one)
+            await _timed(session, series, heavy_token, heavy)
+        alone = []
+        until = time.monotonic() + seconds / 2
+        while time.monotonic() < until:
+            alone.append((await _timed(session, query, other_token, one))[1])
+            await asyncio.sleep(0.01)
+        before = lag_buckets(metrics_url)
+        stop = asyncio.Event()
+        heavy_runs: list[tuple[int, float]] = []
+
+        async def hammer() -> None:
+            while not stop.is_set():
+                heavy_runs.append(await _timed(session, series, heavy_token, heavy))
+
+        hammering = asyncio.create_task(hammer())
+        loaded = []
+        until = time.monotonic() + seconds / 2
+        while time.monotonic() < until:
+            loaded.append((await _timed(session, query, other_token, one))[1])
+            await asyncio.sleep(0.01)
+        stop.set()
+        await hammering
+        after = lag_buckets(metrics_url)
+        flood_status, flood_ms = await _timed(
+            session, series, heavy_token, [("match[]", m) for m in flood_matches()]
+        )
+    lag = {le: after[le] - before.get(le, 0.0) for le in after}
+    return Result(
+        alone, loaded, [ms for _, ms in heavy_runs], {s for s, _ in heavy_runs}, flood_ms, flood_status, lag
+    )
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
+
+
+def report(base: str, metrics_url: str, heavy_token: str, other_token: str, seconds: float = 10.0) -> str:
+    """Measure and describe: the other caller's latency alone and beside the heaviest request,
+    the heaviest request's own time, the event-loop lag histogram meanwhile, the 20k refusal."""
+    r = asyncio.run(_run(base, metrics_url, heavy_token, other_token, seconds))
+    total = max(r.lag.values(), default=0.0)
+    lines = [
+        "fair use (default limits): heaviest allowed request = POST /api/v1/series with 100 match[] "
+        "of 12 KiB together, narrowed; another caller's one-line query beside it",
+        f"  other caller alone:   p50 {statistics.median(r.alone_ms):.1f} ms, "
+        f"p99 {_pct(r.alone_ms, 0.99):.1f} ms ({len(r.alone_ms)} requests)",
+        f"  beside the heaviest:  p50 {statistics.median(r.loaded_ms):.1f} ms, "
+        f"p99 {_pct(r.loaded_ms, 0.99):.1f} ms, max {max(r.loaded_ms):.1f} ms ({len(r.loaded_ms)} requests)",
+        f"  heaviest request:     p50 {statistics.median(r.heavy_ms or [0]):.1f} ms "
+        f"({len(r.heavy_ms)} runs, status {sorted(r.heavy_status)})",
+        f"  20,000 match[] (≈ 850 KB): {r.flood_status} in {r.flood_ms:.1f} ms",
+        f"  event-loop lag meanwhile ({total:.0f} samples), cumulative:",
+    ]
+    for le, count in r.lag.items():
+        lines.append(f"    ≤ {le:>6} s: {count:8.0f}  ({100 * count / total if total else 0:5.1f} %)")
+    verdict = r.lag.get("0.1", 0.0) == total
+    lines.append(f"  {'OK ' if verdict else 'MISS'} no event-loop stall over 100 ms during the run")
+    return "\n".join(lines)
