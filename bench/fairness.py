@@ -13,6 +13,7 @@ import statistics
 import time
 import urllib.request
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 import aiohttp
 
@@ -21,20 +22,22 @@ LAG, BLOCKED = re.compile(BUCKET.format("lag"), re.M), re.compile(BUCKET.format(
 ONE_LINE = 'DCGM_FI_DEV_GPU_UTIL{cluster="nerc-ocp-test"}'
 
 
-def heavy_matches(count: int = 100, total_bytes: int = 12288) -> list[str]:
+def heavy_matches(salt: int = 0, count: int = 100, total_bytes: int = 12288) -> list[str]:
     """`count` distinct selectors of `total_bytes` together: PROXY_MAX_MATCH_SELECTORS and
-    PROXY_MAX_QUERY_BYTES at their defaults, each selector narrowed (no cluster named)."""
+    PROXY_MAX_QUERY_BYTES at their defaults, each narrowed (no cluster named); a new `salt`
+    gives texts no cache has seen."""
     size = total_bytes // count
     out = []
     for i in range(count):
-        head = f'DCGM_FI_DEV_GPU_UTIL{{gpu="{i}",Hostname=~"node-{i}.*",job="'
+        head = f'DCGM_FI_DEV_GPU_UTIL{{gpu="{i}",Hostname=~"node-{salt}-{i}.*",job="'
         out.append(head + "x" * max(1, size - len(head) - 2) + '"}')
     return out
 
 
 def flood_matches(count: int = 20000) -> list[str]:
-    """`count` short selectors (≈ 850 KB as a form body): far over the match[] bound."""
-    return [f'up{{instance="host-{i:05d}:9100"}}' for i in range(count)]
+    """`count` short selectors (≈ 800 KB as a form body, under the body limit): far over the
+    match[] bound."""
+    return [f'up{{i="{i:05d}"}}' for i in range(count)]
 
 
 def lag_buckets(metrics_url: str) -> dict[str, dict[str, float]]:
@@ -59,22 +62,25 @@ class Result:
 
 
 async def _timed(
-    session: aiohttp.ClientSession, url: str, token: str, form: list[tuple[str, str]]
+    session: aiohttp.ClientSession, url: str, token: str, form: list[tuple[str, str]] | bytes
 ) -> tuple[int, float]:
+    body = form if isinstance(form, bytes) else urlencode(form).encode()
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/x-www-form-urlencoded"}
     started = time.perf_counter()
-    async with session.post(url, data=form, headers={"Authorization": f"Bearer {token}"}) as r:
+    async with session.post(url, data=body, headers=headers) as r:
         await r.read()
         return r.status, (time.perf_counter() - started) * 1000
 
 
-async def _run(base: str, metrics_url: str, heavy_token: str, other_token: str, seconds: float) -> Result:
+async def measure(base: str, metrics_url: str, heavy_token: str, other_token: str, seconds: float) -> Result:
+    """The other caller alone, then beside the heaviest request; lag histograms; the 20k refusal."""
     query, series = f"{base}/api/v1/query", f"{base}/api/v1/series"
     one = [("query", ONE_LINE)]
-    heavy = [("match[]", m) for m in heavy_matches()]
+    salts = iter(range(1, 1_000_000))
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
         for _ in range(3):  # warm token, decision and analysis caches of both callers
             await _timed(session, query, other_token, one)
-            await _timed(session, series, heavy_token, heavy)
+            await _timed(session, series, heavy_token, [("match[]", m) for m in heavy_matches(next(salts))])
         alone = []
         until = time.monotonic() + seconds / 2
         while time.monotonic() < until:
@@ -86,7 +92,8 @@ async def _run(base: str, metrics_url: str, heavy_token: str, other_token: str, 
 
         async def hammer() -> None:
             while not stop.is_set():
-                heavy_runs.append(await _timed(session, series, heavy_token, heavy))
+                form = [("match[]", m) for m in heavy_matches(next(salts))]  # never cached
+                heavy_runs.append(await _timed(session, series, heavy_token, form))
 
         hammering = asyncio.create_task(hammer())
         loaded = []
@@ -97,9 +104,8 @@ async def _run(base: str, metrics_url: str, heavy_token: str, other_token: str, 
         stop.set()
         await hammering
         after = lag_buckets(metrics_url)
-        flood_status, flood_ms = await _timed(
-            session, series, heavy_token, [("match[]", m) for m in flood_matches()]
-        )
+        flood = urlencode([("match[]", m) for m in flood_matches()]).encode()  # encoded untimed
+        flood_status, flood_ms = await _timed(session, series, heavy_token, flood)
     lag = {name: {le: n - before[name].get(le, 0.0) for le, n in after[name].items()} for name in after}
     return Result(
         alone, loaded, [ms for _, ms in heavy_runs], {s for s, _ in heavy_runs}, flood_ms, flood_status, lag
@@ -114,7 +120,11 @@ def _pct(values: list[float], q: float) -> float:
 def report(base: str, metrics_url: str, heavy_token: str, other_token: str, seconds: float = 10.0) -> str:
     """Measure and describe: the other caller's latency alone and beside the heaviest request,
     the heaviest request's own time, the event-loop lag histogram meanwhile, the 20k refusal."""
-    r = asyncio.run(_run(base, metrics_url, heavy_token, other_token, seconds))
+    return "\n".join(report_lines(asyncio.run(measure(base, metrics_url, heavy_token, other_token, seconds))))
+
+
+def report_lines(r: Result) -> list[str]:
+    """The fair-use run described, one line each."""
     total = max(r.lag["lag"].values(), default=0.0)
     lines = [
         "fair use (default limits): heaviest allowed request = POST /api/v1/series with 100 match[] "
@@ -125,7 +135,7 @@ def report(base: str, metrics_url: str, heavy_token: str, other_token: str, seco
         f"p99 {_pct(r.loaded_ms, 0.99):.1f} ms, max {max(r.loaded_ms):.1f} ms ({len(r.loaded_ms)} requests)",
         f"  heaviest request:     p50 {statistics.median(r.heavy_ms or [0]):.1f} ms "
         f"({len(r.heavy_ms)} runs, status {sorted(r.heavy_status)})",
-        f"  20,000 match[] (≈ 850 KB): {r.flood_status} in {r.flood_ms:.1f} ms",
+        f"  20,000 match[] (≈ 800 KB): {r.flood_status} in {r.flood_ms:.1f} ms",
         f"  event-loop lag meanwhile ({total:.0f} samples every 20 ms): wall-clock lag | "
         "blocked (the part the proxy spent computing), cumulative:",
     ]
@@ -137,4 +147,4 @@ def report(base: str, metrics_url: str, heavy_token: str, other_token: str, seco
         )
     verdict = r.lag["blocked"].get("0.1", 0.0) == total
     lines.append(f"  {'OK ' if verdict else 'MISS'} the proxy never blocked its event loop over 100 ms")
-    return "\n".join(lines)
+    return lines

@@ -20,12 +20,13 @@ T = TypeVar("T")
 # Prometheus' label-name syntax; matched in full (`$` would accept a trailing newline).
 LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 # Selectors enforced between two yields of the event loop: measured ≈ 1 ms each when a caller
-# with many projects is narrowed (parse, rewrite, re-parse to verify), so a chunk stays ≈ 15 ms.
-SELECTOR_CHUNK = 16
+# with many projects is narrowed (parse, rewrite, re-parse to verify), so a chunk stays under
+# ≈ 10 ms; another caller's request, which needs a few loop turns, waits one chunk per turn.
+SELECTOR_CHUNK = 8
 # A request above this many selectors or bytes is "heavy": whether the caller holds anything at
 # all is checked (from cached holdings) before the expensive analysis.
-HEAVY_SELECTORS = SELECTOR_CHUNK
-HEAVY_BYTES = 4096
+HEAVY_SELECTORS = 16
+HEAVY_BYTES = 8192
 
 
 def check_label_name(name: str) -> None:

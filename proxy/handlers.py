@@ -5,20 +5,22 @@ and `proxy.bodies`; errors are mapped to HTTP by the middleware."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import AsyncIterator, Callable, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 
-from proxy import caps, context, errors, promql
+from proxy import bounds, caps, context, errors, lookback, promql
 from proxy.authn import Identity
 from proxy.bodies import stream
 from proxy.context import RequestContext
 from proxy.filters import Visible, filter_alerts, filter_metadata, filter_rules
 from proxy.params import RequestParams, read_params
+from proxy.promql.analyse import reach_of_selectors
 from proxy.promql.scope import Holdings, labels_visible
+from proxy.promql.selectors import SelectorReach
 from proxy.services import Services, services
 from proxy.upstream import UpstreamRequest
 
@@ -28,7 +30,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 # Matches every series; the anchor for injecting a caller's scope where no match[] was given.
 ALL_SERIES = '{__name__=~".+"}'
-LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
 # ----------------------------------------------------------------------------- the handlers
@@ -43,7 +44,10 @@ async def query(request: web.Request, route: Route) -> web.StreamResponse:
     assert text is not None
     if route.range_capped:
         check_range(svc, params)
+    if bounds.is_heavy(text=text) and len(text.encode()) <= svc.limits.max_bytes:  # else: guard's 400
+        await refuse_if_holding_nothing(svc, ctx, identity)
     analysis = promql.analyse_query(text, svc.limits, svc.model)
+    check_lookback(svc, params, analysis)
     rewritten, _ = await decide(
         svc, ctx, identity, analysis, svc.settings.enforce_mode == "narrow",
         lambda held, mode: promql.enforce_query(analysis, held, mode),
@@ -63,9 +67,13 @@ async def selectors(request: web.Request, route: Route) -> web.StreamResponse:
     identity = await authenticate(request, svc, ctx)
     params = await read_params(request, svc.settings.max_body_bytes)
     name = request.match_info.get("name")
-    if name is not None and not LABEL_NAME.match(name):
-        raise errors.BadRequest(f"invalid label name {name!r}")
-    enforced = await scoped_matches(svc, ctx, identity, params.all("match[]"))
+    if name is not None:
+        bounds.check_label_name(name)
+    matches = params.all("match[]")
+    bounds.check_matches(matches, svc.settings.max_match_selectors, svc.settings.max_query_bytes)
+    if bounds.is_heavy(matches):
+        await refuse_if_holding_nothing(svc, ctx, identity)
+    enforced = await scoped_matches(svc, ctx, identity, matches)
     if enforced is None and route.match_required:
         enforced = [ALL_SERIES]  # a hub-wide caller's scope is everything: same answer shape for all
     built = with_matches(
@@ -175,6 +183,26 @@ async def admitted(svc: Services, ctx: RequestContext, identity: Identity) -> As
             ctx.admitted = False
 
 
+async def refuse_if_holding_nothing(svc: Services, ctx: RequestContext, identity: Identity) -> None:
+    """403 before an expensive analysis when the caller holds nothing at all (cached holdings)."""
+    with ctx.phase("authz"):
+        holdings = await svc.authz.holdings(identity, None, {})
+    if not holdings.holds_anything():
+        raise errors.Forbidden("you hold no permission on this hub")
+
+
+def check_lookback(svc: Services, params: RequestParams, analysis: promql.Analysis) -> None:
+    """The request's whole time reach within PROXY_MAX_LOOKBACK, when set (docs: fair use)."""
+    limit = svc.settings.max_lookback
+    if limit <= 0:
+        return
+    now = time.time()
+    end = caps.parse_time(params.single("end", required=False) or params.single("time", required=False) or "")
+    start = caps.parse_time(params.single("start", required=False) or "")
+    end = now if end is None else end
+    lookback.check_lookback(analysis.trees, end if start is None else start, end, limit)
+
+
 def check_range(svc: Services, params: RequestParams) -> None:
     """Points per series of a `query_range` within the configured cap."""
     caps.check_range(
@@ -224,9 +252,11 @@ async def scoped_matches(
 ) -> list[str] | None:
     """The verified `match[]` list for the caller; None when nothing needs to be added."""
     injected = not matches
-    analysis = promql.analyse_selectors(matches or [ALL_SERIES], svc.limits, svc.model)
     # Scope injection narrows by construction; explicit selectors follow the configured mode.
     narrow = injected or svc.settings.enforce_mode == "narrow"
+    if len(matches) > bounds.SELECTOR_CHUNK:
+        return await scoped_in_chunks(svc, ctx, identity, matches, narrow)
+    analysis = promql.analyse_selectors(matches or [ALL_SERIES], svc.limits, svc.model)
     result, holdings = await decide(
         svc, ctx, identity, analysis, narrow,
         lambda held, mode: promql.enforce_selectors(analysis, held, mode),
@@ -234,6 +264,31 @@ async def scoped_matches(
     if injected and holdings.hub_wide:
         return None
     return result
+
+
+async def scoped_in_chunks(
+    svc: Services, ctx: RequestContext, identity: Identity, matches: list[str], narrow: bool
+) -> list[str]:
+    """Many `match[]` decided and enforced a chunk at a time, the event loop yielded between
+    chunks (docs: event-loop budget); the reach and decision are the whole request's."""
+    selected: list[SelectorReach] = []
+    narrowed = False
+
+    async def step(part: Sequence[str]) -> list[str]:
+        nonlocal narrowed
+        analysis = promql.analyse_selectors(list(part), svc.limits, svc.model)
+        selected.extend(analysis.selectors)
+        result, _ = await decide(
+            svc, ctx, identity, analysis, narrow,
+            lambda held, mode: promql.enforce_selectors(analysis, held, mode),
+        )  # fmt: skip
+        narrowed = narrowed or ctx.decision == "narrowed"
+        return result
+
+    out = await bounds.in_chunks(matches, step, svc.limits.max_rewrite_bytes)
+    ctx.reach = reach_of_selectors(selected)
+    ctx.decision = "narrowed" if narrowed else "allowed"
+    return out
 
 
 def with_matches(

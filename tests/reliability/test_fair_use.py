@@ -127,3 +127,46 @@ def test_guessing_does_not_lock_out_the_real_basic_client(
         assert ask(CLIENT_SECRETS[client]).status_code == 200
     finally:
         realm.token_lifespan = lifespan
+
+
+def test_max_lookback_bounds_the_whole_reach_when_set(
+    proxy_factory: ProxyFactory, token_for: TokenFor
+) -> None:
+    """With PROXY_MAX_LOOKBACK=60d, a 31-day range of `rate(…[30d])` (61 days read) is a 400
+    naming the option, a 29-day one is answered; an offset counts too."""
+    proxy = proxy_factory(PROXY_MAX_LOOKBACK="60d")
+    token = token_for("alice")
+    sel = 'DCGM_FI_DEV_GPU_UTIL{cluster="nerc-ocp-prod",exported_namespace="team-a"}'
+    end = int(time.time())
+
+    def ask(query: str, days: int) -> requests.Response:
+        return _get(proxy.base_url, token, {"query": query, "start": str(end - days * 86400),
+                                            "end": str(end), "step": "3600"}, "/api/v1/query_range")
+
+    refused = ask(f"rate({sel}[30d])", 31)
+    assert refused.status_code == 400 and "PROXY_MAX_LOOKBACK" in refused.json()["error"]
+    assert ask(f"rate({sel}[30d])", 29).status_code == 200
+    assert ask(f"{sel} offset 59d", 2).status_code == 400
+
+
+def test_label_name_with_a_trailing_newline_is_refused(proxy_server_url: str, token_for: TokenFor) -> None:
+    """`/api/v1/label/cluster%0A/values` is a 400 (the name is matched in full)."""
+    r = _get(proxy_server_url, token_for("alice"), {}, "/api/v1/label/cluster%0A/values")
+    assert r.status_code == 400 and r.json()["errorType"] == "bad_data"
+    assert _get(proxy_server_url, token_for("alice"), {}, "/api/v1/label/cluster/values").status_code == 200
+
+
+def test_20000_match_selectors_are_refused_at_once(proxy_server_url: str, token_for: TokenFor) -> None:
+    """A POST of 20,000 `match[]` (≈ 700 KB, under the body limit) is a 400 within a second."""
+    body = "&".join(f"match[]=up%7Bi%3D%22{i:05d}%22%7D" for i in range(20000))
+    started = time.monotonic()
+    r = requests.post(f"{proxy_server_url}/api/v1/series", data=body, timeout=30,
+                      headers={"Authorization": f"Bearer {token_for('alice')}",
+                               "Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 400 and r.json()["errorType"] == "bad_data"
+    assert time.monotonic() - started < 1.0
+    few = "&".join(f"match[]=up%7Bi%3D%22{i:05d}%22%7D" for i in range(101))
+    r = requests.post(f"{proxy_server_url}/api/v1/series", data=few, timeout=30,
+                      headers={"Authorization": f"Bearer {token_for('alice')}",
+                               "Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 400 and "PROXY_MAX_MATCH_SELECTORS" in r.json()["error"]

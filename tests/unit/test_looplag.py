@@ -10,8 +10,8 @@ from proxy.looplag import BLOCKED_SECONDS, LagMonitor
 
 def _blocked_over(seconds: float) -> float:
     """Observations of the blocked histogram above `seconds` so far."""
-    samples = {s.labels.get("le"): s.value for s in BLOCKED_SECONDS.collect()[0].samples
-               if s.name.endswith("_bucket")}
+    (metric,) = BLOCKED_SECONDS.collect()
+    samples = {s.labels.get("le"): float(s.value) for s in metric.samples if s.name.endswith("_bucket")}
     return samples["+Inf"] - samples[str(seconds)]
 
 
@@ -22,7 +22,7 @@ async def test_lag_counts_a_blocked_loop_and_blocked_counts_only_own_work() -> N
     monitor.start()
     await asyncio.sleep(0.05)
     over = _blocked_over(0.1)
-    time.sleep(0.2)  # the loop is stuck, but this process computes nothing
+    time.sleep(0.2)  # noqa: ASYNC251 - the loop is stuck, but this process computes nothing
     await asyncio.sleep(0.05)
     assert max(lags) >= 0.15
     assert _blocked_over(0.1) == over

@@ -163,3 +163,15 @@ def test_replaced_puts_values_where_they_arrived() -> None:
     assert body == [("time", "4"), ("query", "q")]
     url, body = params([], []).replaced("match[]", ["s"])
     assert (url, body) == ([("match[]", "s")], [])
+
+
+async def test_body_with_too_many_fields_is_refused_before_decoding(
+    client: TestClient[web.Request, web.Application], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A body over the field bound is a 400 counted on the raw bytes; at the bound it is read."""
+    monkeypatch.setattr("proxy.params.MAX_BODY_FIELDS", 20)
+    at_bound = "&".join(["match[]=up"] * 20)
+    assert len((await parsed(await client.post("/p", data=at_bound, headers=FORM)))["body"]) == 20
+    over = await client.post("/p", data=at_bound + "&x=1", headers=FORM)
+    assert over.status == 400
+    assert "21 parameters" in (await over.json())["error"]
