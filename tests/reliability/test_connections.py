@@ -69,19 +69,22 @@ def test_3000_idle_and_half_sent_connections_are_closed_at_the_header_timeout(
     session = requests.Session()
     assert _query(session, proxy, token)[0] == 200
     with _flood(proxy.port, 3000) as socks:
-        flooded = time.monotonic()
-        deadline = flooded + 2
+        deadline = time.monotonic() + 10
         while proxy.site.open_connections < 3000 and time.monotonic() < deadline:
-            time.sleep(0.05)
+            time.sleep(0.02)
+        accepted = time.monotonic()  # the last of them was accepted by now
         assert proxy.site.open_connections >= 3000
         fresh = requests.Session()  # a new connection, accepted alongside the flood
         answers = [_query(fresh, proxy, token) for _ in range(5)]
         assert [code for code, _ in answers] == [200] * 5
-        assert max(took for _, took in answers) < 1.0, answers
-        accepted = time.monotonic()  # the last of them was accepted by now
-        time.sleep(max(0.0, accepted + timeout + 1.0 - time.monotonic()))
-        still_open = sum(not _closed(s) for s in socks)
-        assert still_open == 0, f"{still_open} open {time.monotonic() - flooded:.1f}s after the flood"
+        assert sorted(took for _, took in answers)[2] < 0.5, answers
+        open_socks = list(socks)
+        while open_socks and time.monotonic() < accepted + timeout + 5:
+            time.sleep(0.2)
+            open_socks = [s for s in open_socks if not _closed(s)]
+        closed_after = time.monotonic() - accepted
+        assert not open_socks, f"{len(open_socks)} still open {closed_after:.1f}s after the flood"
+        assert closed_after <= timeout + 2.5, closed_after
         assert proxy.site.open_connections <= 2  # the two sessions' keep-alive connections
     assert _query(session, proxy, token)[0] == 200
 
