@@ -75,6 +75,13 @@ class Reply:
             return str(self.body["error"])
         return None
 
+    @property
+    def description(self) -> str | None:
+        """Keycloak's `error_description` (cut to 200 characters: it ends up in logs)."""
+        if isinstance(self.body, dict) and isinstance(self.body.get("error_description"), str):
+            return str(self.body["error_description"])[:200]
+        return None
+
 
 def challenge(realm: str) -> dict[str, str]:
     """The `WWW-Authenticate` header of every 401 (Bearer, never Basic: no browser pop-up)."""
@@ -188,6 +195,13 @@ def unexpected(name: str, reply: Reply) -> KeycloakUnavailable:
     else:
         reason = "bad_answer"
     KEYCLOAK_ERRORS.labels(name, reason).inc()
-    log.warning("keycloak_unexpected_answer", call=name, status=reply.status, error=reply.error)
+    # Keycloak's own words: regressions such as keycloak#50827/#51250 are recognisable by them.
+    log.warning(
+        "keycloak_unexpected_answer",
+        call=name,
+        status=reply.status,
+        error=reply.error,
+        error_description=reply.description,
+    )
     detail = f" ({reply.error})" if reply.error else ""
     return KeycloakUnavailable(f"Keycloak answered {reply.status}{detail} to {name}")

@@ -12,7 +12,7 @@ import structlog
 from proxy.authn.basic import BasicMinter
 from proxy.authn.bearer import MAX_TOKEN_BYTES, BearerVerifier, TokenPolicy
 from proxy.authn.identity import Identity, TokenRejected
-from proxy.authn.introspect import Introspector
+from proxy.authn.introspect import Introspector, audience_hint
 from proxy.authn.jwks import KeyStore, VerifyKey, parse_jwks
 from proxy.config import Settings
 from proxy.errors import KeycloakUnavailable, Unauthorized
@@ -78,6 +78,9 @@ class Authenticator:
                 "token_audience_unchecked",
                 hint="set PROXY_AUTH_AUDIENCES or PROXY_AUTH_ALLOWED_AZP to limit accepted tokens",
             )
+        audience_hint(
+            self._client.client_id, frozenset(self._settings.auth_audiences), self._settings.auth_introspect
+        )
         with contextlib.suppress(KeycloakUnavailable):
             await self._keys.refresh()
         if self._task is None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jwt
+import structlog
 from cachetools import TLRUCache
 
 from proxy import caches
@@ -16,12 +17,51 @@ from proxy.authn.identity import Identity, TokenRejected, identity_from_claims, 
 from proxy.authn.jwks import KeyStore, VerifyKey
 from proxy.errors import KeycloakUnavailable
 
+log = structlog.get_logger(__name__)
+
 MAX_TOKEN_BYTES = 16 * 1024
 NBF_LEEWAY = 30.0
 # Header parameters that name or carry keys, or demand extensions: Keycloak sets none of them,
 # and honouring any would let the token choose its own verification key.
 FORBIDDEN_HEADERS = frozenset({"jku", "x5u", "jwk", "x5c", "crit"})
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]+")
+WRONG_ISSUER = "wrong issuer"
+ISSUER_LOG_EVERY = 60.0
+
+
+class IssuerMismatchLog:
+    """A rate-limited warning naming the expected and the received `iss` of a rejected token.
+
+    With Keycloak's hostname v2 and no fixed `hostname`, `iss` follows each request's host: the
+    back channel's discovery then names the internal URL while browser tokens carry the public one,
+    and every token is "wrong issuer" with no other hint (docs/keycloak.md, PROXY_AUTH_ISSUER).
+    """
+
+    def __init__(self, every: float = ISSUER_LOG_EVERY, clock: Callable[[], float] = time.monotonic) -> None:
+        """At most one warning per `every` seconds; the others are counted into the next one."""
+        self._every = every
+        self._clock = clock
+        self._last: float | None = None
+        self._suppressed = 0
+
+    def warn(self, expected: str, token: str) -> None:
+        """Log (or count) one mismatch; the received issuer is read without trusting the token."""
+        now = self._clock()
+        if self._last is not None and now - self._last < self._every:
+            self._suppressed += 1
+            return
+        try:
+            received = jwt.decode(token, options={"verify_signature": False}).get("iss")
+        except jwt.PyJWTError:
+            received = None
+        self._last, suppressed, self._suppressed = now, self._suppressed, 0
+        log.warning(
+            "token_issuer_mismatch",
+            expected=expected,
+            received=str(received)[:200] if received is not None else None,
+            suppressed=suppressed,
+            hint="set PROXY_AUTH_ISSUER to the issuer browser tokens carry",
+        )
 
 
 @dataclass(frozen=True)
@@ -55,6 +95,7 @@ class BearerVerifier:
         self._policy = policy
         self._clock = clock
         self._cache: TLRUCache[str, Identity] = TLRUCache(maxsize, ttu=_expiry, timer=clock)
+        self._issuer_log = IssuerMismatchLog()
 
     def cached(self, token: str) -> Identity | None:
         """The identity of a token verified before and not yet expired, without any I/O."""
@@ -94,7 +135,12 @@ class BearerVerifier:
         issuer = self._issuer()
         if issuer is None:
             raise KeycloakUnavailable("the realm's issuer is not known yet (discovery pending)")
-        claims = _decode(token, key, issuer)
+        try:
+            claims = _decode(token, key, issuer)
+        except TokenRejected as exc:
+            if str(exc) == WRONG_ISSUER:
+                self._issuer_log.warn(issuer, token)
+            raise
         self._check_claims(claims)
         return claims
 
@@ -121,8 +167,9 @@ class BearerVerifier:
             raise TokenRejected("token has no valid exp")
         if exp <= self._clock():
             raise TokenRejected("token expired")
-        typ = claims.get("typ")
-        if typ is not None and typ != "Bearer":
+        # Keycloak's own bearer check requires `typ: Bearer`; ID, refresh and untyped tokens are not
+        # access tokens.
+        if claims.get("typ") != "Bearer":
             raise TokenRejected("not an access token")
         if self._policy.audiences and not (_audiences(claims) & self._policy.audiences):
             raise TokenRejected("token audience not accepted")
@@ -144,7 +191,7 @@ def _decode(token: str, key: VerifyKey, issuer: str) -> dict[str, Any]:
     except jwt.InvalidSignatureError:
         raise TokenRejected("bad signature") from None
     except jwt.InvalidIssuerError:
-        raise TokenRejected("wrong issuer") from None
+        raise TokenRejected(WRONG_ISSUER) from None
     except jwt.ImmatureSignatureError:
         raise TokenRejected("token not valid yet") from None
     except jwt.PyJWTError:

@@ -9,10 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import structlog
+
 from proxy.errors import Unauthorized
 from proxy.keycloak import Reply, unexpected
 from proxy.keycloak_client import KeycloakClient
 from proxy.naming import SCOPE
+
+log = structlog.get_logger(__name__)
 
 
 class UnknownResource(Exception):
@@ -39,12 +43,22 @@ async def granted(client: KeycloakClient, token: str, names: Sequence[str] | Non
 
 
 def _interpret(client: KeycloakClient, kind: str, reply: Reply) -> list[Grant]:
-    """200 → the GET grants; 403 access_denied → none; 401 → Unauthorized; else unavailable."""
+    """200 → the GET grants; 403 access_denied → none; `invalid_grant` or 401 → Unauthorized;
+    anything else unavailable."""
     if reply.status == 200 and isinstance(reply.body, list):
         return [grant for item in reply.body if (grant := _grant(item)) is not None]
     if reply.status == 403 and reply.error == "access_denied":
         return []
-    if reply.status == 401:
+    if reply.status == 401 or (reply.status < 500 and reply.error == "invalid_grant"):
+        # The token is no longer valid (user disabled, session ended): 400 since Keycloak 26.6.0,
+        # 401 before. The caller must re-authenticate, not retry (docs/keycloak.md).
+        log.info(
+            "keycloak_refused_token",
+            call=kind,
+            status=reply.status,
+            error=reply.error,
+            error_description=reply.description,
+        )
         raise Unauthorized("Keycloak rejected the token", headers=dict(client.challenge))
     if reply.status == 400 and reply.error == "invalid_resource":
         # Still unavailable for this request, but the resolver must look again next time.
