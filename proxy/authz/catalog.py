@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from proxy import caches
 from proxy.keycloak import Reply, unexpected
-from proxy.metrics import CACHE_EVENTS, CACHE_SIZE
 from proxy.singleflight import SingleFlight
 
 log = structlog.get_logger(__name__)
@@ -82,8 +82,7 @@ class ResourceCatalog:
         elif age >= self._refresh_every:
             self._refresh_in_background()
         found = {n: table.ids[n] for n in dict.fromkeys(names) if n in table.ids}
-        CACHE_EVENTS.labels("resource", "hit").inc(len(found))
-        CACHE_EVENTS.labels("resource", "miss").inc(len(set(names)) - len(found))
+        caches.RESOURCE.lookup(len(found) == len(set(names)))
         return found
 
     def forget(self, names: Iterable[str]) -> None:
@@ -152,7 +151,7 @@ class ResourceCatalog:
             log.warning("resource_name_ambiguous", name=name)
             del ids[name]
         self._table, self._stale = _Table(ids, self._clock()), False
-        CACHE_SIZE.labels("resource").set(len(ids))
+        caches.RESOURCE.entries = len(ids)
         return self._table
 
     def _entry(self, item: object) -> tuple[str, str] | None:
