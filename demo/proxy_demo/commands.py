@@ -42,19 +42,27 @@ def _login_client(policy: dict[str, Any]) -> dict[str, Any]:
 HUB_EXAMPLE_QUERY = "sum by (cluster, namespace, exported_namespace) (DCGM_FI_DEV_GPU_UTIL)"
 
 
-def hub_examples(policy: dict[str, Any], keycloak_url: str, proxy_url: str, hub: str) -> list[Example]:
-    """The same callers asking one hub's path, `/<hub>/api/v1/query` (several hubs, one proxy)."""
-    found = examples(policy, keycloak_url, proxy_url, f"/{hub}", HUB_EXAMPLE_QUERY)
+def hub_examples(
+    policy: dict[str, Any], keycloak_url: str, proxy_url: str, hub: str, login: dict[str, Any]
+) -> list[Example]:
+    """The hub's callers asking its own path, `/<hub>/api/v1/query` (several hubs, one proxy);
+    users log in through `login`'s password-grant client (the realm is shared)."""
+    found = examples(policy, keycloak_url, proxy_url, f"/{hub}", HUB_EXAMPLE_QUERY, login)
     return [Example(f"{ex.title} on hub {hub}", ex.setup, ex.query) for ex in found]
 
 
 def examples(
-    policy: dict[str, Any], keycloak_url: str, proxy_url: str, prefix: str = "", query: str = EXAMPLE_QUERY
+    policy: dict[str, Any],
+    keycloak_url: str,
+    proxy_url: str,
+    prefix: str = "",
+    query: str = EXAMPLE_QUERY,
+    login_policy: dict[str, Any] | None = None,
 ) -> list[Example]:
     """A token-minting `export` line and a `curl` through the proxy for every demo user and client."""
     token_url = f"{keycloak_url}/realms/{policy['realm']}/protocol/openid-connect/token"
     query_url = shlex.quote(f"{proxy_url}{prefix}/api/v1/query?query={quote(query)}")
-    login = _login_client(policy)
+    login = _login_client(login_policy or policy)
     found = []
     for user in policy.get("users", []):
         var = _var(user["username"])

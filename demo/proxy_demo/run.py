@@ -249,7 +249,7 @@ async def _run(args: argparse.Namespace) -> int:
         found = examples(b.policy, b.keycloak_url, base)
         if b.second is not None:
             # Same realm: the second hub's users and clients, asking that hub's own path.
-            found += hub_examples(load_policy(HUB_POLICIES[1]), b.keycloak_url, base, b.second[0])
+            found += hub_examples(load_policy(HUB_POLICIES[1]), b.keycloak_url, base, b.second[0], b.policy)
         print(banner(b, base, args.metrics_port))
         print(render(found))
         print(

@@ -26,7 +26,8 @@ def _demo(args: list[str], tmp: Path, timeout: int = 180) -> subprocess.Complete
 def test_demo_check_runs_every_printed_block_and_leaves_no_files(
     prometheus_binaries: object, tmp_path: Path
 ) -> None:
-    """Every printed block mints a token and gets an answer (alice 200, eve 403); temp files are removed."""
+    """Every printed block mints a token and gets an answer (alice 200, eve 403; on the second hub
+    alice 403, bob his one project); temp files are removed."""
     ports = [str(free_port()) for _ in range(3)]
     proc = _demo(
         ["--check", "--port", ports[0], "--metrics-port", ports[1], "--keycloak-port", ports[2]], tmp_path
@@ -44,6 +45,12 @@ def test_demo_check_runs_every_printed_block_and_leaves_no_files(
     assert "HTTP 200" in alice and '"team-a"' in alice
     assert "HTTP 403" in eve
     assert answers.count("HTTP 200") >= 5
+    # Two hubs: the second hub's own path, its own grants (alice holds nothing there, bob one project).
+    assert "/innabox-dev/api/v1/query?query=" in out
+    alice_b = answers.split("# alice on hub innabox-dev")[1].split("# bob")[0]
+    bob_b = answers.split("# bob on hub innabox-dev")[1].split("# carol")[0]
+    assert "HTTP 403" in alice_b
+    assert "HTTP 200" in bob_b and '"innabox-gpu"' in bob_b and "nerc-ocp-test" not in bob_b
     assert list(tmp_path.iterdir()) == [], "the demo left files with private keys behind"
 
 
