@@ -46,7 +46,10 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 test: setup lint typecheck
-	$(BIN)/pytest -q -n 2 --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/pytest -q -n 2 $(PYTEST_ARGS)
+
+unit: setup lint typecheck
+	$(BIN)/pytest -q -n 2 tests/unit $(PYTEST_ARGS)
 
 bench: setup
 	$(BIN)/python bench/run.py

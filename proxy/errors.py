@@ -41,20 +41,6 @@ class Forbidden(ProxyError):
     error_type = "forbidden"
 
 
-class NotFound(ProxyError):
-    """404: no such route."""
-
-    status = 404
-    error_type = "not_found"
-
-
-class MethodNotAllowed(ProxyError):
-    """405: the route exists but not for this method."""
-
-    status = 405
-    error_type = "method_not_allowed"
-
-
 class RequestTimeout(ProxyError):
     """408: the client did not send its request body in time."""
 
@@ -102,13 +88,6 @@ class UpstreamTimeout(ProxyError):
 
     status = 504
     error_type = "timeout"
-
-
-class NotImplementedYet(ProxyError):
-    """501: a route whose enforcement is not available."""
-
-    status = 501
-    error_type = "not_implemented"
 
 
 _PROMQL_MAP: dict[type[promql_errors.PromQLError], type[ProxyError]] = {
