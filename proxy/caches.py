@@ -11,9 +11,9 @@ noted on the request's log line (`cache_<name>`, `cache_hit`).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from cachetools import TLRUCache
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -52,6 +52,22 @@ class CacheStats:
 
 
 CACHES: dict[str, CacheStats] = {}
+
+K = TypeVar("K", bound=Hashable)
+E = TypeVar("E", bound="Expiring")
+
+
+class Expiring(Protocol):
+    """An entry that knows until when it may be used (on its cache's clock)."""
+
+    @property
+    def until(self) -> float:
+        """The last moment the entry may be used."""
+
+
+def until_cache(maxsize: int, clock: Callable[[], float]) -> TLRUCache[K, E]:
+    """A bounded cache whose entries expire at their own `until`, read on `clock`."""
+    return TLRUCache(maxsize, ttu=lambda _key, entry, _now: entry.until, timer=clock)
 
 
 def _declare(name: str, bound: str, *, logged: bool = False) -> CacheStats:

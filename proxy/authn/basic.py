@@ -78,9 +78,7 @@ class BasicMinter:
         self._client = client
         self._verify = verify
         self._clock = clock
-        self._tokens: TLRUCache[str, _Held] = TLRUCache(
-            maxsize, ttu=lambda _k, held, _n: held.until, timer=clock
-        )
+        self._tokens: TLRUCache[str, _Held] = caches.until_cache(maxsize, clock)
         self._guard = GuessGuard(
             failures_per_minute,
             overall_factor=GLOBAL_FACTOR,

@@ -77,9 +77,7 @@ class Introspector:
         """Introspection authenticates with the proxy's own client credentials."""
         self._client = client
         self._clock = clock
-        self._answers: TLRUCache[str, _Answer] = TLRUCache(
-            maxsize, ttu=lambda _k, answer, _n: answer.until, timer=clock
-        )
+        self._answers: TLRUCache[str, _Answer] = caches.until_cache(maxsize, clock)
         self._flight: SingleFlight[str, _Answer] = SingleFlight()
         self._warned_at: float | None = None
 

@@ -37,9 +37,8 @@ class DecisionCache:
         """TTLs from settings; `clock` is wall time because token `exp` is."""
         self._ttl = {True: allow_ttl, False: deny_ttl}
         self._clock = clock
-        self._caches = {
-            granted: TLRUCache[Key, _Decision](maxsize, ttu=lambda _k, d, _n: d.until, timer=clock)
-            for granted in (True, False)
+        self._caches: dict[bool, TLRUCache[Key, _Decision]] = {
+            granted: caches.until_cache(maxsize, clock) for granted in (True, False)
         }
 
     def get(self, key: Key) -> Holdings | None:

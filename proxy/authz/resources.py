@@ -52,9 +52,7 @@ class ResourceResolver:
         self._client = client
         self._owner = client.client_id
         self._clock = clock
-        self._cache: TLRUCache[str, _Entry] = TLRUCache(
-            maxsize, ttu=lambda _k, entry, _n: entry.until, timer=clock
-        )
+        self._cache: TLRUCache[str, _Entry] = caches.until_cache(maxsize, clock)
         self._flight: SingleFlight[str, str | None] = SingleFlight()
         self._parallel = asyncio.Semaphore(PARALLEL_LOOKUPS)
         self.lookups = 0
