@@ -41,6 +41,13 @@ class Forbidden(ProxyError):
     error_type = "forbidden"
 
 
+class NotFound(ProxyError):
+    """404: no such route (or, with several hubs, no default hub for an unprefixed path)."""
+
+    status = 404
+    error_type = "not_found"
+
+
 class RequestTimeout(ProxyError):
     """408: the client did not send its request body in time."""
 
