@@ -12,8 +12,19 @@ from proxy.policies.model import AccessModel
 from proxy.policies.plan import Context, make_plan
 
 
-def apply(model: AccessModel, gw: Gateway, out: TextIO, *, dry_run: bool, adopt: bool, prune: bool) -> int:
-    """Make the realm match the model; 0 on success (or nothing to do), 1 on conflict or failure."""
+def apply(
+    model: AccessModel,
+    gw: Gateway,
+    out: TextIO,
+    *,
+    dry_run: bool,
+    adopt: bool,
+    prune: bool,
+    detailed_exitcode: bool = False,
+) -> int:
+    """Make the realm match the model; 0 on success (or nothing to do), 1 on conflict or failure;
+    with `detailed_exitcode`, 2 instead of 0 when there were changes (planned or made)."""
+    changed = 2 if detailed_exitcode else 0
     live = read(gw, model)
     plan = make_plan(model, live, adopt=adopt, prune=prune)
     if plan.conflicts:
@@ -28,7 +39,7 @@ def apply(model: AccessModel, gw: Gateway, out: TextIO, *, dry_run: bool, adopt:
         print(step.change, file=out)
     if dry_run:
         print(f"dry run: {len(plan.steps)} change(s) not applied", file=out)
-        return 0
+        return changed
     ctx = Context(gw=gw, cid=live.rs_uuid)
     for done, step in enumerate(plan.steps):
         try:
@@ -40,4 +51,4 @@ def apply(model: AccessModel, gw: Gateway, out: TextIO, *, dry_run: bool, adopt:
         if step.change.kind == "client" and step.change.op == "create" and ctx.cid is None:
             ctx.cid = gw.client_uuid(model.resource_server.client_id)
     print(f"realm {model.realm}: {len(plan.steps)} change(s) applied", file=out)
-    return 0
+    return changed

@@ -14,7 +14,7 @@ import jsonschema
 import yaml
 
 from proxy.naming import DEFAULT_KEYS, Keys
-from proxy.policies import names
+from proxy.policies import names, secret_refs
 from proxy.policies.lengths import length_problems
 from proxy.policies.model import AccessModel, build
 from proxy.policies.problems import Problem
@@ -31,8 +31,13 @@ def schema() -> dict[str, Any]:
     return loaded
 
 
-def check_text(text: str, file: str, keys: Keys = DEFAULT_KEYS) -> tuple[AccessModel | None, list[Problem]]:
-    """Check one file's text; the model is returned only when there is no error."""
+def check_text(
+    text: str, file: str, keys: Keys = DEFAULT_KEYS, *, secrets_required: bool = True
+) -> tuple[AccessModel | None, list[Problem]]:
+    """Check one file's text; the model is returned only when there is no error.
+
+    `secret_file`/`secret_env` references are read here: unreadable ones are errors when
+    `secrets_required` (apply, export), warnings otherwise (validate)."""
     try:
         doc = load_located(text)
     except yaml.MarkedYAMLError as exc:
@@ -42,15 +47,25 @@ def check_text(text: str, file: str, keys: Keys = DEFAULT_KEYS) -> tuple[AccessM
     problems += _schema_problems(doc, file)
     if problems:
         return None, sorted(problems)
+    refs = secret_refs.resolve(doc, file, required=secrets_required)
+    if any(p.severity == "error" for p in refs):
+        return None, sorted(refs)
     model = build(doc.data, keys)
-    problems = sorted(_semantic(model, doc, file))
+    problems = sorted([*refs, *_semantic(model, doc, file)])
     has_error = any(p.severity == "error" for p in problems)
     return (None if has_error else model), problems
 
 
-def check_file(path: Path, keys: Keys = DEFAULT_KEYS) -> tuple[AccessModel | None, list[Problem]]:
-    """Check one file on disk."""
-    return check_text(path.read_text(encoding="utf-8"), str(path), keys)
+def check_file(
+    path: Path, keys: Keys = DEFAULT_KEYS, *, secrets_required: bool = True
+) -> tuple[AccessModel | None, list[Problem]]:
+    """Check one file on disk (an unreadable file is one problem, not an exception)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return None, [Problem(str(path), 1, "error", f"cannot read the file: {reason}")]
+    return check_text(text, str(path), keys, secrets_required=secrets_required)
 
 
 def _schema_problems(doc: LocatedDocument, file: str) -> list[Problem]:

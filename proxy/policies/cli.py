@@ -1,4 +1,10 @@
-"""`prom-keycloak-proxy policies validate | apply | export | report`."""
+"""`prom-keycloak-proxy policies validate | apply | export | report`.
+
+Exit codes: 0 success (apply: nothing left to do), 1 a failure (problems in a file, a conflict,
+Keycloak unreachable or refusing the login or a call, drift in `report --live`), 2 a usage or
+configuration error (bad options, a missing file, missing credentials); `apply --dry-run
+--detailed-exitcode` exits 2 when there are changes to make. Errors are one line on stderr,
+never a traceback."""
 
 from __future__ import annotations
 
@@ -10,9 +16,11 @@ import sys
 from pathlib import Path
 
 from proxy.naming import DEFAULT_KEYS, Keys
+from proxy.policies import admin_login
+from proxy.policies.admin_login import KeycloakFailure, UsageError
 from proxy.policies.apply import apply
 from proxy.policies.checks import check_file
-from proxy.policies.gateway import Gateway, connect
+from proxy.policies.gateway import Gateway
 from proxy.policies.loader import load
 from proxy.policies.model import AccessModel
 from proxy.policies.problems import PolicyFileError
@@ -38,26 +46,27 @@ def parser() -> argparse.ArgumentParser:
         "validate", help="schema and semantic checks, every problem with file:line", parents=[keys]
     )
     v.add_argument("files", nargs="+", type=Path)
-    a = sub.add_parser(
-        "apply", help="create/update the resources, policies and permissions", parents=[keys]
-    )
+    a = sub.add_parser("apply", help="create/update the resources, policies and permissions", parents=[keys])
     a.add_argument("file", type=Path)
     a.add_argument("--dry-run", action="store_true", help="print the changes, make none")
     a.add_argument("--adopt", action="store_true", help="take over same-named unmarked objects")
     a.add_argument("--prune", action="store_true", help="delete marked objects the file no longer names")
-    _connection(a)
+    a.add_argument(
+        "--detailed-exitcode",
+        action="store_true",
+        help="exit 2 when there are changes (to make with --dry-run, or made), 0 when there are none",
+    )
+    admin_login.add_options(a)
     e = sub.add_parser("export", help="realm-import JSON for the Keycloak operator", parents=[keys])
     e.add_argument("file", type=Path)
     e.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
-    r = sub.add_parser(
-        "report", help="who holds what, since and until when (file or --live)", parents=[keys]
-    )
+    r = sub.add_parser("report", help="who holds what, since and until when (file or --live)", parents=[keys])
     r.add_argument("file", type=Path)
     r.add_argument("--live", action="store_true", help="read the realm (read-only) and show drift")
     r.add_argument("--by", choices=("project", "person"), default="project")
     r.add_argument("--format", choices=("table", "csv"), default="table")
     r.add_argument("--portal-groups", action="store_true", help="also list the portal's per-resource groups")
-    _connection(r)
+    admin_login.add_options(r)
     return p
 
 
@@ -79,36 +88,28 @@ def keys_of(args: argparse.Namespace) -> Keys:
     return Keys(args.hub_key, args.cluster_key, args.project_key)
 
 
-def _connection(sp: argparse.ArgumentParser) -> None:
-    """Options naming the Keycloak whose admin API `apply` and `report --live` use."""
-    sp.add_argument(
-        "--server-url", default=os.environ.get("KEYCLOAK_URL"), help="Keycloak base URL (env KEYCLOAK_URL)"
-    )
-    sp.add_argument("--realm", help="realm (default: the file's)")
-    sp.add_argument("--client-id", help="resource-server client id (default: the file's)")
-    sp.add_argument(
-        "--admin-user",
-        default=os.environ.get("KEYCLOAK_ADMIN"),
-        help="master-realm admin (env KEYCLOAK_ADMIN)",
-    )
-    sp.add_argument(
-        "--admin-password-file",
-        type=Path,
-        help="file holding the admin password (else env KEYCLOAK_ADMIN_PASSWORD; never a flag: "
-        "flags show up in process lists)",
-    )
-    sp.add_argument("--ca-cert", help="CA bundle for Keycloak's TLS certificate")
-    sp.add_argument("--insecure", action="store_true", help="do not verify Keycloak's certificate")
-
-
 def main(argv: list[str]) -> int:
-    """Run one `policies` subcommand; 0 ok, 1 problems found or apply failed, 2 usage."""
+    """Run one `policies` subcommand; exit codes in the module docstring."""
     args = parser().parse_args(argv)
+    try:
+        return _run(args)
+    except UsageError as exc:
+        print(f"policies {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeycloakFailure as exc:
+        print(f"policies {args.command}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         keys = keys_of(args)
     except ValueError as exc:
-        print(f"policies: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from None
+    files = args.files if args.command == "validate" else [args.file]
+    for path in files:
+        if not path.is_file():
+            raise UsageError(f"no such file: {path}")
     try:
         if args.command == "validate":
             return _validate(args.files, keys)
@@ -128,7 +129,7 @@ def main(argv: list[str]) -> int:
 def _validate(files: list[Path], keys: Keys) -> int:
     errors = warnings = 0
     for path in files:
-        _, problems = check_file(path, keys)
+        _, problems = check_file(path, keys, secrets_required=False)
         for problem in problems:
             print(problem)
         errors += sum(p.severity == "error" for p in problems)
@@ -141,46 +142,34 @@ def _export(model: AccessModel, output: Path | None) -> int:
     text = json.dumps(realm_import(model), indent=2) + "\n"
     if output is None:
         sys.stdout.write(text)
-    else:
+        return 0
+    try:
         output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
     return 0
 
 
-def _admin_password(args: argparse.Namespace) -> str | None:
-    """The admin password from `--admin-password-file` or KEYCLOAK_ADMIN_PASSWORD."""
-    if args.admin_password_file is not None:
-        return str(args.admin_password_file.read_text(encoding="utf-8").strip())
-    return os.environ.get("KEYCLOAK_ADMIN_PASSWORD")
-
-
 def _connect(model: AccessModel, args: argparse.Namespace) -> tuple[AccessModel, Gateway] | int:
-    """The admin gateway (and the model with `--realm`/`--client-id` applied), or exit code 2."""
-    args.admin_password = _admin_password(args)
-    missing = [
-        flag
-        for flag, value in (
-            ("--server-url", args.server_url),
-            ("--admin-user", args.admin_user),
-            ("--admin-password-file", args.admin_password),
-        )
-        if not value
-    ]
-    if missing:
-        print(
-            f"{args.command} needs {', '.join(missing)} "
-            "(or KEYCLOAK_URL/KEYCLOAK_ADMIN/KEYCLOAK_ADMIN_PASSWORD)",
-            file=sys.stderr,
-        )
-        return 2
+    """The admin gateway (and the model with `--realm`/`--client-id` applied).
+
+    Raises UsageError for missing credentials and KeycloakFailure when the login fails."""
     if args.realm:
         model = dataclasses.replace(model, realm=args.realm)
     if args.client_id:
         model = dataclasses.replace(
             model, resource_server=dataclasses.replace(model.resource_server, client_id=args.client_id)
         )
+    login = admin_login.login_of(args, model.realm)
     verify: bool | str = False if args.insecure else (args.ca_cert or True)
-    admin = connect(args.server_url, model.realm, args.admin_user, args.admin_password, verify=verify)
-    return model, Gateway(admin)
+    try:
+        admin = admin_login.connect(login, verify)
+        gateway = Gateway(admin)
+        gateway.client_uuid(model.resource_server.client_id)  # logs in now: fail before planning
+    except Exception as exc:  # python-keycloak and requests raise many types; all mean "Keycloak failed"
+        raise admin_login.explain(exc, login) from None
+    args.login = login
+    return model, gateway
 
 
 def _apply(model: AccessModel, args: argparse.Namespace) -> int:
@@ -188,4 +177,15 @@ def _apply(model: AccessModel, args: argparse.Namespace) -> int:
     if isinstance(connected, int):
         return connected
     model, gw = connected
-    return apply(model, gw, sys.stdout, dry_run=args.dry_run, adopt=args.adopt, prune=args.prune)
+    try:
+        return apply(
+            model,
+            gw,
+            sys.stdout,
+            dry_run=args.dry_run,
+            adopt=args.adopt,
+            prune=args.prune,
+            detailed_exitcode=args.detailed_exitcode,
+        )
+    except Exception as exc:  # reading the realm failed half-way (apply reports failed writes itself)
+        raise admin_login.explain(exc, args.login) from None
