@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -40,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.fairness import report as fairness_report  # noqa: E402
+from proxy.hubs import TOP_LEVEL_HUB_OPTIONS  # noqa: E402
 from proxy_demo.certs import Pki  # noqa: E402
 from proxy_demo.dataset import build_dataset  # noqa: E402
 from proxy_demo.policy import DEMO_POLICY  # noqa: E402
@@ -229,6 +231,8 @@ class Target:
     base_url: str
     procs: Callable[[], list[psutil.Process]]
     note: str = ""
+    # Prepended to every shape's path (a hub's `/<hub>` prefix).
+    path_prefix: str = ""
 
 
 def process_tree(pid: int) -> Callable[[], list[psutil.Process]]:
@@ -305,6 +309,22 @@ http {{
 """
     )
     return conf
+
+
+def hubs_env(
+    env: dict[str, str], prom: PrometheusServer, hubs: Sequence[str], config: Path
+) -> dict[str, str]:
+    """`env` with its single upstream replaced by a YAML `hubs:` list (every hub: `prom`)."""
+    entries = "".join(
+        f"  - name: {hub}\n    prometheus_base_url: {prom.base_url}\n    prometheus_ca_cert: {prom.ca}\n"
+        f"    prometheus_tls_cert: {prom.client_cert}\n    prometheus_tls_key: {prom.client_key}\n"
+        for hub in hubs
+    )
+    config.write_text(f"default_hub: {hubs[0]}\nhubs:\n{entries}", encoding="utf-8")
+    hub_options = {"PROXY_" + name.upper() for name in TOP_LEVEL_HUB_OPTIONS}
+    out = {k: v for k, v in env.items() if k not in hub_options}
+    out["PROXY_CONFIG"] = str(config)
+    return out
 
 
 def proxy_env(prom: PrometheusServer, kc_url: str, port: int, mport: int, **extra: str) -> dict[str, str]:
@@ -492,7 +512,7 @@ class Bench:
 
     def measure(self, target: Target, plan: Plan, tokens: list[Path] | None = None) -> None:
         """Warm up, then one wrk run per (shape, concurrency); `tokens`: a fresh token file per run."""
-        shapes = {s.name: s for s in SHAPES}
+        shapes = {s.name: dataclasses.replace(s, path=target.path_prefix + s.path) for s in SHAPES}
         for name in dict.fromkeys(s for s, _ in plan.runs()):
             check_answers(target.base_url, shapes[name], self.token)
             wrk(target.base_url, shapes[name], self.bodies[name], 4, 1, {"BENCH_TOKEN": self.token})
@@ -537,6 +557,7 @@ class Bench:
 
 DIRECT, NGINX, PASS = "direct", "nginx", "aiohttp-pt"
 WARM, COLD, NOCACHE, WORKERS2 = "proxy-warm", "proxy-cold", "proxy-nocache", "proxy-warm-w2"
+HUBS3 = "proxy-hubs3"
 FAIRNESS = "fairness"
 DESCRIPTIONS = {
     DIRECT: "Prometheus itself, plain HTTP (same blocks as the mTLS instance)",
@@ -548,6 +569,8 @@ DESCRIPTIONS = {
     NOCACHE: "Go-proxy behaviour: TTL 0 + PROXY_AUTH_INTROSPECT=true + a distinct token per"
     " request (JWT verify + introspection + UMA every request)",
     WORKERS2: "the proxy, defaults, PROXY_WORKERS=2",
+    HUBS3: "the proxy with a hubs: list of three hubs (each its own upstream session to the same"
+    " Prometheus), requests on /moc/api/v1/… (docs: several hubs)",
 }
 
 
@@ -620,6 +643,16 @@ def verdicts(bench: Bench, promql_p50: float | None) -> str:
             f"added p50 over direct at c=1: proxy {proxy_added:.2f} ms"
             f" ≤ pass-through {pt_added:.2f} ms + 0.4 ms",
         )
+    for conc in CONCURRENCY:
+        hubs, one = bench.find(HUBS3, "panel", conc), bench.find(WARM, "panel", conc)
+        if hubs and one:
+            ratio = hubs.rps / one.rps
+            line(
+                ratio >= 0.95,
+                f"three hubs (/moc/api/v1/query) vs one hub (/api/v1/query), panel c={conc}:"
+                f" {ratio:.2f}× req/s ({hubs.rps:.0f} vs {one.rps:.0f}), p50 {hubs.p50_ms:.2f} vs"
+                f" {one.p50_ms:.2f} ms, CPU s/1k {hubs.cpu_per_1k:.3f} vs {one.cpu_per_1k:.3f}",
+            )
     w2 = bench.find(WORKERS2, "panel", 16) or bench.find(WORKERS2, "panel", 64)
     if w2:
         one = bench.find(WARM, "panel", w2.conc)
@@ -810,9 +843,18 @@ class FullBench(Bench):
 def passthrough_command(port: int, prom: PrometheusServer) -> list[str]:
     """The command line of the bare aiohttp pass-through in front of `prom` (mTLS)."""
     return [
-        sys.executable, str(BENCH / "passthrough.py"), "--port", str(port),
-        "--upstream", prom.base_url, "--ca", str(prom.ca),
-        "--cert", str(prom.client_cert), "--key", str(prom.client_key),
+        sys.executable,
+        str(BENCH / "passthrough.py"),
+        "--port",
+        str(port),
+        "--upstream",
+        prom.base_url,
+        "--ca",
+        str(prom.ca),
+        "--cert",
+        str(prom.client_cert),
+        "--key",
+        str(prom.client_key),
     ]
 
 
@@ -861,10 +903,18 @@ def run_all(
             bench.measure(Target(PASS, url, process_tree(proc.pid)), full)
 
     def proxy(
-        name: str, plan: Plan, tokens: list[Path] | None = None, pin: bool = False, **extra: str
+        name: str,
+        plan: Plan,
+        tokens: list[Path] | None = None,
+        pin: bool = False,
+        prefix: str = "",
+        hubs: Sequence[str] = (),
+        **extra: str,
     ) -> None:
         port, mport = free_port(), free_port()
         env = proxy_env(prom, kc_url, port, mport, **extra)
+        if hubs:
+            env = hubs_env(env, prom, hubs, workdir / f"{name}-hubs.yaml")
         if args.proxy_src is not None:
             env["PYTHONPATH"] = str(args.proxy_src.resolve())
         plan = Plan(
@@ -881,12 +931,19 @@ def run_all(
             if pin:
                 time.sleep(0.5)  # every worker listening
                 note = pin_workers(tree())
-            bench.measure(Target(name, url, tree, note), plan, tokens)
+            bench.measure(Target(name, url, tree, note, prefix), plan, tokens)
             if name == WARM and args.profile > 0:
                 bench.profile_text = _profile_under_load(bench, url, proc.pid, args.profile)
 
     if want(WARM):
         proxy(WARM, full)
+    if want(HUBS3):
+        proxy(
+            HUBS3,
+            Plan(["panel"], CONCURRENCY),
+            prefix="/moc",
+            hubs=("moc", "innabox-dev", "open-sovereign-ai-cloud"),
+        )
     if want(FAIRNESS):
         port, mport = free_port(), free_port()
         env = proxy_env(prom, kc_url, port, mport, PROXY_LOG_LEVEL="warning")
