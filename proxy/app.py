@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import traceback
@@ -14,6 +15,7 @@ from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from proxy import context, errors, logs, metrics, promql, tracing
+from proxy.audit import setup as audit_setup
 from proxy.config import Settings
 from proxy.context import RequestContext
 from proxy.hubs import default_hub_of, hub_name_problem, hubs_of
@@ -248,16 +250,20 @@ def create_app(
     app = web.Application(middlewares=middlewares, client_max_size=settings.max_body_bytes)
     routing.update(add_routes(app, routes, served_hubs(settings), default_hub_of(settings)))
     app.on_response_prepare.append(response_headers_hook(settings))
+    audited = tuple(r.name for r in routes if r.name not in ("healthz", "readyz"))
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         svc = services if services is not None else build_services(settings)
         app[SERVICES] = svc
+        writer = audit_setup.install(svc, settings, audited)
         await svc.start()
         lag = LagMonitor()
         lag.start()
         yield
         await lag.stop()
         await svc.close()
+        if writer is not None:
+            await asyncio.to_thread(writer.close)
 
     app.cleanup_ctx.append(lifecycle)
     return app

@@ -181,6 +181,13 @@ class Settings(BaseSettings):
     cert_reload_interval: Duration = Field(30.0, description="how often TLS files are re-read")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
     log_format: Literal["json", "console"] = Field("json", description="log format")
+    audit_log: str = Field(
+        "stdout", description="audit events: stdout, a file path (rotated daily, kept by age), or off"
+    )
+    audit_required: bool = Field(
+        False, description="refuse requests (503) while audit events cannot be written"
+    )
+    audit_retention: Duration = Field(90 * 86400.0, gt=0, description="how long rotated audit files are kept")
 
     @field_validator("prometheus_base_url", "auth_base_url")
     @classmethod

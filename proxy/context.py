@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from proxy.audit.hook import AuditNotes
     from proxy.promql import Reach
 
 _perf = time.perf_counter
@@ -42,6 +43,8 @@ class RequestContext:
     timings_ms: dict[str, float] = field(default_factory=dict)
     # Per-cache outcome ("hit" or "miss"; a miss sticks) of the caches noted on the log line.
     caches: dict[str, str] = field(default_factory=dict)
+    # What the audit event needs beyond the above (proxy.audit.hook.AuditNotes); None when off.
+    audit: AuditNotes | None = None
 
     def add_time(self, phase: str, seconds: float) -> None:
         """Add `seconds` to the request's `<phase>_ms`."""

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from aiohttp import web
 
 from proxy import bounds, caps, context, errors, lookback, promql
+from proxy.audit import hook as audit
 from proxy.authn import Identity
 from proxy.bodies import stream
 from proxy.context import RequestContext
@@ -42,6 +43,7 @@ async def query(request: web.Request, route: Route) -> web.StreamResponse:
     params = await read_params(request, svc.settings.max_body_bytes)
     text = params.single("query")
     assert text is not None
+    audit.note_queries([text])
     if route.range_capped:
         check_range(svc, params)
     if bounds.is_heavy(text=text) and len(text.encode()) <= svc.limits.max_bytes:  # else: guard's 400
@@ -73,6 +75,7 @@ async def selectors(request: web.Request, route: Route) -> web.StreamResponse:
     bounds.check_matches(matches, svc.settings.max_match_selectors, svc.settings.max_query_bytes)
     if bounds.is_heavy(matches):
         await refuse_if_holding_nothing(svc, ctx, identity)
+    audit.note_queries(matches)
     enforced = await scoped_matches(svc, ctx, identity, matches)
     if enforced is None and route.match_required:
         enforced = [ALL_SERIES]  # a hub-wide caller's scope is everything: same answer shape for all
@@ -161,9 +164,11 @@ async def readyz(request: web.Request, route: Route) -> web.StreamResponse:
 
 async def authenticate(request: web.Request, svc: Services, ctx: RequestContext) -> Identity:
     """Authenticate the caller; the subject goes on the request's context."""
+    audit.begin(request, svc.audit)
     with ctx.phase("authn"):
         identity = await svc.authn.authenticate(request.headers.get("Authorization"))
     ctx.subject = identity.subject
+    audit.note_identity(identity)
     return identity
 
 
@@ -238,12 +243,14 @@ async def decide(
             pass  # not fully granted by the exact names: decide from the full holdings
         else:
             ctx.decision = "allowed"
+            audit.note_decided(analysis.selectors, targeted, result)
             return result, targeted
     with ctx.phase("authz"):
         everything = await svc.authz.holdings(identity, None, {})
     result = apply(everything, "narrow" if narrow else "deny")
     restricted = narrow and analysis.has_selectors and not everything.hub_wide
     ctx.decision = "narrowed" if restricted else "allowed"
+    audit.note_decided(analysis.selectors, everything, result)
     return result, everything
 
 
@@ -313,6 +320,7 @@ async def holdings_or_refuse(svc: Services, ctx: RequestContext, identity: Ident
     if not holdings.holds_anything():
         raise errors.Forbidden("you hold no permission on this hub")
     ctx.decision = "filtered"
+    audit.note_decided(None, holdings, ())
     return holdings
 
 
@@ -342,8 +350,12 @@ async def forward(
 ) -> web.StreamResponse:
     """The forward step: send the built request under the request's admission, stream the answer."""
     async with admitted(svc, ctx, identity):
+        audit.note_forwarding()
         response = await svc.upstream.send(built, svc.upstream.headers_for(request, built.form is not None))
-        return await stream(request, response)
+        audit.note_upstream(response.status)
+        out = await stream(request, response)
+        audit.note_bytes(out.body_length)
+        return out
 
 
 async def filtered(
@@ -356,10 +368,14 @@ async def filtered(
 ) -> web.StreamResponse:
     """Fetch a JSON answer, apply `transform` to its `data` on success, pass errors through."""
     async with admitted(svc, ctx, identity):
+        audit.note_forwarding()
         status, doc = await svc.upstream.fetch_json(request, built)
+    audit.note_upstream(status)
     if status == 200 and isinstance(doc, dict) and doc.get("status") == "success":
         doc = {**doc, "data": transform(doc.get("data"))}
-    return web.json_response(doc, status=status)
+    out = web.json_response(doc, status=status)
+    audit.note_bytes(out.content_length)
+    return out
 
 
 def route_path(request: web.Request, route: Route) -> str:

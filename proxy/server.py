@@ -17,6 +17,7 @@ from aiohttp import web
 
 from proxy import logs, metrics, tracing
 from proxy.app import create_app, create_metrics_app, server_limits
+from proxy.audit import setup as audit_setup
 from proxy.config import Settings, split_host_port
 from proxy.connections import GuardedSite
 
@@ -130,6 +131,7 @@ def _run_one(
     async def main() -> None:
         if settings.workers > 1:
             structlog.contextvars.bind_contextvars(worker=worker)
+            audit_setup.WORKER = worker  # each worker writes its own audit file
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

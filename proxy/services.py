@@ -10,6 +10,7 @@ import aiohttp
 from aiohttp import web
 
 from proxy import context, keycloak, promql
+from proxy.audit.writer import AuditWriter
 from proxy.authn import Authenticator, Identity
 from proxy.authz import Authorizer
 from proxy.authz.authorizer import HubAuthz
@@ -75,6 +76,8 @@ class Services:
     by_hub: dict[str, Services] = field(default_factory=dict)
     # Everything the caller holds on every hub (whoami); one holdings call per resource server.
     authorizers: tuple[Authorizer, ...] = ()
+    # The audit writer (None: PROXY_AUDIT_LOG=off), installed by `proxy.audit.setup.install`.
+    audit: AuditWriter | None = None
 
     def upstreams(self) -> list[Upstream]:
         """Every hub's upstream, once."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import shutil
@@ -30,19 +31,28 @@ class StreamSink:
     """Lines to a binary stream (stdout's buffer by default): the cluster's log collection keeps them."""
 
     def __init__(self, stream: BinaryIO | None = None) -> None:
-        self.stream = stream if stream is not None else sys.stdout.buffer
+        self.stream = stream
+
+    def _target(self) -> BinaryIO:
+        # stdout is looked up per batch: it may be replaced while the process runs (tests do).
+        if self.stream is not None:
+            return self.stream
+        out: BinaryIO = sys.stdout.buffer
+        return out
 
     def write(self, data: bytes) -> None:
         """One write and one flush per batch, so lines never interleave with log lines."""
-        self.stream.write(data)
-        self.stream.flush()
+        stream = self._target()
+        stream.write(data)
+        stream.flush()
 
     def tick(self, now: float) -> None:
         """Nothing to rotate."""
 
     def close(self) -> None:
         """stdout stays open."""
-        self.stream.flush()
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            self._target().flush()
 
 
 class FileSink:

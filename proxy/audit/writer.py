@@ -34,6 +34,7 @@ _taps: list[Tap] = []
 MAX_SOURCES_PER_MINUTE = 10_000
 OVERFLOW_SOURCE = "(other sources)"
 _STOP = object()
+_FLUSH_401 = object()
 
 
 def add_tap(tap: Tap) -> Callable[[], None]:
@@ -93,8 +94,12 @@ class AuditWriter:
             self._thread.start()
         return self
 
-    def flush(self, timeout: float = 5.0) -> bool:
-        """Wait until everything queued so far is written (tests, shutdown)."""
+    def flush(self, timeout: float = 5.0, *, aggregates: bool = False) -> bool:
+        """Wait until everything queued so far is written (tests, shutdown); with `aggregates`,
+        also the 401 counts of the current minute."""
+        if aggregates:
+            self._enqueued += 1
+            self._queue.put(_FLUSH_401)
         deadline = time.monotonic() + timeout
         while self._pending > 0 and time.monotonic() < deadline:
             time.sleep(0.005)
@@ -130,8 +135,9 @@ class AuditWriter:
                 except queue.Empty:
                     break
             stop = any(i is _STOP for i in batch)
+            flush = any(i is _FLUSH_401 for i in batch)
             self._write_batch([i for i in batch if i is not _STOP])
-            self._housekeeping(time.time(), final=stop)
+            self._housekeeping(time.time(), final=stop or flush)
             if stop:
                 return
 
@@ -148,6 +154,8 @@ class AuditWriter:
     def _write_batch(self, items: list[Any]) -> None:
         lines: list[str] = []
         for item in items:
+            if item is _FLUSH_401:
+                continue
             if isinstance(item, tuple):
                 self._count_401(item)
             else:
