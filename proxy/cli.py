@@ -14,6 +14,7 @@ from pydantic.fields import FieldInfo
 
 from proxy.config import SECRET_FIELDS, ConfigError, Settings, env_name, flag_name, load_settings
 from proxy.durations import format_duration, parse_duration
+from proxy.hubs import TOP_LEVEL_REQUIRED
 from proxy.settings_sources import CONFIG_ENV, STRICT_ENV, aliases, yaml_only_fields
 
 COMMANDS = ("serve", "policies", "audit")
@@ -34,12 +35,14 @@ def _is_duration(info: FieldInfo) -> bool:
     return any(getattr(m, "func", None) is parse_duration for m in info.metadata)
 
 
-def _shown_default(info: FieldInfo) -> str:
+def _shown_default(name: str, info: FieldInfo) -> str:
     """The default as an operator would write it (durations as `2m`, lists comma-separated)."""
     if info.is_required():
         return "required"
+    if name in TOP_LEVEL_REQUIRED:
+        return "required unless YAML lists hubs:"
     default = info.get_default(call_default_factory=True)
-    if default in (None, (), {}):
+    if default in (None, (), {}, ""):
         return "default: unset"
     if _is_duration(info):
         return f"default: {format_duration(float(default))}"
@@ -72,7 +75,7 @@ def _describe(name: str, info: FieldInfo) -> str:
     """Help text: meaning, env variable (and its other spellings), default."""
     others = [env_name(a) for a in aliases(info) if a != name]
     also = f" (also {', '.join(others)})" if others else ""
-    return f"{info.description} [env {env_name(name)}{also}; {_shown_default(info)}]"
+    return f"{info.description} [env {env_name(name)}{also}; {_shown_default(name, info)}]"
 
 
 def build_serve_parser(prog: str = "prom-keycloak-proxy serve") -> argparse.ArgumentParser:
