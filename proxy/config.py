@@ -176,6 +176,9 @@ class Settings(BaseSettings):
     keepalive_timeout: Duration = Field(75.0, gt=0, description="idle keep-alive connection lifetime")
     max_connections: int = Field(4096, ge=1, description="open connections (beyond: not accepted)")
 
+    root_anonymous: bool = Field(
+        False, description="answer `/` without authentication (before: always; now 401 without credentials)"
+    )
     workers: int = Field(1, ge=1, le=64, description="processes sharing the port")
     shutdown_timeout: Duration = Field(25.0, description="drain time on SIGTERM")
     cert_reload_interval: Duration = Field(30.0, description="how often TLS files are re-read")

@@ -143,7 +143,11 @@ async def passthrough(request: web.Request, route: Route) -> web.StreamResponse:
 
 
 async def root(request: web.Request, route: Route) -> web.StreamResponse:
-    """`GET /`: a short text, for prometheus-api-client's connection check."""
+    """`GET /`: a short text for an authenticated caller (401 otherwise), so prometheus-api-client's
+    connection check fails for wrong credentials; `PROXY_ROOT_ANONYMOUS` answers anyone."""
+    svc = services(request)
+    if not svc.settings.root_anonymous:
+        await authenticate(request, svc, context.require())
     return web.Response(text="prom-keycloak-proxy: authorizing PromQL proxy\n")
 
 

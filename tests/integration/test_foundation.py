@@ -55,9 +55,17 @@ def test_wrong_method_is_405_with_allow(proxy_server: ProxyServer) -> None:
     _is_envelope(r, 405)
 
 
-def test_root_answers_without_auth(proxy_server: ProxyServer) -> None:
-    """`GET /` is 200 without credentials (prometheus-api-client's connection check)."""
-    assert requests.get(proxy_server.base_url + "/", timeout=10).status_code == 200
+def test_root_needs_credentials_unless_anonymous(
+    proxy_server: ProxyServer, proxy_factory: ProxyFactory, token_for: TokenFor
+) -> None:
+    """`GET /`: 401 without or with wrong credentials, 200 with a token; PROXY_ROOT_ANONYMOUS=true: 200."""
+    url = proxy_server.base_url + "/"
+    assert requests.get(url, timeout=10).status_code == 401
+    assert requests.get(url, auth=("researcher-team-a", "wrong"), timeout=10).status_code == 401
+    ok = requests.get(url, headers={"Authorization": f"Bearer {token_for('alice')}"}, timeout=10)
+    assert ok.status_code == 200 and "prom-keycloak-proxy" in ok.text
+    anonymous = proxy_factory(PROXY_ROOT_ANONYMOUS="true")
+    assert requests.get(anonymous.base_url + "/", timeout=10).status_code == 200
 
 
 def test_missing_credentials_is_401_bearer(proxy_server: ProxyServer) -> None:
@@ -222,7 +230,7 @@ def test_50mb_response_streams_with_bounded_rss(
     try:
         ps = psutil.Process(proc.proc.pid)
         token = token_for("alice")
-        warm = requests.get(proc.base_url + "/", timeout=10)
+        warm = requests.get(proc.base_url + "/", headers={"Authorization": f"Bearer {token}"}, timeout=10)
         assert warm.status_code == 200
         before = ps.memory_info().rss
         peak = before

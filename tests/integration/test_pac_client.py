@@ -56,8 +56,12 @@ def vector(result: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def test_check_prometheus_connection(proxy_server: ProxyServer, token_for: TokenFor) -> None:
-    """`check_prometheus_connection()` (GET /) succeeds through the proxy."""
+    """`check_prometheus_connection()` (GET /) is True with valid credentials, False with wrong ones."""
     assert connect(proxy_server, "alice", token_for).check_prometheus_connection()
+    assert connect(proxy_server, CLIENT, token_for).check_prometheus_connection()
+    wrong = PrometheusConnect(url=proxy_server.base_url, auth=(CLIENT, "wrong-secret"), disable_ssl=True)
+    assert not wrong.check_prometheus_connection()
+    assert not PrometheusConnect(url=proxy_server.base_url, disable_ssl=True).check_prometheus_connection()
 
 
 @pytest.mark.parametrize("who", IDENTITIES)

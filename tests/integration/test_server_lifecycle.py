@@ -147,7 +147,8 @@ def test_two_workers_share_the_port_and_stop_cleanly(
     """PROXY_WORKERS=2: two processes (distinct PIDs) both answer on the same port, each with its
     own metrics, and all exit 0 on SIGTERM."""
     log = tmp_path / "proxy.log"
-    proc = ProxyProcess(environ(slow_upstream, emulator_server, PROXY_WORKERS="2"), log).wait_ready()
+    env = environ(slow_upstream, emulator_server, PROXY_WORKERS="2", PROXY_ROOT_ANONYMOUS="true")
+    proc = ProxyProcess(env, log).wait_ready()
     try:
         workers = [
             p for p in psutil.Process(proc.proc.pid).children()
