@@ -87,6 +87,10 @@ PANEL = (
 )
 
 
+FANOUT = "DCGM_FI_DEV_GPU_UTIL[5m]"
+RANGE1 = f'DCGM_FI_DEV_GPU_UTIL{{cluster="{CLUSTER}",exported_namespace="{NAMESPACE}"}}[5m]'
+
+
 @dataclass(frozen=True)
 class Shape:
     """One request shape: API path and form body (built when the run starts)."""
@@ -109,6 +113,11 @@ SHAPES = (
         ],
     ),
     Shape("dash4k", "/api/v1/query", lambda now: [("query", dashboard_query()), ("time", f"{now:.3f}")]),
+    # what prometheus-api-client's get_metric_range_data sends: a top-level range selector. For
+    # alice (one project, two project labels) the proxy fans it out to two upstream queries and
+    # merges the matrices; range1 is the same series named explicitly (one upstream query).
+    Shape("fanout2", "/api/v1/query", lambda now: [("query", FANOUT), ("time", f"{now:.3f}")]),
+    Shape("range1", "/api/v1/query", lambda now: [("query", RANGE1), ("time", f"{now:.3f}")]),
 )
 
 
@@ -814,6 +823,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         "        range6h = the same as query_range, 6 h at step 30 s (721 points);"
         f" dash4k = POST /api/v1/query, {len(dashboard_query())} B generated dashboard query"
+    )
+    print(
+        f"        fanout2 = POST /api/v1/query {FANOUT} (the proxy: two upstream queries for alice,"
+        f" merged; others: every series); range1 = {RANGE1} (one upstream query everywhere)"
     )
     print(
         "+p50 = p50 minus direct's p50; ×pt / ×dir = req/s ratio to aiohttp-pt / direct;"

@@ -54,7 +54,12 @@ def _shown_default(name: str, info: FieldInfo) -> str:
 
 
 _METAVARS = (
-    ("Path", "FILE"), ("bool", "BOOL"), ("int", "N"), ("float", "N"), ("tuple", "A,B"), ("dict", "K=V,…")
+    ("Path", "FILE"),
+    ("bool", "BOOL"),
+    ("int", "N"),
+    ("float", "N"),
+    ("tuple", "A,B"),
+    ("dict", "K=V,…"),
 )
 
 

@@ -31,13 +31,15 @@ class BranchAnswer:
     body: bytes
 
 
-def pin_time(url: list[tuple[str, str]], body: list[tuple[str, str]], now: float | None = None) -> None:
-    """Give the request an explicit `time` (in the URL) when the caller sent none, so every
-    branch is evaluated at the same instant."""
+def pinned_time(
+    url: Sequence[tuple[str, str]], body: Sequence[tuple[str, str]], now: float | None = None
+) -> list[tuple[str, str]]:
+    """`[("time", now)]` to add to every branch's URL when the caller sent no `time`, so every
+    branch is evaluated at the same instant; `[]` when the caller gave one."""
     if any(k == "time" for k, _ in url) or any(k == "time" for k, _ in body):
-        return
+        return []
     stamp = time.time() if now is None else now
-    url.append(("time", f"{stamp:.3f}"))
+    return [("time", f"{stamp:.3f}")]
 
 
 async def run_branches(

@@ -13,10 +13,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from aiohttp import web
 
 from proxy import bounds, caps, context, errors, lookback, promql
+from proxy.answering import forward_planned, forward_with_warnings
 from proxy.audit import hook as audit
 from proxy.authn import Identity
 from proxy.bodies import stream
 from proxy.context import RequestContext
+from proxy.fanout import pinned_time
 from proxy.filters import Visible, filter_alerts, filter_metadata, filter_rules
 from proxy.params import RequestParams, read_params
 from proxy.promql.analyse import reach_of_selectors
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
     from proxy.routes import Route
 
 T = TypeVar("T")
+# Which query API a route is, for the PromQL engine: only `query` may fan out.
+ENDPOINTS: dict[str, promql.Endpoint] = {"query": "query", "query_range": "query_range"}
 # Matches every series; the anchor for injecting a caller's scope where no match[] was given.
 ALL_SERIES = '{__name__=~".+"}'
 
@@ -50,17 +54,23 @@ async def query(request: web.Request, route: Route) -> web.StreamResponse:
         await refuse_if_holding_nothing(svc, ctx, identity)
     analysis = promql.analyse_query(text, svc.limits, svc.model)
     check_lookback(svc, params, analysis)
-    rewritten, _ = await decide(
+    endpoint = ENDPOINTS.get(route.name, "other")
+    planned, _ = await decide(
         svc, ctx, identity, analysis, svc.settings.enforce_mode == "narrow",
-        lambda held, mode: promql.enforce_query(analysis, held, mode),
+        lambda held, mode: promql.plan_query(analysis, held, mode, endpoint),
     )  # fmt: skip
-    url, body = params.replaced("query", [rewritten])
     cap = svc.settings.prometheus_timeout
-    form = tuple(caps.cap_timeout(body, cap)) if params.had_body else None
-    built = UpstreamRequest(
-        request.method, route_path(request, route), tuple(caps.cap_timeout(url, cap)), form
-    )
-    return await forward(request, svc, ctx, identity, built)
+    # the branches of a fan-out are all evaluated at one instant
+    pinned = pinned_time(params.url, params.body) if planned.fan_out else []
+
+    def build(rewritten: str) -> UpstreamRequest:
+        url, body = params.replaced("query", [rewritten])
+        form = tuple(caps.cap_timeout(body, cap)) if params.had_body else None
+        return UpstreamRequest(
+            request.method, route_path(request, route), (*caps.cap_timeout(url, cap), *pinned), form
+        )
+
+    return await forward_planned(request, svc.upstream, planned, build, lambda: admitted(svc, ctx, identity))
 
 
 async def selectors(request: web.Request, route: Route) -> web.StreamResponse:
@@ -76,13 +86,17 @@ async def selectors(request: web.Request, route: Route) -> web.StreamResponse:
     if bounds.is_heavy(matches):
         await refuse_if_holding_nothing(svc, ctx, identity)
     audit.note_queries(matches)
-    enforced = await scoped_matches(svc, ctx, identity, matches)
+    enforced, warnings = await scoped_plan(svc, ctx, identity, matches)
     if enforced is None and route.match_required:
         enforced = [ALL_SERIES]  # a hub-wide caller's scope is everything: same answer shape for all
     built = with_matches(
         request.method, route_path(request, route), params, enforced, route.upstream_get_only
     )
-    return await forward(request, svc, ctx, identity, built)
+    if route.name == "federate":
+        warnings = ()  # the text format has no place for them
+    return await forward_with_warnings(
+        request, svc.upstream, built, warnings, lambda: admitted(svc, ctx, identity)
+    )
 
 
 async def rules(request: web.Request, route: Route) -> web.StreamResponse:
@@ -262,44 +276,53 @@ async def scoped_matches(
     svc: Services, ctx: RequestContext, identity: Identity, matches: list[str]
 ) -> list[str] | None:
     """The verified `match[]` list for the caller; None when nothing needs to be added."""
+    return (await scoped_plan(svc, ctx, identity, matches))[0]
+
+
+async def scoped_plan(
+    svc: Services, ctx: RequestContext, identity: Identity, matches: list[str]
+) -> tuple[list[str] | None, tuple[str, ...]]:
+    """The verified `match[]` list (None when nothing needs to be added) and its warnings."""
     injected = not matches
     # Scope injection narrows by construction; explicit selectors follow the configured mode.
     narrow = injected or svc.settings.enforce_mode == "narrow"
     if len(matches) > bounds.SELECTOR_CHUNK:
         return await scoped_in_chunks(svc, ctx, identity, matches, narrow)
     analysis = promql.analyse_selectors(matches or [ALL_SERIES], svc.limits, svc.model)
-    result, holdings = await decide(
+    planned, holdings = await decide(
         svc, ctx, identity, analysis, narrow,
-        lambda held, mode: promql.enforce_selectors(analysis, held, mode),
+        lambda held, mode: promql.plan_selectors(analysis, held, mode),
     )  # fmt: skip
     if injected and holdings.hub_wide:
-        return None
-    return result
+        return None, ()
+    return list(planned.texts), planned.warnings
 
 
 async def scoped_in_chunks(
     svc: Services, ctx: RequestContext, identity: Identity, matches: list[str], narrow: bool
-) -> list[str]:
+) -> tuple[list[str], tuple[str, ...]]:
     """Many `match[]` decided and enforced a chunk at a time, the event loop yielded between
-    chunks (docs: event-loop budget); the reach and decision are the whole request's."""
+    chunks (docs: event-loop budget); the reach, decision and warnings are the whole request's."""
     selected: list[SelectorReach] = []
+    warnings: dict[str, None] = {}
     narrowed = False
 
     async def step(part: Sequence[str]) -> list[str]:
         nonlocal narrowed
         analysis = promql.analyse_selectors(list(part), svc.limits, svc.model)
         selected.extend(analysis.selectors)
-        result, _ = await decide(
+        planned, _ = await decide(
             svc, ctx, identity, analysis, narrow,
-            lambda held, mode: promql.enforce_selectors(analysis, held, mode),
+            lambda held, mode: promql.plan_selectors(analysis, held, mode),
         )  # fmt: skip
+        warnings.update(dict.fromkeys(planned.warnings))
         narrowed = narrowed or ctx.decision == "narrowed"
-        return result
+        return list(planned.texts)
 
     out = await bounds.in_chunks(matches, step, svc.limits.max_rewrite_bytes)
     ctx.reach = reach_of_selectors(selected)
     ctx.decision = "narrowed" if narrowed else "allowed"
-    return out
+    return out, tuple(warnings)
 
 
 def with_matches(

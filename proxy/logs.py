@@ -98,10 +98,7 @@ def _redact_value(value: Any) -> Any:
     if isinstance(value, str):
         return redact_text(value)
     if isinstance(value, dict):
-        return {
-            k: REDACTED if str(k).lower() in SECRET_KEYS else _redact_value(v)
-            for k, v in value.items()
-        }
+        return {k: REDACTED if str(k).lower() in SECRET_KEYS else _redact_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         # Lists of names (clusters, namespaces) are the common case: strings straight to the scan.
         return [redact_text(v) if v.__class__ is str else _redact_value(v) for v in value]
@@ -113,9 +110,23 @@ def _redact_value(value: Any) -> Any:
 # Fields whose values the proxy makes itself (route names, enums, numbers, its own ids): never
 # caller-controlled, so not scanned. Subjects, reach and messages are scanned like anything else.
 _OWN_FIELDS = frozenset(
-    {"level", "timestamp", "method", "route", "status", "decision", "duration_ms",
-     "authn_ms", "authz_ms", "upstream_ms", "keycloak_ms", "cache_hit", "worker", "trace_id",
-     "hub"}
+    {
+        "level",
+        "timestamp",
+        "method",
+        "route",
+        "status",
+        "decision",
+        "duration_ms",
+        "authn_ms",
+        "authz_ms",
+        "upstream_ms",
+        "keycloak_ms",
+        "cache_hit",
+        "worker",
+        "trace_id",
+        "hub",
+    }
 )
 
 
@@ -203,9 +214,7 @@ def configure(level: str = "info", fmt: str = "json", stream: TextIO | None = No
     request_lines_enabled = numeric <= logging.INFO
     SINK.stream = stream if stream is not None else sys.stderr
     renderer: Any = (
-        structlog.processors.JSONRenderer()
-        if fmt == "json"
-        else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
     )
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,

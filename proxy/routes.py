@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from aiohttp.web_urldispatcher import AbstractResource
 
-from proxy import errors, handlers
+from proxy import errors, handlers, selfservice_http
 
 Handler = Callable[[web.Request, "Route"], Awaitable[web.StreamResponse]]
 
@@ -59,6 +59,8 @@ API_ROUTES: tuple[Route, ...] = (
     PASSTHROUGH("/api/v1/status/buildinfo", name="buildinfo"),
     PASSTHROUGH("/api/v1/format_query", name="format_query"),
     PASSTHROUGH("/api/v1/parse_query", name="parse_query"),
+    Route("/proxy/v1/whoami", GET, selfservice_http.whoami, "whoami", decides=False, per_hub=False),
+    Route("/proxy/v1/explain", GET_POST, selfservice_http.explain, "explain", decides=False),
     Route("/", GET, handlers.root, "root", decides=False, per_hub=False),
     Route("/healthz", GET, handlers.healthz, "healthz", decides=False, per_hub=False),
     Route("/readyz", GET, handlers.readyz, "readyz", decides=False, per_hub=False),

@@ -3,7 +3,7 @@ identity, grants and query text — never from whether any other resource exists
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -134,8 +134,3 @@ def explain_target(path: str | None, has_query: bool) -> tuple[str, promql.Endpo
     if not has_query and (short in ("series", "labels", "federate") or short.startswith("label/")):
         return short, "other"
     return None
-
-
-def match_list(matches: Sequence[str]) -> list[str]:
-    """The match[] list explain analyses: the caller's scope when none is given."""
-    return list(matches) or ['{__name__=~".+"}']

@@ -52,6 +52,7 @@ def is_marked_description(description: str | None) -> bool:
     """Whether a policy or permission description says `apply` created it."""
     return bool(description) and str(description).startswith(DESCRIPTION_PREFIX)
 
+
 __all__ = [
     "DESCRIPTION_PREFIX",
     "MANAGED_BY_KEY",

@@ -159,13 +159,18 @@ def test_top_level_range_selector_for_whole_clusters(
 
 
 @pytest.mark.parametrize("who", ["alice", "carol"])
-def test_top_level_range_selector_without_faithful_form_is_400(
-    proxy_server: ProxyServer, token_for: TokenFor, who: str
+def test_top_level_range_selector_with_project_grants_is_fanned_out(
+    proxy_server: ProxyServer,
+    token_for: TokenFor,
+    oracle_prometheus_factory: OraclePrometheusFactory,
+    who: str,
 ) -> None:
-    """A bare range selector that would need a union (project or mixed grant) gets 400 guidance."""
-    r = get(proxy_server, token_for(who), "/api/v1/query", query="DCGM_FI_DEV_GPU_UTIL[5m]")
-    message = assert_error(r, 400, "bad_data")
-    assert "cluster" in message or "namespace" in message, message
+    """A bare range selector that needs a union (project or mixed grant) is answered exactly."""
+    q = "DCGM_FI_DEV_GPU_UTIL[5m]"
+    t = at()
+    actual = ok(get(proxy_server, token_for(who), "/api/v1/query", query=q, time=str(t)))
+    assert actual["result"]
+    oracle_prometheus_factory.assert_query_matches(actual, GRANTS[who], q, time=t)
 
 
 def test_top_level_range_selector_with_explicit_scope_is_allowed(

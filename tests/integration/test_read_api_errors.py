@@ -148,9 +148,10 @@ def test_oversized_body_413(proxy_server: ProxyServer, token_for: TokenFor) -> N
 
 
 def test_narrowing_guidance_400(proxy_server: ProxyServer, token_for: TokenFor) -> None:
-    """A bare range selector with a mixed grant: 400 `bad_data` telling what to add."""
+    """A bare range selector with a mixed grant on query_exemplars (no fan-out there): 400
+    `bad_data` telling what to add."""
     r = requests.get(
-        f"{proxy_server.base_url}/api/v1/query",
+        f"{proxy_server.base_url}/api/v1/query_exemplars",
         params={"query": "DCGM_FI_DEV_GPU_UTIL[5m]"},
         headers={"Authorization": f"Bearer {token_for('carol')}"},
         timeout=30,

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from proxy import errors
-from proxy.fanout import MAX_CONCURRENT_BRANCHES, BranchAnswer, merge, pin_time, run_branches
+from proxy.fanout import MAX_CONCURRENT_BRANCHES, BranchAnswer, merge, pinned_time, run_branches
 from proxy.splice import WarningSplicer, splice_all
 
 
@@ -58,15 +58,11 @@ def test_merge_byte_bound_is_across_all_branches() -> None:
         merge([one, one], [], len(one.body) + 10)
 
 
-def test_pin_time_only_when_the_caller_gave_none() -> None:
+def test_pinned_time_only_when_the_caller_gave_none() -> None:
     """A missing `time` is pinned once for every branch; a given one (URL or body) is kept."""
-    url: list[tuple[str, str]] = [("query", "m[5m]")]
-    pin_time(url, [], now=1700000000.5)
-    assert url[-1] == ("time", "1700000000.500")
-    body = [("time", "5")]
-    url2: list[tuple[str, str]] = []
-    pin_time(url2, body)
-    assert url2 == []
+    assert pinned_time([("query", "m[5m]")], [], now=1700000000.5) == [("time", "1700000000.500")]
+    assert pinned_time([], [("time", "5")]) == []
+    assert pinned_time([("time", "5")], []) == []
 
 
 def test_run_branches_keeps_order_and_bounds_concurrency() -> None:

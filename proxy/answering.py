@@ -1,0 +1,133 @@
+"""Forwarding a planned query (SPEC §4.3): one request, streamed with the proxy's warnings spliced
+in, or — for a top-level range selector only — one request per branch, merged."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+
+import aiohttp
+import structlog
+from aiohttp import web
+from multidict import CIMultiDict
+
+from proxy import errors, promql
+from proxy.audit import hook as audit
+from proxy.bodies import CHUNK, response_headers, stream
+from proxy.fanout import BranchAnswer, merge, run_branches
+from proxy.splice import WarningSplicer
+from proxy.upstream import Upstream, UpstreamRequest
+
+log = structlog.get_logger(__name__)
+
+# Total bytes the branches of one fan-out may answer together (a proxy bound, named in the 400).
+FANOUT_MAX_BYTES = 64 * 1024 * 1024
+Build = Callable[[str], UpstreamRequest]
+
+
+def _unencoded(headers: CIMultiDict[str]) -> CIMultiDict[str]:
+    """Ask the upstream for an unencoded answer: the proxy edits or merges it."""
+    headers.popall("Accept-Encoding", None)
+    headers["Accept-Encoding"] = "identity"
+    return headers
+
+
+async def forward_planned(
+    request: web.Request,
+    upstream: Upstream,
+    forward: promql.Forward,
+    build: Build,
+    admission: Callable[[], AbstractAsyncContextManager[None]],
+) -> web.StreamResponse:
+    """Send `forward` upstream inside one admission: fanned out and merged, or streamed."""
+    if forward.fan_out:
+        async with admission():
+            return await _fan_out(request, upstream, forward, build)
+    return await forward_with_warnings(
+        request, upstream, build(forward.texts[0]), forward.warnings, admission
+    )
+
+
+async def forward_with_warnings(
+    request: web.Request,
+    upstream: Upstream,
+    built: UpstreamRequest,
+    warnings: tuple[str, ...],
+    admission: Callable[[], AbstractAsyncContextManager[None]],
+) -> web.StreamResponse:
+    """Send one request inside one admission; stream the answer, `warnings` spliced into a 200."""
+    headers = upstream.headers_for(request, built.form is not None)
+    if warnings:
+        _unencoded(headers)
+    async with admission():
+        audit.note_forwarding()
+        response = await upstream.send(built, headers)
+        audit.note_upstream(response.status)
+        encoded = response.headers.get("Content-Encoding", "identity").lower() != "identity"
+        if not warnings or response.status != 200 or encoded:
+            out = await stream(request, response)
+        else:
+            out = await stream_with_warnings(request, response, warnings)
+        audit.note_bytes(out.body_length)
+        return out
+
+
+async def _fan_out(
+    request: web.Request, upstream: Upstream, forward: promql.Forward, build: Build
+) -> web.StreamResponse:
+    total = [0]
+
+    async def ask(text: str) -> BranchAnswer:
+        built = build(text)
+        headers = _unencoded(upstream.headers_for(request, built.form is not None))
+        response = await upstream.send(built, headers)
+        audit.note_upstream(response.status)
+        body = bytearray()
+        try:
+            async for chunk in response.content.iter_chunked(CHUNK):
+                body += chunk
+                total[0] += len(chunk)
+                if total[0] > FANOUT_MAX_BYTES:
+                    break  # merge() names the bound
+        except TimeoutError as exc:
+            raise errors.UpstreamTimeout("upstream did not answer in time") from exc
+        except aiohttp.ClientError as exc:
+            raise errors.UpstreamUnavailable("upstream connection failed") from exc
+        finally:
+            response.release()
+        return BranchAnswer(response.status, response.headers.get("Content-Type", ""), bytes(body))
+
+    audit.note_forwarding()
+    answers = await run_branches(forward.texts, ask)
+    merged = merge(answers, forward.warnings, FANOUT_MAX_BYTES)
+    out = web.Response(status=merged.status, body=merged.body)
+    out.headers["Content-Type"] = merged.content_type or "application/json"
+    audit.note_bytes(len(merged.body))
+    return out
+
+
+async def stream_with_warnings(
+    request: web.Request, response: aiohttp.ClientResponse, warnings: tuple[str, ...]
+) -> web.StreamResponse:
+    """Stream an unencoded JSON answer with `warnings` spliced into its end (no decoding)."""
+    headers = response_headers(response)
+    headers.popall("Content-Length", None)
+    out = web.StreamResponse(status=response.status, headers=headers)
+    splicer = WarningSplicer(warnings)
+    try:
+        await out.prepare(request)
+        async for chunk in response.content.iter_chunked(CHUNK):
+            ready = splicer.feed(chunk)
+            if ready:
+                await out.write(ready)
+        await out.write(splicer.finish())
+        await out.write_eof()
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        log.warning("upstream_body_failed", error=type(exc).__name__)
+        if request.transport is not None:
+            request.transport.close()
+    except ConnectionResetError:
+        log.info("client_disconnected")
+    finally:
+        response.release()
+    return out
