@@ -7,6 +7,9 @@ functions of time, so the same instant always gives the same number.
 
     python gpu_metrics.py serve --port 9400              # live /metrics (scraped with honor_labels)
     python gpu_metrics.py backfill out.om --hours 6      # promtool tsdb create-blocks-from openmetrics
+
+A second hub's data (deploy/compose/hubs.yaml): `--rename nerc-ocp-test=innabox-gpu --phase 7`
+renames a cluster and shifts every wave, so the two hubs hold different series and values.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ from pathlib import Path
 
 GPU_OPERATOR_NAMESPACE = "nvidia-gpu-operator"
 MODEL = "NVIDIA A100-SXM4-40GB"
+# Set from the command line for a second hub: cluster renames and a phase shift of every wave.
+RENAME: dict[str, str] = {}
+PHASE = [0.0]
 
 
 @dataclass(frozen=True)
@@ -60,7 +66,7 @@ FAMILIES: tuple[tuple[str, str, str], ...] = (
 
 def _wave(gpu: Gpu, t: float, period: float) -> float:
     """Return a value in [0, 1] that varies smoothly with time."""
-    return 0.5 + 0.45 * math.sin(t / period + gpu.seed)
+    return 0.5 + 0.45 * math.sin(t / period + gpu.seed + PHASE[0])
 
 
 def gpu_value(family: str, gpu: Gpu, t: float) -> float:
@@ -87,9 +93,10 @@ def _labels(pairs: dict[str, str]) -> str:
 def series(family: str) -> Iterator[tuple[str, Gpu]]:
     """Yield (label text, gpu) for every series of a family."""
     for gpu in GPUS:
+        cluster = RENAME.get(gpu.cluster, gpu.cluster)
         if family.startswith("DCGM_"):
             labels = {
-                "cluster": gpu.cluster,
+                "cluster": cluster,
                 "namespace": GPU_OPERATOR_NAMESPACE,
                 "exported_namespace": gpu.tenant,
                 "exported_pod": gpu.pod,
@@ -100,7 +107,7 @@ def series(family: str) -> Iterator[tuple[str, Gpu]]:
             }
         else:
             labels = {
-                "cluster": gpu.cluster,
+                "cluster": cluster,
                 "namespace": gpu.tenant,
                 "pod": gpu.pod,
                 "container": "main",
@@ -172,7 +179,17 @@ def main(argv: list[str] | None = None) -> int:
     fill.add_argument("out", type=Path)
     fill.add_argument("--hours", type=float, default=6.0)
     fill.add_argument("--step", type=float, default=60.0)
+    for command in (serve, fill):
+        command.add_argument(
+            "--rename", action="append", default=[], metavar="OLD=NEW", help="rename a cluster"
+        )
+        command.add_argument(
+            "--phase", type=float, default=0.0, help="shift every wave (another hub's values)"
+        )
     args = parser.parse_args(argv)
+    RENAME.clear()
+    RENAME.update(pair.split("=", 1) for pair in args.rename)
+    PHASE[0] = args.phase
     if args.command == "serve":
         ThreadingHTTPServer((args.host, args.port), _Handler).serve_forever()
         return 0
