@@ -13,15 +13,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from functools import lru_cache
+from typing import Any, Protocol, TypeVar, cast
 
 from cachetools import TLRUCache
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from proxy import context, metrics
-from proxy.promql import parse as _parse
+from proxy.promql import parse as parse_module
 from proxy.promql.analyse import ANALYSIS_CACHE
+from proxy.promql.enforce import ENFORCE_CACHE
+from proxy.promql.selectors import trust_pattern
 
 
 @dataclass(eq=False, slots=True)
@@ -52,6 +55,7 @@ class CacheStats:
 
 
 CACHES: dict[str, CacheStats] = {}
+F = TypeVar("F", bound=Callable[..., Any])
 
 K = TypeVar("K", bound=Hashable)
 E = TypeVar("E", bound="Expiring")
@@ -75,8 +79,29 @@ def _declare(name: str, bound: str, *, logged: bool = False) -> CacheStats:
     return stats
 
 
-# Authentication (docs/operations.md): verified bearer tokens and Basic-minted tokens by token
-# hash, 10,000 entries each, never past the token's `exp`.
+def _info_of(cached: Any) -> Callable[[], tuple[int, int, int]]:
+    """Counts of a functools cache, read from its `cache_info()`."""
+
+    def counts() -> tuple[int, int, int]:
+        info = cached.cache_info()
+        return info.hits, info.misses, info.currsize
+
+    return counts
+
+
+def memo(stats: CacheStats, maxsize: int) -> Callable[[F], F]:
+    """Decorator: remember `maxsize` results of a pure function, counted under `stats`."""
+
+    def wrap(function: F) -> F:
+        cached = lru_cache(maxsize=maxsize)(function)
+        stats.source = _info_of(cached)
+        return cast(F, cached)
+
+    return wrap
+
+
+# Authentication: verified bearer tokens and Basic-minted tokens by token hash, never past the
+# token's `exp`; introspection answers.
 TOKEN = _declare("token", "10,000 tokens per verifier/minter, until the token's exp", logged=True)
 BASIC = _declare("basic", "10,000 minted tokens (entries only; lookups count as token)")
 INTROSPECT = _declare("introspect", "10,000 answers, at most 30 s", logged=True)
@@ -84,22 +109,24 @@ INTROSPECT = _declare("introspect", "10,000 answers, at most 30 s", logged=True)
 RESOURCE = _declare("resource", "PROXY_AUTHZ_CACHE_SIZE names", logged=True)
 ALLOW = _declare("allow", "PROXY_AUTHZ_CACHE_SIZE answers, PROXY_AUTHZ_CACHE_TTL", logged=True)
 DENY = _declare("deny", "PROXY_AUTHZ_CACHE_SIZE answers, PROXY_AUTHZ_DENY_CACHE_TTL", logged=True)
-HOLDINGS = _declare("holdings", "shares the allow/deny caches' bounds", logged=True)
+HOLDINGS = _declare("holdings", "in the allow/deny caches: PROXY_AUTHZ_CACHE_SIZE each", logged=True)
 METRIC_NAMES = _declare(
     "metric_names", "10,000 callers' visible metric names, PROXY_AUTHZ_CACHE_TTL", logged=True
 )
-# PromQL: whole analyses (guard + parse + selectors) and parse trees, by query text.
+# PromQL (pure; counted by the caches themselves): whole analyses by query text, enforcement
+# results by (analysis, holdings, mode), parse trees, compiled trust patterns.
 ANALYSIS = _declare("analysis", "4,096 analyses and 4 MiB of query text")
 ANALYSIS.source = lambda: (ANALYSIS_CACHE.hits, ANALYSIS_CACHE.misses, len(ANALYSIS_CACHE))
+ENFORCE = _declare("enforce", "8,192 results and 8 MiB of query text")
+ENFORCE.source = lambda: (ENFORCE_CACHE.hits, ENFORCE_CACHE.misses, len(ENFORCE_CACHE))
 PARSE = _declare("parse", "2,048 parse trees")
-
-
-def _parse_counts() -> tuple[int, int, int]:
-    info = _parse._parse_checked.cache_info()
-    return info.hits, info.misses, info.currsize
-
-
-PARSE.source = _parse_counts
+PARSE.source = _info_of(parse_module._parse_checked)
+TRUST_PATTERN = _declare("trust_pattern", "256 compiled PROXY_PROJECT_LABEL_METRICS patterns")
+TRUST_PATTERN.source = _info_of(trust_pattern)
+# Request and upstream text: dashboards resend the same long, percent-encoded fields on every
+# refresh, and the stdlib (un)quotes in a Python loop (make bench: dash4k, panel).
+PARAM_FIELDS = _declare("param_fields", "512 decoded fields of at most 4 KiB")
+QUOTED = _declare("quoted", "1,024 percent-encoded upstream parameter values")
 
 
 class MetricNames:

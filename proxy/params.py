@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from functools import lru_cache
 from urllib.parse import unquote
 
 from aiohttp import web
 
-from proxy import errors
+from proxy import caches, errors
 
 FORM = "application/x-www-form-urlencoded"
 
@@ -59,10 +58,9 @@ def _pair(field: str) -> tuple[str, str]:
     )
 
 
-# Dashboards send the same (long, percent-encoded) query fields on every refresh, and unquoting
-# is a Python loop over the text; only short fields are remembered (bounded memory), and failures
-# are never cached (an exception is not a result).
-_cached_pair = lru_cache(maxsize=512)(_pair)
+# Only short fields are remembered (bounded memory); failures are never cached (an exception is
+# not a result). The cache is listed in proxy/caches.py.
+_cached_pair = caches.memo(caches.PARAM_FIELDS, 512)(_pair)
 _CACHED_FIELD_MAX = 4096
 
 
@@ -163,3 +161,4 @@ async def read_params(request: web.Request, max_body: int) -> RequestParams:
     _check_field_count(raw)
     _check_media_type(request)
     return RequestParams(url, _decode(raw, "request body"), True)
+

@@ -7,7 +7,6 @@ import ssl
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -18,7 +17,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from proxy import context, errors, metrics, tracing
+from proxy import caches, context, errors, metrics, tracing
 from proxy.bodies import FILTERED_BODY_LIMIT, decode_json, read_bounded
 from proxy.config import Settings
 from proxy.hubs import Hub, UpstreamTarget, hubs_of
@@ -72,10 +71,9 @@ class UpstreamRequest:
         return _encode(self.form).encode("utf-8")
 
 
-@lru_cache(maxsize=1024)
+@caches.memo(caches.QUOTED, 1024)
 def _quoted(value: str) -> str:
-    """`quote(value, safe="")`, remembered: the stdlib quotes in a Python loop over every byte,
-    and dashboards send the same (rewritten) query texts on every refresh (bench/run.py)."""
+    """`quote(value, safe="")`, remembered (listed in proxy/caches.py)."""
     return quote(value, safe="")
 
 
