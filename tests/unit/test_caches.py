@@ -26,9 +26,9 @@ BUILT_IN = {
     "authz/resources.py": {"resource"},
     "authz/decisions.py": {"allow", "deny", "holdings"},
 }
-# Not request-path result caches: Basic-auth failure memory and guessing windows (security
-# state, not answers), and the operator CLIs.
-NOT_CACHES = {"authn/ratelimit.py"}
+# Not request-path result caches: Basic-auth failure memory and guessing windows, per-subject
+# windows of cold Keycloak decisions (rate state, not answers), and the operator CLIs.
+NOT_CACHES = {"authn/ratelimit.py", "authz/load.py"}
 NOT_REQUEST_PATH = ("policies/", "audit/")
 
 
