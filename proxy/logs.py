@@ -47,13 +47,6 @@ SECRET_KEYS = frozenset(
 )
 _secrets: re.Pattern[str] | None = None
 _secret_values: set[str] = set()
-# Strings already seen to come out of `redact_text` unchanged (so they hold no token material):
-# the same subjects, clusters, namespaces and event names recur on every request line, and a set
-# lookup is far cheaper than the regex scans. Only unchanged strings are kept, so no secret is
-# ever held here; bounded (cleared when full), and cleared when new secrets are registered.
-_clean: set[str] = set()
-_CLEAN_MAX_ENTRIES = 4096
-_CLEAN_MAX_LEN = 256
 
 
 def _replace(match: re.Match[str]) -> str:
@@ -73,23 +66,16 @@ def register_secrets(values: Iterable[str | None]) -> None:
     _secret_values.update(v for v in values if v and len(v) >= 4)
     ordered = sorted(_secret_values, key=len, reverse=True)
     _secrets = re.compile("|".join(map(re.escape, ordered))) if ordered else None
-    _clean.clear()  # a string clean before may contain a newly registered secret
 
 
 def redact_text(text: str) -> str:
     """Replace token-shaped substrings (and registered secrets) with a marker."""
-    if text in _clean:
-        return text
     out = text
     # Every token shape needs one of these; most field values (names, ids) have none.
     if " " in out or "=" in out or ":" in out or "eyJ" in out or "\t" in out:
         out = _TOKEN_TEXT.sub(_replace, out)
     if _secrets is not None:
         out = _secrets.sub(REDACTED, out)
-    if out == text and len(text) <= _CLEAN_MAX_LEN:
-        if len(_clean) >= _CLEAN_MAX_ENTRIES:
-            _clean.clear()
-        _clean.add(text)
     return out
 
 
@@ -157,8 +143,7 @@ def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[s
         if kind == _SECRET:
             event[key] = REDACTED
         elif value.__class__ is str:
-            if value not in _clean:  # inlined fast path of redact_text
-                event[key] = redact_text(value)
+            event[key] = redact_text(value)
         else:
             event[key] = _redact_value(value)
     return event

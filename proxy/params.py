@@ -8,7 +8,7 @@ from urllib.parse import unquote
 
 from aiohttp import web
 
-from proxy import caches, errors
+from proxy import errors
 
 FORM = "application/x-www-form-urlencoded"
 
@@ -58,10 +58,6 @@ def _pair(field: str) -> tuple[str, str]:
     )
 
 
-# Only short fields are remembered (bounded memory); failures are never cached (an exception is
-# not a result). The cache is listed in proxy/caches.py.
-_cached_pair = caches.memo(caches.PARAM_FIELDS, 512)(_pair)
-_CACHED_FIELD_MAX = 4096
 
 
 def _decode(raw: bytes | str, where: str) -> tuple[tuple[str, str], ...]:
@@ -72,7 +68,7 @@ def _decode(raw: bytes | str, where: str) -> tuple[tuple[str, str], ...]:
             return ()
         # parse_qsl's own loop: split on "&" only, empty fields skipped
         return tuple(
-            _cached_pair(f) if len(f) <= _CACHED_FIELD_MAX else _pair(f) for f in text.split("&") if f
+            _pair(f) for f in text.split("&") if f
         )
     except (UnicodeDecodeError, ValueError) as exc:
         raise errors.BadRequest(f"{where} is not valid UTF-8 form data") from exc
