@@ -9,9 +9,8 @@ from proxy import caches, metrics
 from proxy.caches import MetricNames
 
 PACKAGE = Path(caches.__file__).parent
-CACHE_CONSTRUCTORS = re.compile(
-    r"(?<!class )\b(lru_cache|TTLCache|TLRUCache|LRUCache|BoundedLRU)(\[[^]]*\])?\(|@(functools\.)?cache\b"
-)
+_KINDS = "lru_cache|TTLCache|TLRUCache|LRUCache|BoundedLRU|until_cache"
+CACHE_CONSTRUCTORS = re.compile(rf"(?<!class )(?<!def )\b({_KINDS})(\[[^]]*\])?\(|@(functools\.)?cache\b")
 # Where a cache object is built, and which declared cache(s) it is; anything else on the request
 # path must be added to proxy/caches.py (and here) or fail this test.
 BUILT_IN = {
