@@ -266,3 +266,28 @@ def test_every_option_is_documented() -> None:
         if (f"`{name}:`" if name in yaml_only else f"`{env_name(name)}`") not in text
     ]
     assert missing == [], f"options missing from docs/operations.md: {missing}"
+
+
+def test_secret_sources_rank_env_over_file_over_yaml(tmp_path: Path) -> None:
+    """A secret set in several places: env beats `PROXY_*_FILE`, which beats YAML."""
+    (tmp_path / "secret").write_text("from-file\n")
+    cfg = tmp_path / "proxy.yaml"
+    cfg.write_text("auth_client_secret: from-yaml\n")
+    env = {k: v for k, v in BASE.items() if k != "PROXY_AUTH_CLIENT_SECRET"}
+    assert load_settings({}, env, cfg).auth_client_secret == "from-yaml"
+    env["PROXY_AUTH_CLIENT_SECRET_FILE"] = str(tmp_path / "secret")
+    assert load_settings({}, env, cfg).auth_client_secret == "from-file"
+    env["PROXY_AUTH_CLIENT_SECRET"] = "from-env"
+    assert load_settings({}, env, cfg).auth_client_secret == "from-env"
+
+
+def test_malformed_yaml_is_a_problem(tmp_path: Path) -> None:
+    """A YAML syntax error or a file that is not a mapping is listed with the other problems."""
+    for text in ("acm_hub: [unclosed\n", "- just\n- a list\n"):
+        cfg = tmp_path / "proxy.yaml"
+        cfg.write_text(text)
+        with pytest.raises(ConfigError) as info:
+            load_settings({}, {"PROXY_AUTH_REALM": "nerc"}, cfg)
+        problems = info.value.problems
+        assert any(str(cfg) in p for p in problems), problems
+        assert any("PROXY_AUTH_BASE_URL: required" in p for p in problems), problems
