@@ -170,3 +170,34 @@ def test_requests_and_decisions_are_counted_per_hub(
             and 'route="query"' in line
             for line in text.splitlines()
         ), hub
+
+
+def test_whoami_lists_every_hub_from_one_holdings_call(
+    two_hubs: ProxyServer, hubs_token_for: Callable[[str], str], hubs_emulator_server: ThreadedEmulatorServer
+) -> None:
+    """`/proxy/v1/whoami` shows the caller's holdings on each hub; one UMA call serves both hubs."""
+    token = hubs_token_for("carol")
+    before = hubs_emulator_server.emulator.stats("nerc")["token.uma"]
+    doc = _get(two_hubs, "/proxy/v1/whoami", token).json()
+    assert doc["hubs"] == {
+        MOC: {"hub_wide": False, "clusters": [PROD], "projects": {TEST: ["team-b"]}},
+        INNABOX: {"hub_wide": True, "clusters": [], "projects": {}},
+    }
+    assert hubs_emulator_server.emulator.stats("nerc")["token.uma"] - before == 1
+    alice = _get(two_hubs, "/proxy/v1/whoami", hubs_token_for("alice")).json()["hubs"]
+    assert alice[INNABOX] == {"hub_wide": False, "clusters": [], "projects": {}}
+    assert alice[MOC]["projects"] == {PROD: ["team-a"]}
+
+
+def test_explain_takes_the_hub_from_the_path(
+    two_hubs: ProxyServer, hubs_token_for: Callable[[str], str]
+) -> None:
+    """The same question explained under each hub's path follows that hub's grants."""
+    token = hubs_token_for("alice")
+    q = 'DCGM_FI_DEV_GPU_UTIL{cluster="nerc-ocp-prod",exported_namespace="team-a"}'
+    on_moc = _get(two_hubs, f"/{MOC}/proxy/v1/explain", token, query=q).json()
+    on_innabox = _get(two_hubs, f"/{INNABOX}/proxy/v1/explain", token, query=q).json()
+    assert on_moc["decision"] == "allowed"
+    assert on_innabox["decision"] == "denied"
+    assert on_innabox["missing"]
+    assert all(name.startswith(f"HUB-{INNABOX}") for name in on_innabox["missing"])
