@@ -125,7 +125,8 @@ TRUST_PATTERN = _declare("trust_pattern", "256 compiled PROXY_PROJECT_LABEL_METR
 TRUST_PATTERN.source = _info_of(trust_pattern)
 # Upstream URLs: dashboards resend the same long query texts on every refresh and the stdlib
 # quotes in a Python loop (bench/ab.py, dash4k: 0.80 vs 1.04 CPU s per 1,000 requests without).
-# Measured and dropped for no gain: decoded request fields, log strings known to be clean.
+# Measured with bench/ab.py and dropped for no gain: decoded request fields, log strings known
+# to be clean, the log redactor's per-field-name kinds, memoised metric label children.
 QUOTED = _declare("quoted", "1,024 percent-encoded upstream parameter values")
 
 

@@ -116,28 +116,21 @@ _OWN_FIELDS = frozenset(
 )
 
 
-# Per field name: skipped (the proxy's own), always replaced (secret-named) or scanned. Decided
-# once per name rather than lower-casing and testing every key of every line; names come from the
-# code, so this stays small (and is bounded anyway).
+# Per field name: skipped (the proxy's own), always replaced (secret-named) or scanned.
 _SKIP, _SECRET, _SCAN = 1, 2, 3
-_kinds: dict[str, int] = {}
 # Values that carry no text: left as they are (as before, whatever their field's name).
 _SCALAR_TYPES = frozenset({int, float, bool, type(None)})
 
 
 def _kind(key: str) -> int:
     """How the values of field `key` are redacted."""
-    kind = _SKIP if key in _OWN_FIELDS else _SECRET if key.lower() in SECRET_KEYS else _SCAN
-    if len(_kinds) < 1024:
-        _kinds[key] = kind
-    return kind
+    return _SKIP if key in _OWN_FIELDS else _SECRET if key.lower() in SECRET_KEYS else _SCAN
 
 
 def redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """structlog processor: drop secret-named fields and token-shaped strings."""
-    kinds = _kinds
     for key, value in event.items():
-        kind = kinds.get(key) or _kind(key)
+        kind = _kind(key)
         if kind == _SKIP or value.__class__ in _SCALAR_TYPES:
             continue
         if kind == _SECRET:

@@ -5,10 +5,7 @@ Metrics only count: what a request did goes on its log line through `proxy.conte
 
 from __future__ import annotations
 
-from typing import Any
-
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
-from prometheus_client.metrics import MetricWrapperBase
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 # process_* (CPU, memory, open fds, start time) of this worker.
@@ -17,59 +14,13 @@ ProcessCollector(registry=REGISTRY)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
-class _Children(MetricWrapperBase):
-    """Remembers the child of each positional label tuple: `labels()` validates, stringifies and
-    takes a lock on every call, and the request path asks for the same few children every time."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._children: dict[tuple[object, ...], Any] = {}
-
-    def labels(self, *labelvalues: object, **labelkwargs: object) -> Any:
-        """The child for these label values (from the memo when asked positionally before)."""
-        if labelkwargs:
-            return super().labels(*labelvalues, **labelkwargs)
-        child = self._children.get(labelvalues)
-        if child is None:
-            # validation stays prometheus_client's: only a child it returned is remembered
-            child = self._children[labelvalues] = super().labels(*labelvalues)
-        return child
-
-    def remove(self, *labelvalues: Any) -> None:
-        """Remove a child (and forget every memo entry, so a removed child is never updated)."""
-        self._children = {}
-        super().remove(*labelvalues)
-
-    def remove_by_labels(self, labels: dict[str, str]) -> None:
-        """Remove matching children (and forget the memo)."""
-        self._children = {}
-        super().remove_by_labels(labels)
-
-    def clear(self) -> None:
-        """Remove every child (and forget the memo)."""
-        self._children = {}
-        super().clear()
-
-
-class _Counter(_Children, Counter):
-    """A Counter with remembered children."""
-
-
-class _Gauge(_Children, Gauge):
-    """A Gauge with remembered children."""
-
-
-class _Histogram(_Children, Histogram):
-    """A Histogram with remembered children."""
-
-
-REQUESTS = _Counter(
+REQUESTS = Counter(
     "prom_keycloak_proxy_requests_total",
     "Requests answered, by route (the route table's name, never a raw path), status code and hub.",
     ["route", "code", "hub"],
     registry=REGISTRY,
 )
-REQUEST_SECONDS = _Histogram(
+REQUEST_SECONDS = Histogram(
     "prom_keycloak_proxy_request_duration_seconds",
     "Time to answer a request (headers sent), by route and hub.",
     ["route", "hub"],
@@ -95,34 +46,34 @@ class _Count:
 # The request middleware counts requests in flight here; the gauge reads it when scraped.
 IN_FLIGHT_NOW = _Count()
 IN_FLIGHT.set_function(lambda: IN_FLIGHT_NOW.value)
-DECISIONS = _Counter(
+DECISIONS = Counter(
     "prom_keycloak_proxy_authz_decisions_total",
     "Authorization outcomes: allowed, narrowed, filtered, passthrough, denied, refused (guard or "
     "parse), unauthenticated, error (Keycloak unavailable); by hub.",
     ["outcome", "hub"],
     registry=REGISTRY,
 )
-KEYCLOAK_SECONDS = _Histogram(
+KEYCLOAK_SECONDS = Histogram(
     "prom_keycloak_proxy_keycloak_request_duration_seconds",
     "Keycloak call latency, by call (jwks, discovery, uma, holdings, token, introspect, resource_set).",
     ["call"],
     registry=REGISTRY,
 )
-KEYCLOAK_ERRORS = _Counter(
+KEYCLOAK_ERRORS = Counter(
     "prom_keycloak_proxy_keycloak_errors_total",
     "Keycloak calls that failed, by call and reason (timeout, unreachable, status_5xx, status_4xx).",
     ["call", "reason"],
     registry=REGISTRY,
 )
 # Cache events and entries are exported by proxy/caches.py (counted there, read when scraped).
-UPSTREAM_SECONDS = _Histogram(
+UPSTREAM_SECONDS = Histogram(
     "prom_keycloak_proxy_upstream_request_duration_seconds",
     "Upstream latency to response headers, by status code (or error kind) and hub.",
     ["code", "hub"],
     buckets=LATENCY_BUCKETS,
     registry=REGISTRY,
 )
-QUERY_REJECTIONS = _Counter(
+QUERY_REJECTIONS = Counter(
     "prom_keycloak_proxy_query_rejections_total",
     "Queries refused before authorization, by reason (limit name, syntax).",
     ["reason"],
@@ -134,7 +85,7 @@ UPSTREAM_UP = Gauge(
     " (with several hubs: 0 when any hub's last request could not connect).",
     registry=REGISTRY,
 )
-HUB_UPSTREAM_UP = _Gauge(
+HUB_UPSTREAM_UP = Gauge(
     "prom_keycloak_proxy_hub_upstream_up",
     "Per hub: 1 when the hub's last upstream request got an HTTP answer, 0 when it could not connect.",
     ["hub"],
@@ -145,7 +96,7 @@ KEYCLOAK_UP = Gauge(
     "1 when the last Keycloak call got an answer, 0 when it failed to connect or timed out.",
     registry=REGISTRY,
 )
-WORKER = _Gauge(
+WORKER = Gauge(
     "prom_keycloak_proxy_worker_info",
     "1, labelled with this process's worker index (0 … PROXY_WORKERS-1).",
     ["worker"],
