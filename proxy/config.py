@@ -112,6 +112,13 @@ class Settings(BaseSettings):
     auth_ca_cert: ReadableFile = Field(None, description="CA bundle for Keycloak's certificate")
     auth_introspect: bool = Field(False, description="also check tokens by introspection")
     auth_timeout: Duration = Field(5.0, description="timeout of every Keycloak call")
+    auth_max_concurrency: int = Field(32, ge=1, description="Keycloak calls in flight at once")
+    auth_max_concurrent_per_subject: int = Field(
+        4, ge=1, description="Keycloak calls in flight for one subject"
+    )
+    auth_cold_decisions_per_minute: int = Field(
+        60, ge=0, description="uncached decisions per subject per minute; beyond: from holdings (0: off)"
+    )
     basic_auth_failures_per_minute: int = Field(
         10, ge=1, description="failed Basic-auth mints per client id per minute before 429"
     )

@@ -8,15 +8,19 @@ is mapped in one place (`proxy.keycloak.unexpected`). See docs/security.md#keycl
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from urllib.parse import quote_plus
 
 import aiohttp
 import structlog
+from cachetools import TTLCache
 
 from proxy.config import Settings
 from proxy.keycloak import Endpoints, Form, Reply, call, challenge, same_origin, unexpected
+from proxy.keycloak_load import KeycloakLoad
 from proxy.singleflight import SingleFlight
 
 log = structlog.get_logger(__name__)
@@ -60,6 +64,35 @@ def minted(reply: Reply) -> Minted | None:
     return Minted(token, float(expires_in))
 
 
+POST, BASIC = "client_secret_post", "client_secret_basic"
+# A learned secret method is re-checked now and then (a client's registration may change).
+METHOD_TTL = 3600.0
+# Keycloak's answers when the client's own authentication failed (reference: ClientIdAndSecret-
+# Authenticator, TokenIntrospectionEndpoint): worth one try with the other method.
+_CLIENT_ERRORS = frozenset({"unauthorized_client", "invalid_client", "invalid_request"})
+
+
+def _client_refused(reply: Reply) -> bool:
+    """Whether Keycloak refused the calling client's credentials (not the grant itself)."""
+    return reply.status in (400, 401) and reply.error in _CLIENT_ERRORS
+
+
+def _form(form: Form, client_id: str, secret: str, method: str) -> Form:
+    """The form with the credentials in it (post), or with just the client id (basic)."""
+    if method == POST:
+        return [*form, ("client_id", client_id), ("client_secret", secret)]
+    return list(form)
+
+
+def _headers(client_id: str, secret: str, method: str) -> dict[str, str]:
+    """`Authorization: Basic` with id and secret form-urlencoded first (RFC 6749 §2.3.1), so
+    `+`, `%` and `:` survive Keycloak's URL-decoding of both."""
+    if method != BASIC:
+        return {}
+    raw = f"{quote_plus(client_id)}:{quote_plus(secret)}".encode()
+    return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
+
+
 def _bearer(token: str) -> dict[str, str]:
     """Per-request Authorization header: never set on the shared session, which every caller uses."""
     return {"Authorization": f"Bearer {token}"}
@@ -76,8 +109,11 @@ class KeycloakClient:
         client_id: str | None = None,
         secret: str | None = None,
         clock: Callable[[], float] = time.monotonic,
+        load: KeycloakLoad | None = None,
     ) -> None:
-        """Endpoints and limits from `settings`; the client defaults to `PROXY_AUTH_CLIENT_ID`."""
+        """Endpoints and limits from `settings`; the client defaults to `PROXY_AUTH_CLIENT_ID`.
+
+        `load` bounds concurrent calls (share one between the clients of a process)."""
         self.session = session
         self.endpoints = Endpoints.from_settings(settings)
         self.base_url = settings.auth_base_url
@@ -91,6 +127,13 @@ class KeycloakClient:
         self._pat_until = 0.0
         self._pat_flight: SingleFlight[str, str] = SingleFlight()
         self.discovery: Discovery | None = None
+        self.load = load or KeycloakLoad(
+            settings.auth_max_concurrency,
+            settings.auth_max_concurrent_per_subject,
+            settings.auth_cold_decisions_per_minute,
+        )
+        # Which secret method Keycloak accepts, learned per client id (docs/keycloak.md).
+        self._methods: TTLCache[str, str] = TTLCache(10000, ttl=METHOD_TTL, timer=clock)
 
     async def call(
         self,
@@ -101,38 +144,78 @@ class KeycloakClient:
         data: Form | None = None,
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
+        subject: str | None = None,
     ) -> Reply:
-        """One call within the configured time limit (see `proxy.keycloak.call`)."""
-        return await call(
-            self.session,
-            name,
-            method,
-            url,
-            time_limit=self.timeout,
-            data=data,
-            params=params,
-            headers=headers,
-        )
+        """One call within the configured time limit (see `proxy.keycloak.call`), holding one of
+        the load's slots (and one of `subject`'s) while it runs."""
+        async with self.load.slot(subject):
+            return await call(
+                self.session,
+                name,
+                method,
+                url,
+                time_limit=self.timeout,
+                data=data,
+                params=params,
+                headers=headers,
+            )
 
-    def _with_credentials(self, form: Form, client_id: str, secret: str) -> tuple[Form, dict[str, str]]:
-        """The one place client credentials go on the wire: in the form body (client_secret_post).
+    async def _authenticated(
+        self, name: str, url: str, form: Form, client_id: str, secret: str, subject: str | None
+    ) -> Reply:
+        """The one place client credentials go on the wire, sent the way Keycloak accepts them.
 
-        No ambiguity about `:` or URL-encoding inside the secret, which the Basic header form
-        has across Keycloak versions.
+        Since 26.6 a client registered for `client_secret_basic` accepts only the header and one
+        for `client_secret_post` only the form. The form goes first; when Keycloak refuses the
+        client's authentication, the header is tried once, and whichever worked is remembered for
+        that client id (then only it is tried). One attempt is one failure, whatever it took.
         """
-        return [*form, ("client_id", client_id), ("client_secret", secret)], {}
+        learned = self._methods.get(client_id)
+        first = learned or POST
+        reply = await self.call(
+            name,
+            "POST",
+            url,
+            data=_form(form, client_id, secret, first),
+            headers=_headers(client_id, secret, first),
+            subject=subject,
+        )
+        if not _client_refused(reply):
+            self._methods[client_id] = first
+            return reply
+        if learned is not None:
+            # The method that worked before was refused: a wrong secret, not a wrong method, so a
+            # guesser costs Keycloak one call per guess.
+            return reply
+        other = BASIC if first == POST else POST
+        retry = await self.call(
+            name,
+            "POST",
+            url,
+            data=_form(form, client_id, secret, other),
+            headers=_headers(client_id, secret, other),
+            subject=subject,
+        )
+        if not _client_refused(retry):
+            self._methods[client_id] = other
+            return retry
+        return reply
 
     async def client_credentials(self, client_id: str, secret: str) -> Reply:
         """One client-credentials grant for any client; the raw answer, interpreted by the caller."""
-        form, headers = self._with_credentials([("grant_type", "client_credentials")], client_id, secret)
-        return await self.call("token", "POST", self.endpoints.token, data=form, headers=headers)
+        form = [("grant_type", "client_credentials")]
+        return await self._authenticated("token", self.endpoints.token, form, client_id, secret, client_id)
 
-    async def introspect(self, token: str) -> Reply:
+    async def introspect(self, token: str, subject: str | None = None) -> Reply:
         """Introspection of a caller's token, authenticated as the proxy's client."""
-        form, headers = self._with_credentials([("token", token)], self.client_id, self._secret)
-        return await self.call("introspect", "POST", self.endpoints.introspect, data=form, headers=headers)
+        url = self.endpoints.introspect
+        return await self._authenticated(
+            "introspect", url, [("token", token)], self.client_id, self._secret, subject
+        )
 
-    async def uma(self, kind: str, token: str, permissions: Sequence[str]) -> Reply:
+    async def uma(
+        self, kind: str, token: str, permissions: Sequence[str], subject: str | None = None
+    ) -> Reply:
         """The UMA grant in `permissions` mode, with the caller's token as bearer."""
         form = [
             ("grant_type", UMA_GRANT),
@@ -140,7 +223,9 @@ class KeycloakClient:
             ("response_mode", "permissions"),
             *(("permission", permission) for permission in permissions),
         ]
-        return await self.call(kind, "POST", self.endpoints.token, data=form, headers=_bearer(token))
+        return await self.call(
+            kind, "POST", self.endpoints.token, data=form, headers=_bearer(token), subject=subject
+        )
 
     async def protection(self, name: str, url: str, params: Mapping[str, str]) -> Reply:
         """A Protection API GET with the proxy's token, retried once with a new one if rejected."""

@@ -101,6 +101,8 @@ class Services:
     async def close(self) -> None:
         """Stop and close everything `start` opened."""
         await self.authn.close()
+        for authorizer in self.authorizers:
+            await authorizer.close()
         for upstream in self.upstreams():
             await upstream.close()
         if self.keycloak_session is not None:
@@ -160,7 +162,9 @@ def _authorizers(settings: Settings, kc: KeycloakClient, hubs: tuple[Hub, ...]) 
     for client_id, members in by_client.items():
         own = kc
         if client_id != kc.client_id:
-            own = KeycloakClient(settings, kc.session, client_id=client_id, secret=members[0].client_secret)
+            own = KeycloakClient(
+                settings, kc.session, client_id=client_id, secret=members[0].client_secret, load=kc.load
+            )
         authorizer = Authorizer(settings, own, hubs=[hub.name for hub in members])
         views.update((hub.name, HubAuthz(authorizer, hub.name)) for hub in members)
     return views
@@ -173,12 +177,15 @@ def build_services(settings: Settings) -> Services:
     kc = KeycloakClient(settings, kc_session)
     hubs = hubs_of(settings)
     authz = _authorizers(settings, kc, hubs)
+    authn = Authenticator(settings, kc)
+    for view in authz.values():
+        view.authorizer.renew = authn.basic.renew
     upstreams = {hub.name: Upstream(settings, hub) for hub in hubs}
     first = default_hub_of(settings) or hubs[0].name
     root = Services(
         settings=settings,
         upstream=upstreams[first],
-        authn=Authenticator(settings, kc),
+        authn=authn,
         authz=authz[first],
         scheduler=scheduler_of(settings),
         limits=limits_of(settings),

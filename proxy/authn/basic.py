@@ -14,7 +14,7 @@ import hashlib
 import math
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 from cachetools import TLRUCache
@@ -41,6 +41,16 @@ class _Held:
     """A minted identity and when to stop reusing it."""
 
     identity: Identity
+    until: float
+
+
+@dataclass(frozen=True)
+class _Origin:
+    """The credentials a cached token was minted with, until the token stops being reused."""
+
+    key: str
+    client_id: str
+    secret: str = field(repr=False)
     until: float
 
 
@@ -87,6 +97,11 @@ class BasicMinter:
             clock=clock,
         )
         self._flight: SingleFlight[str, Identity] = SingleFlight()
+        # Minted token hash → the credentials behind it, for one re-mint when Keycloak refuses
+        # the token (`renew`); kept exactly as long as the token itself.
+        self._origins: TLRUCache[str, _Origin] = TLRUCache(
+            maxsize, ttu=lambda _k, origin, _n: origin.until, timer=clock
+        )
         self.mints = 0
 
     async def authenticate(self, credentials: str) -> Identity:
@@ -133,9 +148,31 @@ class BasicMinter:
             raise
         identity = _as_client(identity, client_id)
         self._guard.minted(key)
-        self._tokens[key] = _Held(identity, reuse_until(self._clock(), self._mono_exp(identity)))
+        until = reuse_until(self._clock(), self._mono_exp(identity))
+        self._tokens[key] = _Held(identity, until)
+        self._origins[identity.token_hash] = _Origin(key, client_id, secret, until)
         caches.BASIC.entries = len(self._tokens)
         return identity
+
+    async def renew(self, identity: Identity) -> Identity | None:
+        """Keycloak refused a token minted here (`invalid_grant`): drop it and mint once more.
+
+        None when the identity was not minted here or the new mint is refused too (the caller
+        then answers 401); the new identity is cached for the same credentials.
+        """
+        origin = self._origins.pop(identity.token_hash, None)
+        if origin is None:
+            return None
+        held = self._tokens.get(origin.key)
+        if held is not None and held.identity.token_hash == identity.token_hash:
+            del self._tokens[origin.key]
+        log.info("basic_token_refused_reminting", client_id=origin.client_id)
+        try:
+            return await self._flight.do(
+                origin.key, lambda: self._mint(origin.key, origin.client_id, origin.secret)
+            )
+        except TokenRejected:
+            return None
 
     def _mono_exp(self, identity: Identity) -> float:
         """The token's `exp` on this minter's clock (exp is wall time)."""

@@ -95,7 +95,7 @@ class Introspector:
 
     async def _ask(self, identity: Identity) -> _Answer:
         """One introspection call, remembered for at most 30 s and never past `exp`."""
-        reply = await self._client.introspect(identity.token)
+        reply = await self._client.introspect(identity.token, identity.subject)
         if reply.status != 200 or not isinstance(reply.body, dict):
             raise unexpected("introspect", reply)
         answer = _Answer(

@@ -9,17 +9,17 @@ Decisions, caches and single-flight are keyed by hub, so no answer for one hub s
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
 import structlog
 
 from proxy.authn.identity import Identity
 from proxy.authz import uma
+from proxy.authz.catalog import ResourceCatalog
 from proxy.authz.decisions import HOLDINGS, DecisionCache, Key
-from proxy.authz.resources import ResourceResolver
 from proxy.authz.uma import Grant, UnknownResource
 from proxy.config import Settings
-from proxy.errors import KeycloakUnavailable
+from proxy.errors import KeycloakUnavailable, Unauthorized
 from proxy.keycloak_client import KeycloakClient
 from proxy.naming import Keys, Parsed, ResourceNames
 from proxy.promql.scope import Holdings
@@ -28,6 +28,10 @@ from proxy.singleflight import SingleFlight
 log = structlog.get_logger(__name__)
 
 ByHub = dict[str, Holdings]
+# More names than PROXY_MAX_UMA_NAMES are asked in several calls, at most this many; beyond, the
+# holdings call answers (docs/keycloak.md#large-realms-and-keycloaks-load).
+MAX_UMA_CALLS = 4
+Renew = Callable[[Identity], Awaitable[Identity | None]]
 
 
 def holdings_key(identity: Identity, hub: str) -> Key:
@@ -55,7 +59,13 @@ class Authorizer:
         self.names_of = {hub: ResourceNames(hub, keys) for hub in self.hubs}
         # The first hub's names: what `holdings` answers for when no hub is given.
         self.names = self.names_of[self.hubs[0]]
-        self.resolver = ResourceResolver(client, maxsize=settings.authz_cache_size)
+        self.resolver = ResourceCatalog(
+            lambda params: client.protection("resource_set", client.endpoints.resource_set, params),
+            client.client_id,
+            maxsize=max(settings.authz_cache_size, 100_000),
+        )
+        # Set by the application: re-mint a Basic caller's token Keycloak refused (docs/keycloak.md).
+        self.renew: Renew | None = None
         self._decisions = DecisionCache(
             settings.authz_cache_ttl, settings.authz_deny_cache_ttl, settings.authz_cache_size
         )
@@ -76,14 +86,22 @@ class Authorizer:
         if clusters is None:
             return await self._held_on(identity, hub)
         needed = names.needed(clusters, projects)
-        if len(needed) > self._max_names:
+        if len(needed) > self._max_names * MAX_UMA_CALLS:
             return await self._held_on(identity, hub)
         # The names carry `HUB-<hub>`, so the key is the hub's own; it is spelled out anyway.
         key: Key = (identity.token_hash, (hub, *sorted(needed)))
         cached = self._decisions.get(key)
         if cached is not None:
             return cached
+        if not self._client.load.take_cold(identity.subject):
+            # Past this subject's cold decisions for the minute: the holdings call (one per token,
+            # cached) answers instead, so a script walking names cannot make a call per name.
+            return await self._held_on(identity, hub)
         return await self._flight.do(key, lambda: self._ask_targeted(identity, key, names, needed))
+
+    async def close(self) -> None:
+        """Stop the resource catalog's background refresh."""
+        await self.resolver.close()
 
     async def holdings_by_hub(self, identity: Identity) -> ByHub:
         """Everything the caller holds, per hub of this client (one holdings call, cached)."""
@@ -130,7 +148,10 @@ class Authorizer:
         existing = [name for name in needed if name in ids]
         if not existing:
             return Holdings.nothing()
-        grants = await self._granted(identity, existing)
+        size = self._max_names
+        chunks = [existing[i : i + size] for i in range(0, len(existing), size)]
+        answers = await asyncio.gather(*(self._granted(identity, chunk) for chunk in chunks))
+        grants = [grant for answer in answers for grant in answer]
         by_id = {rsid: name for name, rsid in ids.items()}
         return holdings_from(names, (by_id[g.rsid] for g in grants if g.rsid in by_id))
 
@@ -161,7 +182,14 @@ class Authorizer:
     async def _granted(self, identity: Identity, names: Sequence[str] | None) -> list[Grant]:
         """The UMA call; stale resolutions are forgotten so the next request resolves afresh."""
         try:
-            return await uma.granted(self._client, identity.token, names)
+            try:
+                return await uma.granted(self._client, identity.token, names, identity.subject)
+            except Unauthorized:
+                fresh = await self.renew(identity) if self.renew is not None else None
+                if fresh is None:
+                    raise
+                # A token the proxy minted for a Basic caller was refused: minted once more.
+                return await uma.granted(self._client, fresh.token, names, identity.subject)
         except UnknownResource as exc:
             self.resolver.forget(names or ())
             raise KeycloakUnavailable(str(exc)) from None

@@ -77,7 +77,7 @@ class ResourceCatalog:
         table = self._table
         age = self._clock() - table.read_at
         missing = [n for n in names if n not in table.ids]
-        if table.read_at == float("-inf") or (missing and (self._stale or age >= self._recheck_after)):
+        if table.read_at == float("-inf") or self._stale or (missing and age >= self._recheck_after):
             table = await self._flight.do("listing", self._read)
         elif age >= self._refresh_every:
             self._refresh_in_background()
@@ -86,10 +86,9 @@ class ResourceCatalog:
         return found
 
     def forget(self, names: Iterable[str]) -> None:
-        """Keycloak said a resolved resource does not exist: the next miss re-reads the table."""
+        """Keycloak said a resolved resource does not exist: the next question re-reads the table."""
         del names
         self._stale = True
-        self._refresh_in_background()
 
     async def close(self) -> None:
         """Stop a background refresh."""

@@ -31,14 +31,17 @@ class Grant:
     rsname: str | None
 
 
-async def granted(client: KeycloakClient, token: str, names: Sequence[str] | None) -> list[Grant]:
-    """Granted resources among `names`, or among everything when `names` is None."""
+async def granted(
+    client: KeycloakClient, token: str, names: Sequence[str] | None, subject: str | None = None
+) -> list[Grant]:
+    """Granted resources among `names`, or among everything when `names` is None; the call holds
+    one of `subject`'s Keycloak slots."""
     if names is None:
         # `#GET` alone: Keycloak evaluates every resource and returns all the caller holds.
         kind, permissions = "holdings", [f"#{SCOPE}"]
     else:
         kind, permissions = "uma", [f"{name}#{SCOPE}" for name in names]
-    reply = await client.uma(kind, token, permissions)
+    reply = await client.uma(kind, token, permissions, subject)
     return _interpret(client, kind, reply)
 
 

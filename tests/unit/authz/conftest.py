@@ -55,9 +55,7 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 @pytest.fixture
-def make_authz(
-    kc: tuple[FakeAuthz, str], session: aiohttp.ClientSession
-) -> MakeAuthz:
+def make_authz(kc: tuple[FakeAuthz, str], session: aiohttp.ClientSession) -> MakeAuthz:
     """Build authorizers against the fake with overridable settings."""
 
     def build(**flags: Any) -> Authorizer:

@@ -1,8 +1,10 @@
 """A small scriptable Keycloak for authz tests: the UMA grant and the Protection API lookup.
 
 Name resolution follows Keycloak (docs/keycloak.md#the-uma-grant): a name resolves to the
-caller's own resource first, then the resource server's; the first unresolvable name fails the
-call with 400 invalid_resource while nothing resolved yet; later ones are skipped.
+caller's own resource and the resource server's (both evaluated); `#GET` evaluates every owner's
+GET resources; the first unresolvable name fails the call with 400 invalid_resource while nothing
+resolved yet; later ones are skipped. The Protection API lists (paged, sorted by name) with the
+owner, scope and name filters.
 """
 
 from __future__ import annotations
@@ -110,20 +112,18 @@ class FakeAuthz:
             if scopes and "GET" not in scopes.split(","):
                 return _error(400, "invalid_scope", f"One of the given scopes [{scopes}] is invalid")
             if not name:
-                collected += [r for r in self.resources if r.owner in (RS, user)]
+                collected += [r for r in self.resources if "GET" in r.scopes]
                 continue
             found = [r for r in self.resources if r.name == name and r.owner == user]
-            found = found or [r for r in self.resources if r.name == name and r.owner == RS]
+            found += [r for r in self.resources if r.name == name and r.owner == RS]
             if not found and not collected:
                 return _error(400, "invalid_resource", f"Resource with id [{name}] does not exist.")
-            collected += found[:1]
+            collected += found
         held = self.grants.get(user, set())
         granted = [r for r in collected if r.rsid in held or r.owner == user]
         if not granted:
             return _error(403, "access_denied", "not_authorized")
-        return web.json_response(
-            [{"rsid": r.rsid, "rsname": r.name, "scopes": ["GET"]} for r in granted]
-        )
+        return web.json_response([{"rsid": r.rsid, "rsname": r.name, "scopes": ["GET"]} for r in granted])
 
     async def resource_set(self, request: web.Request) -> web.Response:
         """Protection API lookup by exact name, owner and scope; ids only."""
@@ -136,13 +136,19 @@ class FakeAuthz:
             return _error(401, "invalid_token", "bad PAT")
         query = request.query
         owner = query.get("owner") if self.owner_filter else None
-        matches = [
-            r
-            for r in self.resources
-            if r.name == query.get("name")
-            and (owner is None or r.owner == owner)
-            and (query.get("scope") is None or query["scope"] in r.scopes)
-        ]
+        name = query.get("name")
+        matches = sorted(
+            (
+                r
+                for r in self.resources
+                if (name is None or r.name == name)
+                and (owner is None or r.owner == owner)
+                and (query.get("scope") is None or query["scope"] in r.scopes)
+            ),
+            key=lambda r: r.name,
+        )
+        first, size = int(query.get("first", "0")), int(query.get("max", "100"))
+        matches = matches[first : first + size]
         if query.get("deep") == "true" and self.deep:
             return web.json_response([_representation(r) for r in matches])
         return web.json_response([r.rsid for r in matches])
@@ -174,4 +180,3 @@ def _error(status: int, error: str, description: str) -> web.Response:
     """Keycloak's error body."""
     body: dict[str, Any] = {"error": error, "error_description": description}
     return web.json_response(body, status=status)
-

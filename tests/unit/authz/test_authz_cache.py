@@ -14,24 +14,18 @@ PROD, TEST = "nerc-ocp-prod", "nerc-ocp-test"
 CLUSTER = "HUB-moc-CLUSTER-"
 
 
-async def test_concurrent_identical_checks_make_one_call(
-    authz: Authorizer, fake: FakeAuthz
-) -> None:
-    """Fifty concurrent identical checks share one UMA call and one lookup per name."""
+async def test_concurrent_identical_checks_make_one_call(authz: Authorizer, fake: FakeAuthz) -> None:
+    """Fifty concurrent identical checks share one UMA call and one resource listing."""
     fake.delay["uma"] = 0.1
     fake.grant("bob", f"{CLUSTER}{TEST}")
     who = identity("bob")
-    results = await asyncio.gather(
-        *(authz.holdings(who, frozenset({TEST}), {}) for _ in range(50))
-    )
+    results = await asyncio.gather(*(authz.holdings(who, frozenset({TEST}), {}) for _ in range(50)))
     assert all(held == Holdings(clusters=frozenset({TEST})) for held in results)
     assert fake.calls["uma"] == 1
-    assert fake.calls["resource_set"] == 3
+    assert fake.calls["resource_set"] == 1
 
 
-async def test_sequential_checks_within_ttl_make_one_call(
-    authz: Authorizer, fake: FakeAuthz
-) -> None:
+async def test_sequential_checks_within_ttl_make_one_call(authz: Authorizer, fake: FakeAuthz) -> None:
     """A hundred identical checks within the TTL cost one UMA call."""
     fake.grant("bob", f"{CLUSTER}{TEST}")
     who = identity("bob")
@@ -93,13 +87,11 @@ async def test_holdings_call_is_cached(authz: Authorizer, fake: FakeAuthz) -> No
     assert fake.calls["uma"] == 1
 
 
-async def test_resolved_names_are_reused_across_callers(
-    authz: Authorizer, fake: FakeAuthz
-) -> None:
-    """Resource ids are resolved once and shared by every caller's questions."""
+async def test_resolved_names_are_reused_across_callers(authz: Authorizer, fake: FakeAuthz) -> None:
+    """Resource ids come from one listing shared by every caller's questions."""
     for user in ("alice", "bob", "carol", "dave", "eve"):
         await authz.holdings(identity(user), frozenset({TEST}), {})
-    assert fake.calls["resource_set"] == 3
+    assert fake.calls["resource_set"] == 1
     assert fake.calls["uma"] == 5
 
 

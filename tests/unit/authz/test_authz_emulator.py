@@ -114,9 +114,7 @@ async def test_targeted_questions_match_demo_policies(
         ("eve", Holdings.nothing()),
     ],
 )
-async def test_holdings_call_matches_demo_policies(
-    stack: Stack, user: str, expected: Holdings
-) -> None:
+async def test_holdings_call_matches_demo_policies(stack: Stack, user: str, expected: Holdings) -> None:
     """The holdings call (`#GET`) yields each demo user's whole reach."""
     assert await stack.authz.holdings(await stack.user(user), None, {}) == expected
 
@@ -134,9 +132,7 @@ async def test_fifty_concurrent_checks_one_uma_call(stack: Stack) -> None:
     """Fifty concurrent identical checks reach the emulator's UMA grant once."""
     who = await stack.user("carol")
     stack.emu.reset_stats()
-    results = await asyncio.gather(
-        *(stack.authz.holdings(who, frozenset({PROD}), {}) for _ in range(50))
-    )
+    results = await asyncio.gather(*(stack.authz.holdings(who, frozenset({PROD}), {}) for _ in range(50)))
     assert all(r == held(clusters={PROD}) for r in results)
     assert stack.uma_calls() == 1
 

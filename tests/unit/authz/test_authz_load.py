@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from proxy.authz.load import KeycloakLoad
+from proxy.keycloak_load import KeycloakLoad
 
 
 async def test_concurrent_calls_stay_under_both_caps() -> None:

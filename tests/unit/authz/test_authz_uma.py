@@ -33,16 +33,17 @@ async def test_request_form_and_bearer(authz: Authorizer, fake: FakeAuthz) -> No
     assert ("audience", RS) in form
     assert ("response_mode", "permissions") in form
     assert fake.permissions() == [
-        "HUB#GET", "HUB-moc#GET", f"{CLUSTER}{PROD}#GET", f"{CLUSTER}{PROD}-PROJECT-team-a#GET"
+        "HUB#GET",
+        "HUB-moc#GET",
+        f"{CLUSTER}{PROD}#GET",
+        f"{CLUSTER}{PROD}-PROJECT-team-a#GET",
     ]
 
 
 async def test_partial_grant(authz: Authorizer, fake: FakeAuthz) -> None:
     """Only the granted project of the asked ones is held."""
     fake.grant("alice", f"{CLUSTER}{PROD}-PROJECT-team-a")
-    held = await authz.holdings(
-        identity("alice"), frozenset(), {PROD: frozenset({"team-a", "team-b"})}
-    )
+    held = await authz.holdings(identity("alice"), frozenset(), {PROD: frozenset({"team-a", "team-b"})})
     assert held == Holdings(projects={PROD: frozenset({"team-a"})})
 
 
@@ -98,17 +99,13 @@ async def test_user_owned_hub_resource_is_ignored_in_holdings_call(
 ) -> None:
     """In the holdings call too, only the resource server's own resource ids count."""
     fake.resources.append(Resource("mallory-HUB-moc", "HUB-moc", owner="mallory"))
-    fake.resources.append(
-        Resource(f"mallory-{PROD}", f"{CLUSTER}{PROD}", owner="mallory")
-    )
+    fake.resources.append(Resource(f"mallory-{PROD}", f"{CLUSTER}{PROD}", owner="mallory"))
     fake.grant("mallory", f"{CLUSTER}{TEST}-PROJECT-team-c")
     held = await authz.holdings(identity("mallory"), None, {})
     assert held == Holdings(projects={TEST: frozenset({"team-c"})})
 
 
-async def test_owner_checked_even_if_server_ignores_owner_filter(
-    authz: Authorizer, fake: FakeAuthz
-) -> None:
+async def test_owner_checked_even_if_server_ignores_owner_filter(authz: Authorizer, fake: FakeAuthz) -> None:
     """If the lookup also returns a user's same-named resource, the owner field rules it out."""
     fake.owner_filter = False
     fake.resources.append(Resource("mallory-HUB-moc", "HUB-moc", owner="mallory"))
@@ -117,10 +114,17 @@ async def test_owner_checked_even_if_server_ignores_owner_filter(
     assert await authz.holdings(identity("dave"), frozenset({PROD}), {}) == Holdings.everything()
 
 
-async def test_ambiguous_id_only_lookup_grants_nothing(authz: Authorizer, fake: FakeAuthz) -> None:
-    """Two ids for one name with no owner information: the name is treated as unknown."""
-    fake.owner_filter, fake.deep = False, False
-    fake.resources.append(Resource("mallory-HUB-moc", "HUB-moc", owner="mallory"))
+async def test_a_listing_without_representations_grants_nothing(authz: Authorizer, fake: FakeAuthz) -> None:
+    """Ids without owner, name and scopes cannot be checked: nothing resolves, nothing is asked."""
+    fake.deep = False
+    fake.grant("dave", "HUB-moc", f"{CLUSTER}{PROD}")
+    assert await authz.holdings(identity("dave"), frozenset({PROD}), {}) == Holdings.nothing()
+    assert fake.calls["uma"] == 0
+
+
+async def test_two_server_resources_of_one_name_grant_nothing(authz: Authorizer, fake: FakeAuthz) -> None:
+    """Two server-owned ids for one name (the filter ignored, or a broken realm): ambiguous, unknown."""
+    fake.resources.append(Resource("second-HUB-moc", "HUB-moc"))
     fake.grant("dave", "HUB-moc", f"{CLUSTER}{PROD}")
     held = await authz.holdings(identity("dave"), frozenset({PROD}), {})
     assert held == Holdings(clusters=frozenset({PROD}))
@@ -130,8 +134,7 @@ async def test_ambiguous_id_only_lookup_grants_nothing(authz: Authorizer, fake: 
 async def test_resource_without_get_scope_is_not_asked(authz: Authorizer, fake: FakeAuthz) -> None:
     """A resource lacking the GET scope would fail the UMA call (invalid_resource); not sent."""
     fake.resources = [
-        Resource(r.rsid, r.name, scopes=("PATCH",)) if r.name == "HUB" else r
-        for r in fake.resources
+        Resource(r.rsid, r.name, scopes=("PATCH",)) if r.name == "HUB" else r for r in fake.resources
     ]
     fake.grant("bob", f"{CLUSTER}{TEST}")
     await authz.holdings(identity("bob"), frozenset({TEST}), {})
@@ -142,26 +145,36 @@ async def test_resource_without_get_scope_is_not_asked(authz: Authorizer, fake: 
     "value",
     ["prod#PATCH", "a,HUB", "HUB", "Prod", "-x", "x-", "x y", "x\n", "", "é", "a" * 254],
 )
-async def test_unsafe_label_values_never_become_names(
-    authz: Authorizer, fake: FakeAuthz, value: str
-) -> None:
+async def test_unsafe_label_values_never_become_names(authz: Authorizer, fake: FakeAuthz, value: str) -> None:
     """Values outside the Kubernetes name pattern never reach Keycloak's permission parser."""
     fake.grant("dave", "HUB-moc")
     await authz.holdings(identity("dave"), frozenset({value}), {PROD: frozenset({value})})
     assert fake.permissions() == ["HUB#GET", "HUB-moc#GET", f"{CLUSTER}{PROD}#GET"]
-    assert set(fake.lookups) == {"HUB", "HUB-moc", f"{CLUSTER}{PROD}"}
+    assert fake.lookups == [""]  # one listing, no name ever sent
 
 
-async def test_too_many_names_fall_back_to_holdings(
-    make_authz: MakeAuthz, fake: FakeAuthz
-) -> None:
-    """Beyond max_uma_names the holdings call (`#GET`) decides."""
-    authz = make_authz(max_uma_names=4)
+async def test_too_many_names_fall_back_to_holdings(make_authz: MakeAuthz, fake: FakeAuthz) -> None:
+    """Beyond four calls of max_uma_names the holdings call (`#GET`) decides."""
+    authz = make_authz(max_uma_names=1)
     fake.grant("carol", f"{CLUSTER}{PROD}", f"{CLUSTER}{TEST}-PROJECT-team-b")
     held = await authz.holdings(
         identity("carol"), frozenset({PROD, TEST}), {TEST: frozenset({"team-b", "team-c"})}
     )
     assert fake.permissions() == ["#GET"]
+    assert held == Holdings(clusters=frozenset({PROD}), projects={TEST: frozenset({"team-b"})})
+
+
+async def test_more_names_than_max_uma_names_take_several_calls(
+    make_authz: MakeAuthz, fake: FakeAuthz
+) -> None:
+    """Six names with max_uma_names=4: two UMA calls of at most four names, answers merged."""
+    authz = make_authz(max_uma_names=4)
+    fake.grant("carol", f"{CLUSTER}{PROD}", f"{CLUSTER}{TEST}-PROJECT-team-b")
+    held = await authz.holdings(
+        identity("carol"), frozenset({PROD, TEST}), {TEST: frozenset({"team-b", "team-c"})}
+    )
+    asked = [fake.permissions(i) for i in range(len(fake.uma_forms))]
+    assert [len(names) for names in asked] == [4, 2] and all("#GET" not in names for names in asked)
     assert held == Holdings(clusters=frozenset({PROD}), projects={TEST: frozenset({"team-b"})})
 
 
@@ -220,9 +233,7 @@ async def test_invalid_resource_forgets_stale_ids(authz: Authorizer, fake: FakeA
     assert fake.permissions() == ["HUB-moc#GET", f"{CLUSTER}{TEST}#GET"]
 
 
-async def test_slow_keycloak_is_unavailable_within_timeout(
-    make_authz: MakeAuthz, fake: FakeAuthz
-) -> None:
+async def test_slow_keycloak_is_unavailable_within_timeout(make_authz: MakeAuthz, fake: FakeAuthz) -> None:
     """A UMA call slower than auth_timeout is a 503 promptly; the answer is not cached."""
     authz = make_authz(auth_timeout="300ms")
     fake.delay["uma"] = 2
@@ -255,9 +266,7 @@ async def test_protection_api_failure_is_unavailable(authz: Authorizer, fake: Fa
     assert fake.calls["uma"] == 0
 
 
-async def test_rejected_pat_is_renewed_once(
-    authz: Authorizer, fake: FakeAuthz
-) -> None:
+async def test_rejected_pat_is_renewed_once(authz: Authorizer, fake: FakeAuthz) -> None:
     """A PAT the Protection API rejects is dropped and the lookup retried with a new one."""
     fake.valid_pats = {"pat-2"}
     fake.grant("bob", f"{CLUSTER}{TEST}")
@@ -268,17 +277,14 @@ async def test_rejected_pat_is_renewed_once(
     assert fake.pats == ["pat-1", "pat-2"]  # the renewed PAT is reused
 
 
-async def test_concurrent_tokens_each_carry_their_own_bearer(
-    authz: Authorizer, fake: FakeAuthz
-) -> None:
+async def test_concurrent_tokens_each_carry_their_own_bearer(authz: Authorizer, fake: FakeAuthz) -> None:
     """Interleaved calls for different users never mix tokens (per-request headers)."""
     fake.delay["uma"] = 0.05
     fake.grant("bob", f"{CLUSTER}{TEST}")
     fake.grant("carol", f"{CLUSTER}{PROD}")
     users = ["bob", "carol", "eve"] * 10
     results = await asyncio.gather(
-        *(authz.holdings(identity(u, tag=str(i)), frozenset({PROD, TEST}), {})
-          for i, u in enumerate(users))
+        *(authz.holdings(identity(u, tag=str(i)), frozenset({PROD, TEST}), {}) for i, u in enumerate(users))
     )
     expected = {
         "bob": Holdings(clusters=frozenset({TEST})),

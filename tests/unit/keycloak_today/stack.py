@@ -62,9 +62,12 @@ async def keycloak_stack(emu: Emulator | None = None, **flags: Any) -> AsyncIter
     client = KeycloakClient(settings, session)
     authn = Authenticator(settings, client)
     await authn.start()
+    authz = Authorizer(settings, client)
+    authz.renew = authn.basic.renew  # as the application wires it
     try:
-        yield Stack(emu, settings, client, authn, Authorizer(settings, client))
+        yield Stack(emu, settings, client, authn, authz)
     finally:
+        await authz.close()
         await authn.close()
         await session.close()
         await server.stop()
