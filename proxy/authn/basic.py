@@ -99,9 +99,7 @@ class BasicMinter:
         self._flight: SingleFlight[str, Identity] = SingleFlight()
         # Minted token hash → the credentials behind it, for one re-mint when Keycloak refuses
         # the token (`renew`); kept exactly as long as the token itself.
-        self._origins: TLRUCache[str, _Origin] = TLRUCache(
-            maxsize, ttu=lambda _k, origin, _n: origin.until, timer=clock
-        )
+        self._origins: TLRUCache[str, _Origin] = caches.until_cache(maxsize, clock)
         self.mints = 0
 
     async def authenticate(self, credentials: str) -> Identity:
