@@ -22,12 +22,13 @@ BUILT_IN = {
     "authn/bearer.py": {"token"},
     "authn/basic.py": {"basic"},
     "authn/introspect.py": {"introspect"},
-    "authz/resources.py": {"resource"},
     "authz/decisions.py": {"allow", "deny", "holdings"},
 }
 # Not request-path result caches: Basic-auth failure memory and guessing windows, per-subject
-# windows of cold Keycloak decisions (rate state, not answers), and the operator CLIs.
-NOT_CACHES = {"authn/ratelimit.py", "authz/load.py"}
+# windows of cold Keycloak decisions (rate state, not answers), the secret method learned per
+# client id, and the operator CLIs. (The resource catalog, `authz/catalog.py`, is one table
+# counted as the `resource` cache; it builds no cache object.)
+NOT_CACHES = {"authn/ratelimit.py", "keycloak_load.py", "keycloak_client.py"}
 NOT_REQUEST_PATH = ("policies/", "audit/")
 
 
