@@ -567,6 +567,7 @@ class Bench:
 DIRECT, NGINX, PASS = "direct", "nginx", "aiohttp-pt"
 WARM, COLD, NOCACHE, WORKERS2 = "proxy-warm", "proxy-cold", "proxy-nocache", "proxy-warm-w2"
 HUBS3 = "proxy-hubs3"
+NOAUDIT = "proxy-noaudit"
 FAIRNESS = "fairness"
 DESCRIPTIONS = {
     DIRECT: "Prometheus itself, plain HTTP (same blocks as the mTLS instance)",
@@ -578,6 +579,7 @@ DESCRIPTIONS = {
     NOCACHE: "Go-proxy behaviour: TTL 0 + PROXY_AUTH_INTROSPECT=true + a distinct token per"
     " request (JWT verify + introspection + UMA every request)",
     WORKERS2: "the proxy, defaults, PROXY_WORKERS=2",
+    NOAUDIT: "the proxy, defaults but PROXY_AUDIT_LOG=off (proxy-warm writes audit events to stdout)",
     HUBS3: "the proxy with a hubs: list of three hubs (each its own upstream session to the same"
     " Prometheus), requests on /moc/api/v1/… (docs: several hubs)",
 }
@@ -652,6 +654,16 @@ def verdicts(bench: Bench, promql_p50: float | None) -> str:
             f"added p50 over direct at c=1: proxy {proxy_added:.2f} ms"
             f" ≤ pass-through {pt_added:.2f} ms + 0.4 ms",
         )
+    for conc in CONCURRENCY:
+        audited, off = bench.find(WARM, "panel", conc), bench.find(NOAUDIT, "panel", conc)
+        if audited and off:
+            cost = 1 - audited.rps / off.rps
+            line(
+                cost < 0.05,
+                f"audit stream (stdout) costs < 5 % req/s, panel c={conc}: {cost * 100:+.1f} %"
+                f" ({audited.rps:.0f} with vs {off.rps:.0f} without), CPU s/1k"
+                f" {audited.cpu_per_1k:.3f} vs {off.cpu_per_1k:.3f}",
+            )
     for conc in CONCURRENCY:
         hubs, one = bench.find(HUBS3, "panel", conc), bench.find(WARM, "panel", conc)
         if hubs and one:
@@ -950,6 +962,8 @@ def run_all(
 
     if want(WARM):
         proxy(WARM, full)
+    if want(NOAUDIT):
+        proxy(NOAUDIT, Plan(["panel"], CONCURRENCY), PROXY_AUDIT_LOG="off")
     if want(HUBS3):
         proxy(
             HUBS3,

@@ -119,7 +119,7 @@ class AuditEvent:
         return {
             "audit": True,
             "v": SCHEMA,
-            "time": _iso(self.time),
+            "time": iso_time(self.time),
             "request_id": self.request_id,
             "hub": self.hub,
             "subject": self.subject,
@@ -153,7 +153,7 @@ def unauthenticated_event(source: str, minute: int, count: int, route: str | Non
     return {
         "audit": True,
         "v": SCHEMA,
-        "time": _iso(float(minute * 60)),
+        "time": iso_time(float(minute * 60)),
         "decision": "unauthenticated",
         "status": 401,
         "unverified": {"source": bounded(source, UNVERIFIED_MAX)},
@@ -163,10 +163,18 @@ def unauthenticated_event(source: str, minute: int, count: int, route: str | Non
     }
 
 
-def _iso(epoch: float) -> str:
+_last_second: tuple[int, str] = (-1, "")
+
+
+def iso_time(epoch: float) -> str:
     """RFC 3339 UTC with milliseconds, the form `audit --since/--until` compare against."""
+    global _last_second
     secs = int(epoch)
     millis = round((epoch - secs) * 1000)
     if millis == 1000:
         secs, millis = secs + 1, 0
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{millis:03d}Z"
+    cached = _last_second
+    if cached[0] != secs:
+        # Events arrive in bursts within the same second: format the second once.
+        cached = _last_second = (secs, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)))
+    return f"{cached[1]}.{millis:03d}Z"

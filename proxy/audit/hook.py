@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from proxy import context
-from proxy.audit.event import AuditEvent, Reach
+from proxy.audit.event import SCHEMA, UNVERIFIED_MAX, Reach, bounded, bounded_list, iso_time
 from proxy.audit.reach import forwarded_reach
 from proxy.audit.writer import AuditWriter
 from proxy.errors import ProxyError
@@ -157,13 +158,19 @@ def audit_decision(decision: str | None, status: int, forwarded: bool) -> str:
 
 
 class AuditHook:
-    """Writes one event per request of the audited routes; 401s without identity are aggregated."""
+    """Writes one event per request of the audited routes; 401s without identity are aggregated.
+
+    On the event loop the hook only queues the finished request's context; the writer thread
+    renders the line. What depends only on the analysed query and the holdings (reach, resource
+    names) is rendered once per (query, holdings) and reused: dashboards repeat both.
+    """
 
     def __init__(self, writer: AuditWriter, routes: Iterable[str], settings: Settings) -> None:
         self.writer = writer
         self.routes = frozenset(routes)
         self.keys = Keys(settings.hub_key, settings.cluster_key, settings.project_key)
         self._names: dict[str, ResourceNames] = {}
+        self._tails: dict[tuple[Any, ...], tuple[Any, str]] = {}
 
     def names(self, hub: str) -> ResourceNames:
         """The resource names of a hub (built once)."""
@@ -173,59 +180,93 @@ class AuditHook:
         return found
 
     def __call__(self, ctx: RequestContext) -> None:
-        """Build and queue the request's event."""
+        """Queue the request's event (rendered by the writer thread)."""
         if ctx.route not in self.routes:
             return
         notes = ctx.audit if ctx.audit is not None else AuditNotes()
         if ctx.status == 401 and notes.identity is None:
             self.writer.unauthenticated(notes.source or "unknown", ctx.route)
             return
-        self.writer.emit(self.event(ctx, notes))
+        self.writer.emit(Pending(self, ctx, notes, time.time(), ctx.elapsed() * 1000.0))
 
-    def event(self, ctx: RequestContext, notes: AuditNotes) -> AuditEvent:
-        """The complete event of one request."""
+    def render(self, ctx: RequestContext, notes: AuditNotes, when: float, latency_ms: float) -> str:
+        """The event's JSON line (writer thread)."""
         subject = username = client = None
         if notes.identity is not None:
             subject, username, client = subject_of(notes.identity)
-        decision = audit_decision(ctx.decision, ctx.status, notes.forwarding)
+        caches = ctx.caches
+        head = {
+            "audit": True,
+            "v": SCHEMA,
+            "time": iso_time(when),
+            "request_id": ctx.request_id,
+            "hub": ctx.hub,
+            "subject": subject,
+            "username": username,
+            "client": client,
+            "auth": notes.auth if notes.identity is not None else None,
+            "unverified": {
+                "source": bounded(notes.source, UNVERIFIED_MAX),
+                "user_agent": bounded(notes.user_agent, UNVERIFIED_MAX),
+                "grafana_user": bounded(notes.grafana_user, UNVERIFIED_MAX),
+            },
+            "method": ctx.method,
+            "route": ctx.route,
+            "query": bounded_list(notes.queries),
+            "forwarded": bounded_list(notes.forwarded) if notes.forwarding else [],
+            "decision": audit_decision(ctx.decision, ctx.status, notes.forwarding),
+            "reason": bounded(ctx.error, 512),
+            "status": ctx.status,
+            "upstream_status": notes.upstream_status,
+            "bytes": notes.bytes,
+            "cache": ("miss" if "miss" in caches.values() else "hit") if caches else None,
+            "latency_ms": round(latency_ms, 3),
+        }
+        text = json.dumps(head, separators=(",", ":"), ensure_ascii=False)
+        return text[:-1] + self._tail(ctx, notes) + "}"
+
+    def _tail(self, ctx: RequestContext, notes: AuditNotes) -> str:
+        """`,"reach":…,"resources":…` for this request (cached per query analysis and holdings)."""
+        selectors = notes.selectors
+        key = (ctx.hub, id(selectors), notes.holdings, notes.forwarding, ctx.reach is not None)
+        hit = self._tails.get(key)
+        if hit is not None and hit[0] is selectors:
+            return hit[1]
         names = self.names(ctx.hub)
         reach: Reach | None = None
         granted: list[str] = []
         if notes.holdings is not None:
             granted = _granted(names, notes.holdings)
             if notes.forwarding:
-                reach = _reach(notes.selectors, notes.holdings)
+                reach = _reach(selectors, notes.holdings)
         asked: list[str] = []
         if ctx.reach is not None:
-            bounded = ctx.reach.bounded
-            asked = names.needed(ctx.reach.clusters, ctx.reach.projects) if bounded else [f"#{'GET'}"]
-        caches = ctx.caches
-        return AuditEvent(
-            request_id=ctx.request_id,
-            hub=ctx.hub,
-            subject=subject,
-            username=username,
-            client=client,
-            auth=notes.auth if notes.identity is not None else None,
-            source=notes.source,
-            user_agent=notes.user_agent,
-            grafana_user=notes.grafana_user,
-            method=ctx.method,
-            route=ctx.route,
-            query=notes.queries,
-            forwarded=notes.forwarded if notes.forwarding else [],
-            reach=reach,
-            asked=asked,
-            granted=granted,
-            decision=decision,
-            reason=ctx.error,
-            status=ctx.status,
-            upstream_status=notes.upstream_status,
-            bytes=notes.bytes,
-            cache=("miss" if "miss" in caches.values() else "hit") if caches else None,
-            latency_ms=ctx.elapsed() * 1000.0,
-            time=time.time(),
+            asked = names.needed(ctx.reach.clusters, ctx.reach.projects) if ctx.reach.bounded else ["#GET"]
+        tail = (
+            ',"reach":'
+            + json.dumps(reach.to_json() if reach is not None else None, separators=(",", ":"))
+            + ',"resources":'
+            + json.dumps({"asked": sorted(set(asked)), "granted": granted}, separators=(",", ":"))
         )
+        if len(self._tails) >= 4096:
+            self._tails.clear()
+        self._tails[key] = (selectors, tail)
+        return tail
+
+
+class Pending:
+    """A finished request waiting for the writer thread to render its line."""
+
+    __slots__ = ("ctx", "hook", "latency_ms", "notes", "when")
+
+    def __init__(
+        self, hook: AuditHook, ctx: RequestContext, notes: AuditNotes, when: float, latency_ms: float
+    ) -> None:
+        self.hook, self.ctx, self.notes, self.when, self.latency_ms = hook, ctx, notes, when, latency_ms
+
+    def render(self) -> str:
+        """The JSON line."""
+        return self.hook.render(self.ctx, self.notes, self.when, self.latency_ms)
 
 
 def _reach(selectors: tuple[SelectorReach, ...] | None, held: Holdings) -> Reach:

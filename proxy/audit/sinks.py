@@ -131,7 +131,8 @@ class FileSink:
         return removed
 
     def close(self) -> None:
-        """Close the current file."""
+        """Close the current file (what a full disk kept buffered is lost, as already counted)."""
         if self._file is not None:
-            self._file.close()
+            with contextlib.suppress(OSError):
+                self._file.close()
             self._file = None

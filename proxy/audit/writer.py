@@ -46,8 +46,12 @@ def add_tap(tap: Tap) -> Callable[[], None]:
 class AuditWriter:
     """Queue + thread in front of a sink."""
 
-    def __init__(self, sink: Sink, *, required: bool = False, max_queue: int = 65536) -> None:
+    def __init__(
+        self, sink: Sink, *, required: bool = False, max_queue: int = 65536, interval: float = 0.1
+    ) -> None:
         self.sink = sink
+        self.interval = interval
+        self._wake = threading.Event()
         self.required = required
         self.max_queue = max_queue
         self.written = 0
@@ -70,8 +74,9 @@ class AuditWriter:
         """Whether an event emitted now would be written (room in the queue, sink not failing)."""
         return not self._failing and self._pending < self.max_queue
 
-    def emit(self, event: AuditEvent | dict[str, Any]) -> bool:
-        """Queue one event; False when it was dropped (and counted)."""
+    def emit(self, event: Any) -> bool:
+        """Queue one event (an AuditEvent, a dict, or anything with `render() -> str`); False when
+        it was dropped (and counted)."""
         if self._pending >= self.max_queue:
             self._drop("queue_full")
             return False
@@ -100,6 +105,7 @@ class AuditWriter:
         if aggregates:
             self._enqueued += 1
             self._queue.put(_FLUSH_401)
+        self._wake.set()
         deadline = time.monotonic() + timeout
         while self._pending > 0 and time.monotonic() < deadline:
             time.sleep(0.005)
@@ -109,6 +115,7 @@ class AuditWriter:
         """Write what is queued (401 aggregates included), then stop the thread and the sink."""
         if self._thread is not None:
             self._queue.put(_STOP)
+            self._wake.set()
             self._thread.join(timeout)
             self._thread = None
         else:
@@ -122,21 +129,22 @@ class AuditWriter:
         DROPPED.labels(reason).inc(n)
 
     def _run(self) -> None:
+        # The thread wakes on a cadence, never per event: a blocked `get` would be woken by every
+        # request's `put` (a thread switch and a GIL hand-over each), which costs the event loop
+        # far more than encoding the event does.
         while True:
-            try:
-                item = self._queue.get(timeout=1.0)
-            except queue.Empty:
-                self._housekeeping(time.time(), final=False)
-                continue
-            batch = [item]
-            while len(batch) < 512:
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            batch = []
+            while True:
                 try:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
             stop = any(i is _STOP for i in batch)
             flush = any(i is _FLUSH_401 for i in batch)
-            self._write_batch([i for i in batch if i is not _STOP])
+            for start in range(0, len(batch), 1024):
+                self._write_batch([i for i in batch[start : start + 1024] if i is not _STOP])
             self._housekeeping(time.time(), final=stop or flush)
             if stop:
                 return
@@ -164,7 +172,10 @@ class AuditWriter:
         self._processed += len(items)
 
     @staticmethod
-    def _encode(item: AuditEvent | dict[str, Any]) -> str:
+    def _encode(item: Any) -> str:
+        render = getattr(item, "render", None)
+        if render is not None:
+            return str(render())
         data = item.to_json() if isinstance(item, AuditEvent) else item
         return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 

@@ -34,6 +34,16 @@ def send(proxy: ProxyServer, auth: str | None, path: str, **params: str) -> tupl
     return rid, r.status_code
 
 
+def settled(check: Any, timeout: float = 5.0) -> bool:
+    """Poll until `check()` holds: the hook runs after the answer has reached the client."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def ask(argv: list[str]) -> list[dict[str, Any]]:
     """`prom-keycloak-proxy audit … --format json` as data."""
     out = io.StringIO()
@@ -84,7 +94,10 @@ def test_scripted_traffic_read_back(tmp_path: Path, proxy_factory: ProxyFactory,
     go("carol-fanout", bearer["carol"], q, query=f"{GPU}[5m]")
 
     svc = proxy.app[SERVICES] if proxy.app is not None else None
-    assert svc is not None and svc.audit is not None and svc.audit.flush(aggregates=True)
+    assert svc is not None and svc.audit is not None
+    writer = svc.audit
+    assert settled(lambda: writer.flush() and writer.written >= len(sent) - 2)
+    assert writer.flush(aggregates=True)
     events = [json.loads(line) for line in log.read_text().splitlines()]
     by_id: dict[str, list[dict[str, Any]]] = {}
     for e in events:
@@ -157,3 +170,17 @@ def test_scripted_traffic_read_back(tmp_path: Path, proxy_factory: ProxyFactory,
     kinds = {(r["decision"], r["status"]) for r in refused}
     assert {("denied", "403"), ("invalid", "400"), ("unauthenticated", "401")} <= kinds
     assert sum(int(r["count"]) for r in refused if r["decision"] == "unauthenticated") == 2
+
+
+def test_required_audit_refuses_when_unwritable(proxy_factory: ProxyFactory, token_for: TokenFor) -> None:
+    """A full disk (/dev/full): events dropped and counted; with PROXY_AUDIT_REQUIRED, 503s follow."""
+    query = {"query": f'{GPU}{{cluster="nerc-ocp-prod",exported_namespace="team-a"}}'}
+    auth = f"Bearer {token_for('alice')}"
+    for required, then in (("false", 200), ("true", 503)):
+        proxy = proxy_factory(PROXY_AUDIT_LOG="/dev/full", PROXY_AUDIT_REQUIRED=required)
+        svc = proxy.app[SERVICES] if proxy.app is not None else None
+        assert svc is not None and svc.audit is not None
+        assert send(proxy, auth, "/api/v1/query", **query)[1] == 200
+        writer = svc.audit
+        assert settled(lambda: writer.flush() and writer.dropped >= 1)
+        assert send(proxy, auth, "/api/v1/query", **query)[1] == then

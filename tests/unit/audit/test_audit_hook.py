@@ -1,0 +1,74 @@
+"""The end-of-request hook: complete lines rendered off the event loop, derived parts cached right."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+from proxy.audit.event import AuditEvent
+from proxy.audit.hook import AuditHook, AuditNotes, audit_decision
+from proxy.audit.sinks import StreamSink
+from proxy.audit.writer import AuditWriter
+from proxy.authn.identity import identity_from_claims
+from proxy.context import RequestContext
+from proxy.promql import Limits
+from proxy.promql.analyse import analyse_query
+from proxy.promql.scope import Holdings, LabelModel
+from tests.support.proxy_server import make_settings
+
+SETTINGS = make_settings(
+    {
+        "PROXY_PROMETHEUS_BASE_URL": "https://prometheus.invalid:9090",
+        "PROXY_AUTH_BASE_URL": "https://keycloak.invalid",
+        "PROXY_AUTH_REALM": "nerc",
+        "PROXY_AUTH_CLIENT_ID": "prom-keycloak-proxy",
+        "PROXY_AUTH_CLIENT_SECRET": "not-used-here",
+        "PROXY_ACM_HUB": "moc",
+    }
+)
+QUERY = "sum(DCGM_FI_DEV_GPU_UTIL)"
+
+
+def _run(holdings: list[Holdings]) -> list[dict[str, Any]]:
+    buf = io.BytesIO()
+    writer = AuditWriter(StreamSink(buf))
+    hook = AuditHook(writer, ["query"], SETTINGS)
+    analysis = analyse_query(QUERY, Limits(), LabelModel())
+    person = identity_from_claims(
+        "t", "h", {"sub": "u-1", "preferred_username": "alice", "azp": "grafana", "exp": 2e9}
+    )
+    for held in holdings:
+        ctx = RequestContext("r", "POST", "query", "moc")
+        ctx.reach, ctx.decision, ctx.status = analysis.reach(), "narrowed", 200
+        ctx.audit = AuditNotes(source="10.0.0.1", auth="bearer", identity=person, queries=[QUERY])
+        ctx.audit.selectors, ctx.audit.holdings, ctx.audit.forwarding = analysis.selectors, held, True
+        hook(ctx)
+    writer.close()
+    return [json.loads(line) for line in buf.getvalue().decode().splitlines()]
+
+
+def test_lines_complete_and_reach_per_holdings() -> None:
+    """Each line has every documented key; the cached reach follows the holdings, not the query alone."""
+    a = Holdings(projects={"prod": frozenset({"team-a"})})
+    c = Holdings(clusters=frozenset({"prod"}))
+    events = _run([a, c, a])
+    assert all(set(e) == set(AuditEvent().to_json()) for e in events)
+    assert [e["reach"] for e in events] == [
+        {"hub_wide": False, "clusters": [], "projects": {"prod": ["team-a"]}},
+        {"hub_wide": False, "clusters": ["prod"], "projects": {}},
+        {"hub_wide": False, "clusters": [], "projects": {"prod": ["team-a"]}},
+    ]
+    assert events[0]["resources"]["granted"] == ["HUB-moc-CLUSTER-prod-PROJECT-team-a"]
+    assert events[1]["resources"]["granted"] == ["HUB-moc-CLUSTER-prod"]
+    assert events[0]["subject"] == "u-1" and events[0]["username"] == "alice"
+
+
+def test_decision_kinds() -> None:
+    """Forwarded requests keep their decision whatever the upstream said; others go by status."""
+    assert audit_decision("narrowed", 502, forwarded=True) == "narrowed"
+    assert audit_decision("refused", 400, forwarded=False) == "invalid"
+    assert audit_decision("denied", 403, forwarded=False) == "denied"
+    assert audit_decision(None, 401, forwarded=False) == "unauthenticated"
+    assert audit_decision("error", 503, forwarded=False) == "error"
+    assert audit_decision(None, 429, forwarded=False) == "refused"
