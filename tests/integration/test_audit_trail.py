@@ -182,5 +182,5 @@ def test_required_audit_refuses_when_unwritable(proxy_factory: ProxyFactory, tok
         assert svc is not None and svc.audit is not None
         assert send(proxy, auth, "/api/v1/query", **query)[1] == 200
         writer = svc.audit
-        assert settled(lambda: writer.flush() and writer.dropped >= 1)
+        assert settled(lambda w=writer: w.flush() and w.dropped >= 1)
         assert send(proxy, auth, "/api/v1/query", **query)[1] == then
