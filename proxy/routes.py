@@ -15,6 +15,7 @@ from aiohttp import web
 from aiohttp.web_urldispatcher import AbstractResource
 
 from proxy import errors, handlers, selfservice_http
+from proxy.promql import Endpoint
 
 Handler = Callable[[web.Request, "Route"], Awaitable[web.StreamResponse]]
 
@@ -38,6 +39,10 @@ class Route:
     decides: bool = True
     # Served per hub (`/<hub><path>`, and `<path>` for the default hub); health and `/` are not.
     per_hub: bool = True
+    # Which query API it is for the PromQL engine (only `query` may fan out).
+    endpoint: Endpoint = "other"
+    # The answer is JSON, where the proxy's warnings can go (not federate's text format).
+    json_answer: bool = True
 
 
 GET, GET_POST = ("GET",), ("GET", "POST")
@@ -46,13 +51,15 @@ SELECTORS = functools.partial(Route, methods=GET_POST, handler=handlers.selector
 PASSTHROUGH = functools.partial(Route, methods=GET_POST, handler=handlers.passthrough)
 
 API_ROUTES: tuple[Route, ...] = (
-    QUERY("/api/v1/query", name="query"),
-    QUERY("/api/v1/query_range", name="query_range", range_capped=True),
+    QUERY("/api/v1/query", name="query", endpoint="query"),
+    QUERY("/api/v1/query_range", name="query_range", range_capped=True, endpoint="query_range"),
     QUERY("/api/v1/query_exemplars", name="query_exemplars"),
     SELECTORS("/api/v1/series", name="series", match_required=True),
     SELECTORS("/api/v1/labels", name="labels"),
     SELECTORS("/api/v1/label/{name}/values", name="label_values", upstream_get_only=True),
-    SELECTORS("/federate", name="federate", match_required=True, upstream_get_only=True),
+    SELECTORS(
+        "/federate", name="federate", match_required=True, upstream_get_only=True, json_answer=False
+    ),
     Route("/api/v1/rules", GET, handlers.rules, "rules"),
     Route("/api/v1/alerts", GET, handlers.alerts, "alerts"),
     Route("/api/v1/metadata", GET, handlers.metadata, "metadata"),

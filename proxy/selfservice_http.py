@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from proxy import context, errors, promql
-from proxy.handlers import ALL_SERIES, admitted, authenticate
 from proxy.naming import Keys, ResourceNames
 from proxy.params import read_params
 from proxy.selfservice import explain_document, explain_target, whoami_document
 from proxy.services import SERVICES, Services, services
+from proxy.steps import ALL_SERIES, admitted, authenticate
 
 if TYPE_CHECKING:
     from proxy.routes import Route
