@@ -40,6 +40,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import large_realm  # noqa: E402
 from bench.fairness import report as fairness_report  # noqa: E402
 from proxy.hubs import TOP_LEVEL_HUB_OPTIONS  # noqa: E402
 from proxy_demo.certs import Pki  # noqa: E402
@@ -566,6 +567,7 @@ class Bench:
 
 DIRECT, NGINX, PASS = "direct", "nginx", "aiohttp-pt"
 WARM, COLD, NOCACHE, WORKERS2 = "proxy-warm", "proxy-cold", "proxy-nocache", "proxy-warm-w2"
+LARGE = "large-realm"  # bench/large_realm.py: 5,000 project resources, Keycloak with a cost model
 HUBS3 = "proxy-hubs3"
 NOAUDIT = "proxy-noaudit"
 FAIRNESS = "fairness"
@@ -854,6 +856,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\n" + bench.fairness_text)
     if bench.profile_text:
         print("\nprofile of the warm proxy (panel, c=16):\n" + bench.profile_text)
+    if bench.large_realm_text:
+        print("\n" + bench.large_realm_text)
     print(f"\nbench took {time.monotonic() - began:.0f} s")
     return 0
 
@@ -862,6 +866,7 @@ class FullBench(Bench):
     """A bench that also keeps the profile's and the fair-use run's text."""
 
     profile_text = ""
+    large_realm_text = ""
     fairness_text = ""
 
 
@@ -1017,7 +1022,20 @@ def run_all(
             pin=True,
             PROXY_WORKERS="2",
         )
+    if want(LARGE):
+        bench.large_realm_text = large_realm.run(
+            workdir, log, lambda kc, logfile: _proxy_at(prom, kc, logfile)
+        )
     return bench
+
+
+@contextlib.contextmanager
+def _proxy_at(prom: PrometheusServer, kc_url: str, logfile: Path) -> Iterator[str]:
+    """The proxy with the bench settings against another Keycloak; yields its URL."""
+    port, mport = free_port(), free_port()
+    env = proxy_env(prom, kc_url, port, mport)
+    with started([str(PROXY_BIN), "serve"], f"http://127.0.0.1:{mport}/readyz", logfile, env):
+        yield f"http://127.0.0.1:{port}"
 
 
 def _cprofile(bench: Bench, prom: PrometheusServer, kc_url: str, seconds: float) -> str:
