@@ -141,6 +141,14 @@ def test_scripted_traffic_read_back(tmp_path: Path, proxy_factory: ProxyFactory,
         "clusters": [],
         "projects": {"nerc-ocp-prod": ["team-a"]},
     }
+    fanout = by_id[sent["carol-fanout"][0]][0]
+    assert statuses["carol-fanout"] == 200, fanout
+    assert fanout["decision"] == "narrowed" and len(fanout["forwarded"]) >= 2  # one text per branch
+    assert fanout["reach"] == {
+        "hub_wide": False,
+        "clusters": ["nerc-ocp-prod"],
+        "projects": {"nerc-ocp-test": ["team-b"]},
+    }
     (anon,) = [e for e in events if e["decision"] == "unauthenticated"]
     assert anon["count"] == 2
 

@@ -1,8 +1,10 @@
 """A grant that ends while the proxy runs stops working within PROXY_AUTHZ_CACHE_TTL, through the
-decision and holdings caches alike (the emulator evaluates the time policy as Keycloak does)."""
+decision, holdings, metric-name and whoami caches alike (the emulator evaluates the time policy
+as Keycloak does)."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -43,7 +45,7 @@ def _ask(base: str, token: str, path: str, **params: str) -> requests.Response:
 def test_grant_ends_within_cache_ttl(
     ending: tuple[ThreadedEmulatorServer, datetime], proxy_factory: ProxyFactory
 ) -> None:
-    """Before the end: scoped, narrowed and metric-name answers; TTL after it: every one refused."""
+    """Before the end: scoped, narrowed, metric-name and whoami answers; TTL after it: none left."""
     handle, end = ending
     proxy = proxy_factory(keycloak_url=handle.base_url, PROXY_AUTHZ_CACHE_TTL=f"{int(TTL)}s")
     token = handle.emulator.password_token("nerc", "alice", "alice-password")["access_token"]
@@ -56,6 +58,8 @@ def test_grant_ends_within_cache_ttl(
     assert datetime.now(UTC) < end, "the set-up took longer than the grant lasted"
     assert [r.status_code for r in before] == [200, 200, 200], [r.text for r in before]
     assert before[0].json()["data"]["result"] and before[2].json()["data"]
+    me = _ask(base, token, "/proxy/v1/whoami")
+    assert me.status_code == 200 and "team-a" in json.dumps(me.json()["hubs"]), me.text
     time.sleep(max(0.0, (end - datetime.now(UTC)).total_seconds()) + TTL + 0.5)
     after = [
         _ask(base, token, "/api/v1/query", query=SCOPED),
@@ -63,3 +67,5 @@ def test_grant_ends_within_cache_ttl(
         _ask(base, token, "/api/v1/label/__name__/values"),
     ]
     assert [r.status_code for r in after] == [403, 403, 403], [r.text for r in after]
+    me = _ask(base, token, "/proxy/v1/whoami")
+    assert "team-a" not in json.dumps(me.json().get("hubs", {})), me.text

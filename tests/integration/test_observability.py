@@ -95,14 +95,22 @@ def test_request_line_has_the_operator_fields(
     proxy_server: ProxyServer, token_for: TokenFor, captured: Lines
 ) -> None:
     """One JSON line per request: id, subject, route, reach, decision, status, durations, caches."""
-    r = get(proxy_server, "/api/v1/query", token_for("alice"), params={"query": ALICE_QUERY},
-            headers={"X-Request-Id": "obs-line-1"})
+    r = get(
+        proxy_server,
+        "/api/v1/query",
+        token_for("alice"),
+        params={"query": ALICE_QUERY},
+        headers={"X-Request-Id": "obs-line-1"},
+    )
     assert r.status_code == 200, r.text
     assert r.headers["X-Request-Id"] == "obs-line-1"
     line = captured.request("obs-line-1")
-    assert {
-        k: line[k] for k in ("method", "route", "status", "subject")
-    } == {"method": "GET", "route": "query", "status": 200, "subject": "alice"}
+    assert {k: line[k] for k in ("method", "route", "status", "subject")} == {
+        "method": "GET",
+        "route": "query",
+        "status": 200,
+        "subject": "alice",
+    }
     assert line["clusters"] == ["nerc-ocp-prod"]
     assert line["namespaces"] == ["team-a"]
     assert line["decision"] in ("allowed", "narrowed")
@@ -131,10 +139,20 @@ def test_refusals_carry_their_reason_and_no_secret(
 ) -> None:
     """401/403/400 lines say why; the credential itself never appears."""
     token = token_for("eve")
-    get(proxy_server, "/api/v1/query", token, params={"query": ALICE_QUERY},
-        headers={"X-Request-Id": "obs-403"})
-    get(proxy_server, "/api/v1/query", "not-a-jwt-at-all", params={"query": "up"},
-        headers={"X-Request-Id": "obs-401"})
+    get(
+        proxy_server,
+        "/api/v1/query",
+        token,
+        params={"query": ALICE_QUERY},
+        headers={"X-Request-Id": "obs-403"},
+    )
+    get(
+        proxy_server,
+        "/api/v1/query",
+        "not-a-jwt-at-all",
+        params={"query": "up"},
+        headers={"X-Request-Id": "obs-401"},
+    )
     get(proxy_server, "/api/v1/query", token, params={"query": "sum("}, headers={"X-Request-Id": "obs-400"})
     denied, unauth, bad = (captured.request(f"obs-{n}") for n in (403, 401, 400))
     assert (denied["status"], denied["decision"]) == (403, "denied")
@@ -144,9 +162,7 @@ def test_refusals_carry_their_reason_and_no_secret(
     assert not any(token in raw or "not-a-jwt-at-all" in raw for raw in captured.raw)
 
 
-def test_metrics_names_and_bounded_labels(
-    proxy_server: ProxyServer, token_for: TokenFor
-) -> None:
+def test_metrics_names_and_bounded_labels(proxy_server: ProxyServer, token_for: TokenFor) -> None:
     """A scripted mix of requests shows up under the documented names with bounded labels."""
     alice = token_for("alice")
     get(proxy_server, "/api/v1/query", alice, params={"query": ALICE_QUERY})
@@ -157,8 +173,14 @@ def test_metrics_names_and_bounded_labels(
     get(proxy_server, "/no/such/path")
     m = scrape(proxy_server.metrics_url)
     requests_total = {(s["route"], s["code"]) for s, _ in m[PREFIX + "requests_total"]}
-    assert {("query", "200"), ("query", "400"), ("query", "403"), ("query", "401"),
-            ("series", "200"), ("unmatched", "404")} <= requests_total
+    assert {
+        ("query", "200"),
+        ("query", "400"),
+        ("query", "403"),
+        ("query", "401"),
+        ("series", "200"),
+        ("unmatched", "404"),
+    } <= requests_total
     outcomes = {s["outcome"] for s, _ in m[PREFIX + "authz_decisions_total"]}
     assert {"denied", "refused", "unauthenticated"} <= outcomes and outcomes & {"allowed", "narrowed"}
     assert {"syntax"} <= {s["reason"] for s, _ in m[PREFIX + "query_rejections_total"]}
@@ -237,8 +259,13 @@ def test_server_and_client_spans_and_traceparent_upstream(
     server = proxy_factory(**stub.env())
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
     caller = f"00-{trace_id}-00f067aa0ba902b7-01"
-    r = get(server, "/api/v1/query", token_for("alice"), params={"query": ALICE_QUERY},
-            headers={"traceparent": caller})
+    r = get(
+        server,
+        "/api/v1/query",
+        token_for("alice"),
+        params={"query": ALICE_QUERY},
+        headers={"traceparent": caller},
+    )
     assert r.status_code == 200, r.text
     finished = finished_spans(spans, SpanKind.SERVER)
     (srv,) = [s for s in finished if s.kind == SpanKind.SERVER]
@@ -282,8 +309,13 @@ def test_upstream_outage_is_not_readiness(
     port = free_port()
     server = proxy_factory(PROXY_PROMETHEUS_BASE_URL=f"https://127.0.0.1:{port}")
     assert requests.get(server.metrics_url + "/readyz", timeout=10).status_code == 200
-    r = get(server, "/api/v1/query", token_for("alice"), params={"query": ALICE_QUERY},
-            headers={"X-Request-Id": "obs-502"})
+    r = get(
+        server,
+        "/api/v1/query",
+        token_for("alice"),
+        params={"query": ALICE_QUERY},
+        headers={"X-Request-Id": "obs-502"},
+    )
     assert r.status_code == 502 and r.headers["Content-Type"].split(";")[0] == "application/json"
     line = captured.request("obs-502")
     assert line["error"] and line["cause"]
@@ -296,8 +328,13 @@ def test_keycloak_outage_is_logged_with_cause(
 ) -> None:
     """A Keycloak call failing mid-flight gives 503 and a line naming the call and the reason."""
     server = proxy_factory(keycloak_url=f"http://127.0.0.1:{free_port()}")
-    r = get(server, "/api/v1/query", token_for("alice"), params={"query": ALICE_QUERY},
-            headers={"X-Request-Id": "obs-503"})
+    r = get(
+        server,
+        "/api/v1/query",
+        token_for("alice"),
+        params={"query": ALICE_QUERY},
+        headers={"X-Request-Id": "obs-503"},
+    )
     assert r.status_code in (401, 503), r.text
     failures = captured.events("keycloak_call_failed")
     assert failures and {"call", "reason"} <= set(failures[0])

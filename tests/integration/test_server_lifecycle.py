@@ -82,9 +82,7 @@ def events(log: Path) -> list[str]:
     import json
 
     return [
-        json.loads(line).get("event", "")
-        for line in log.read_text().splitlines()
-        if line.startswith("{")
+        json.loads(line).get("event", "") for line in log.read_text().splitlines() if line.startswith("{")
     ]
 
 
@@ -151,7 +149,8 @@ def test_two_workers_share_the_port_and_stop_cleanly(
     proc = ProxyProcess(env, log).wait_ready()
     try:
         workers = [
-            p for p in psutil.Process(proc.proc.pid).children()
+            p
+            for p in psutil.Process(proc.proc.pid).children()
             if "resource_tracker" not in " ".join(p.cmdline())
         ]
         assert len({p.pid for p in workers}) == 2
@@ -161,8 +160,10 @@ def test_two_workers_share_the_port_and_stop_cleanly(
         # sending new connections until both have served some.
         while time.monotonic() < deadline and (len(answered) < 2 or not all(answered.values())):
             for _ in range(20):
-                assert requests.get(proc.base_url + "/", headers={"Connection": "close"},
-                                    timeout=5).status_code == 200
+                assert (
+                    requests.get(proc.base_url + "/", headers={"Connection": "close"}, timeout=5).status_code
+                    == 200
+                )
             try:  # a worker may still be binding its metrics listener
                 worker, root = worker_samples(proc.metrics_url)
             except requests.RequestException:
