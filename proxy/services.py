@@ -129,6 +129,7 @@ def limits_of(settings: Settings) -> promql.Limits:
         max_depth=settings.max_query_depth,
         max_operators=settings.max_query_operators,
         max_regex_cost=settings.max_regex_cost,
+        max_rewrite_bytes=settings.max_rewrite_bytes,
     )
 
 

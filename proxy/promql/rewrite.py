@@ -4,8 +4,8 @@ Unions go only where a faithful form exists: instant-vector positions, per-serie
 lifted whole (`rate(s[5m])` -> `(rate(s1[5m]) or rate(s2[5m]))`), `timestamp(s)` lifted the same
 way (over an expression it would answer the evaluation time instead of the sample's), and
 `absent(s)` / `absent_over_time(s[d])` as `(absent(s1) and on() absent(s2))` — absent over the
-union is absent over every branch. A top-level range selector is left to the
-caller (`Fanout`); anything else with more than one branch is NarrowingImpossible.
+union is absent over every branch (docs/authorization.md). A top-level range selector is left to the
+caller (`enforce.Forward.fan_out`); anything else with more than one branch is NarrowingImpossible.
 """
 
 from __future__ import annotations

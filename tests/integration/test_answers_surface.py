@@ -371,3 +371,36 @@ def test_explain_unknown_and_other_tenants_project_look_identical(
     assert foreign[0][0] == 200 and '"denied"' in foreign[0][1]
     gap = abs(statistics.median(t for *_, t in foreign) - statistics.median(t for *_, t in unknown))
     assert gap < 0.02, gap
+
+
+# ----------------------------------------------------------------------------- deny mode, bounds
+
+
+def test_deny_mode_is_unchanged(proxy_factory: ProxyFactory, token_for: TokenFor) -> None:
+    """PROXY_ENFORCE_MODE=deny: no fan-out, no absent shape, no warnings — 403 naming what is
+    missing and the project label of the metric; explain says denied."""
+    proxy = proxy_factory(PROXY_ENFORCE_MODE="deny")
+    for q in (f"{DCGM}[5m]", f"absent({DCGM})", NAMED_DROP):
+        r = get(proxy, token_for, "alice", "/api/v1/query", query=q)
+        assert r.status_code == 403, r.text
+        assert "exported_namespace" in r.json()["error"] or "team-b" in r.json()["error"]
+    doc = get(proxy, token_for, "alice", "/proxy/v1/explain", query=f"{DCGM}[5m]").json()
+    assert doc["decision"] == "denied" and doc["forwarded"] == []
+
+
+def test_rewrite_bytes_bound_is_a_400_naming_it(proxy_factory: ProxyFactory, token_for: TokenFor) -> None:
+    """A narrowed query over PROXY_MAX_REWRITE_BYTES is a 400 naming the bound."""
+    proxy = proxy_factory(PROXY_MAX_REWRITE_BYTES="100")
+    r = get(proxy, token_for, CLIENT, "/api/v1/query", query=f"sum({DCGM}) + sum(vllm:num_requests_running)")
+    assert r.status_code == 400, r.text
+    assert "PROXY_MAX_REWRITE_BYTES" in r.json()["error"]
+
+
+def test_hint_names_the_trusted_project_label(proxy_factory: ProxyFactory, token_for: TokenFor) -> None:
+    """With exported_namespace trusted for DCGM_*, a refusal's hint for DCGM names exported_namespace
+    alone, and for kube-state series namespace."""
+    proxy = proxy_factory(PROXY_ENFORCE_MODE="deny", PROXY_PROJECT_LABEL_METRICS="exported_namespace=DCGM_.*")
+    dcgm = get(proxy, token_for, "alice", "/api/v1/query", query=DCGM).json()["error"]
+    assert 'exported_namespace="<namespace>"' in dcgm and ' namespace="<namespace>"' not in dcgm
+    kube = get(proxy, token_for, "alice", "/api/v1/query", query="kube_pod_info").json()["error"]
+    assert ' namespace="<namespace>"' in kube and "exported_namespace" not in kube
