@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from proxy import context, errors, promql
+from proxy import bounds, context, errors, promql
 from proxy.naming import Keys, ResourceNames
 from proxy.params import read_params
 from proxy.selfservice import explain_document, explain_target, whoami_document
@@ -49,6 +49,7 @@ async def explain(request: web.Request, route: Route) -> web.StreamResponse:
     matches = params.all("match[]")
     if text is not None and matches:
         raise errors.BadRequest("give either query or match[], not both")
+    bounds.check_matches(matches, svc.settings.max_match_selectors, svc.settings.max_query_bytes)
     target = explain_target(params.single("path", required=False), text is not None)
     if target is None:
         raise errors.BadRequest("path names no query or match[] endpoint of this kind")

@@ -54,3 +54,11 @@ async def test_label_name_is_matched_in_full(make_proxy: Make) -> None:
     assert bad.status == 400
     good = await proxy.client.get("/api/v1/label/cluster/values", headers=bearer("alice"))
     assert good.status == 200
+
+
+async def test_explain_has_the_same_match_bound(make_proxy: Make) -> None:
+    """`/proxy/v1/explain` with 101 match[] is refused like the endpoints it explains."""
+    proxy = await make_proxy()
+    response = await proxy.client.post("/proxy/v1/explain", data=_selectors(101), headers=bearer("alice"))
+    assert response.status == 400
+    assert "PROXY_MAX_MATCH_SELECTORS" in (await response.json())["error"]
