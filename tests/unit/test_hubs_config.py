@@ -240,3 +240,31 @@ def test_several_hubs_without_default_warn_and_load(tmp_path: Path) -> None:
     s = load_settings({}, _yaml(tmp_path, TWO_HUBS.replace("default_hub: moc\n", "")), warn=warnings.append)
     assert s.default_hub is None and default_hub_of(s) is None
     assert any("default_hub is not set" in w and "/innabox-dev/api/v1/" in w for w in warnings)
+
+
+async def test_services_one_authorizer_per_resource_server_and_one_upstream_per_hub(tmp_path: Path) -> None:
+    """Hubs sharing the global client share one authorizer; a hub with its own client gets its
+    own (UMA audience and Protection API owner); every hub has its own upstream view."""
+    from proxy.authz.authorizer import HubAuthz
+    from proxy.services import build_services
+
+    (tmp_path / "secret").write_text("own-secret\n")
+    text = TWO_HUBS + (
+        "  - name: osac\n    prometheus_base_url: https://osac.example\n"
+        f"    auth_client_id: osac-proxy\n    auth_client_secret_file: {tmp_path / 'secret'}\n"
+    )
+    svc = build_services(load_settings({}, _yaml(tmp_path, text)))
+    views = svc.by_hub
+    assert set(views) == {"moc", "innabox-dev", "osac"} and views["moc"] is svc
+    assert len({id(v.upstream) for v in views.values()}) == 3
+    assert views["innabox-dev"].upstream.url("/x") == "https://innabox.example/x"
+    assert len({id(v.metric_names) for v in views.values()}) == 3
+    by_hub = {hub: view.authz for hub, view in views.items()}
+    assert all(isinstance(authz, HubAuthz) for authz in by_hub.values())
+    shared = {hub: authz.authorizer for hub, authz in by_hub.items() if isinstance(authz, HubAuthz)}
+    assert shared["moc"] is shared["innabox-dev"] and shared["osac"] is not shared["moc"]
+    assert shared["osac"].hubs == ("osac",) and shared["moc"].hubs == ("moc", "innabox-dev")
+    assert len(svc.authorizers) == 2
+    assert shared["osac"]._client.client_id == "osac-proxy"
+    assert svc.keycloak_session is not None
+    await svc.keycloak_session.close()
