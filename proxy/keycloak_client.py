@@ -254,7 +254,12 @@ class KeycloakClient:
         result = minted(reply)
         if result is None:
             if reply.status in (400, 401):
-                log.error("proxy_client_credentials_rejected", error=reply.error)
+                log.error(
+                    "proxy_client_credentials_rejected",
+                    status=reply.status,
+                    error=reply.error,
+                    error_description=reply.description,
+                )
             raise unexpected("token", reply)
         now = self._clock()
         self._pat, self._pat_until = result.token, reuse_until(now, now + result.expires_in)

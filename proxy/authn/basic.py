@@ -139,6 +139,14 @@ class BasicMinter:
             raise unexpected("token", reply)
         try:
             if result is None:
+                # Keycloak's own words go to the log (never to the caller: no guessing oracle).
+                log.info(
+                    "basic_mint_refused",
+                    client_id=client_id,
+                    status=reply.status,
+                    error=reply.error,
+                    error_description=reply.description,
+                )
                 raise TokenRejected("client credentials rejected")
             identity = await self._verify(result.token)
         except TokenRejected as exc:

@@ -188,3 +188,47 @@ def test_rotated_key_is_picked_up(own_keycloak: ThreadedEmulatorServer, proxy_fa
     new = emu.password_token(REALM, "alice", PASSWORDS["alice"])["access_token"]
     r = requests.get(url, params={"query": QUERY}, headers={"Authorization": f"Bearer {new}"}, timeout=10)
     assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize("version", ["26.6.4", "24"], ids=["keycloak-400", "keycloak-401"])
+def test_disabled_users_token_is_401_not_503(proxy_factory: ProxyFactory, version: str) -> None:
+    """Issue #17: a disabled user's validly signed token on an uncached scope is 401 with the
+    Bearer challenge, whether Keycloak says 400 `invalid_grant` (26.6+) or 401 (before)."""
+    server = EmulatorServer.start_in_thread(Emulator.from_files([DEMO_POLICY], keycloak_version=version))
+    try:
+        proxy = proxy_factory(keycloak_url=server.base_url)
+        emu = server.emulator
+        token = emu.password_token(REALM, "carol", PASSWORDS["carol"])["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        url = f"{proxy.base_url}/api/v1/query"
+        assert requests.get(url, params={"query": f'up{{cluster="{PROD}"}}'}, headers=headers, timeout=10).ok
+        emu.set_user_enabled(REALM, "carol", False)
+        r = requests.get(url, params={"query": f'up{{cluster="{TEST}"}}'}, headers=headers, timeout=10)
+        assert r.status_code == 401, r.text
+        assert r.headers["WWW-Authenticate"].startswith("Bearer ")
+        assert emu.stats(REALM)["token.uma"] == 2
+    finally:
+        server.close()
+
+
+def test_introspection_without_audience_mappers_is_401_with_mappers_200(proxy_factory: ProxyFactory) -> None:
+    """Issue #17, documented outcome (docs/keycloak.md): with introspection on against Keycloak
+    26.6.2+, tokens lacking the proxy's client in `aud` are 401 (and the proxy warned at start);
+    tokens carrying it (the audience mapper) are served."""
+    server = EmulatorServer.start_in_thread(Emulator.from_files([DEMO_POLICY]))
+    try:
+        proxy = proxy_factory(keycloak_url=server.base_url, PROXY_AUTH_INTROSPECT="true")
+        emu = server.emulator
+        url = f"{proxy.base_url}/api/v1/query"
+        with_mapper = emu.password_token(REALM, "alice", PASSWORDS["alice"])["access_token"]
+        without = emu.mint(REALM, {"aud": "account"}, user="alice", client="grafana")
+        ok = requests.get(
+            url, params={"query": QUERY}, headers={"Authorization": f"Bearer {with_mapper}"}, timeout=10
+        )
+        refused = requests.get(
+            url, params={"query": QUERY}, headers={"Authorization": f"Bearer {without}"}, timeout=10
+        )
+        assert ok.status_code == 200, ok.text
+        assert refused.status_code == 401, refused.text
+    finally:
+        server.close()

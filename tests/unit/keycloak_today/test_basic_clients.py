@@ -69,6 +69,8 @@ async def test_a_wrong_secret_counts_one_failure_per_attempt() -> None:
             await stack.authn.authenticate(header(ODD_ID, "wrong"))
     assert [e["event"] for e in logs].count("basic_auth_failed") == 1
     assert stack.calls("token.client_credentials") == 2
+    refused = next(e for e in logs if e["event"] == "basic_mint_refused")
+    assert (refused["status"], refused["error"]) == (401, "unauthorized_client")
 
 
 async def test_a_refused_minted_token_is_minted_once_more() -> None:
