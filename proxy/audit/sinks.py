@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import os
+import select
 import shutil
 import sys
 import time
@@ -28,7 +29,12 @@ class Sink(Protocol):
 
 
 class StreamSink:
-    """Lines to a binary stream (stdout's buffer by default): the cluster's log collection keeps them."""
+    """Lines to a binary stream (stdout by default): the cluster's log collection keeps them.
+
+    Several workers share one stdout pipe, and only writes of at most PIPE_BUF bytes are atomic
+    on a pipe: lines go out in writes of whole lines of at most that size, so no worker's line is
+    ever cut by another's (a single line longer than that is written alone).
+    """
 
     def __init__(self, stream: BinaryIO | None = None) -> None:
         self.stream = stream
@@ -41,10 +47,19 @@ class StreamSink:
         return out
 
     def write(self, data: bytes) -> None:
-        """One write and one flush per batch, so lines never interleave with log lines."""
+        """Write the batch in atomic pieces of whole lines, then flush."""
         stream = self._target()
-        stream.write(data)
-        stream.flush()
+        stream.flush()  # anything buffered earlier goes first
+        for piece in pieces(data):
+            try:
+                fd = stream.fileno()
+            except (OSError, ValueError, AttributeError):
+                stream.write(piece)
+                stream.flush()
+                continue
+            view = memoryview(piece)
+            while view:
+                view = view[os.write(fd, view) :]
 
     def tick(self, now: float) -> None:
         """Nothing to rotate."""
@@ -53,6 +68,20 @@ class StreamSink:
         """stdout stays open."""
         with contextlib.suppress(OSError, ValueError, AttributeError):
             self._target().flush()
+
+
+def pieces(data: bytes, limit: int = select.PIPE_BUF) -> list[bytes]:
+    """Whole lines grouped into chunks of at most `limit` bytes (a longer line is its own chunk)."""
+    out: list[bytes] = []
+    current = bytearray()
+    for line in data.splitlines(keepends=True):
+        if current and len(current) + len(line) > limit:
+            out.append(bytes(current))
+            current.clear()
+        current += line
+    if current:
+        out.append(bytes(current))
+    return out
 
 
 class FileSink:

@@ -208,3 +208,24 @@ def test_open_writer_targets(tmp_path: Path) -> None:
 def test_reach_touches(reach: Reach, cluster: str | None, project: str | None, hit: bool) -> None:
     """Hub- and cluster-wide reach covers every project below it; a project reach only itself."""
     assert reach.touches(cluster, project) is hit
+
+
+def test_stdout_pieces_keep_lines_whole() -> None:
+    """Writes to a shared pipe are whole lines of at most PIPE_BUF bytes (longer lines alone)."""
+    from proxy.audit.sinks import pieces
+
+    lines = [b"a" * 1000 + b"\n"] * 9 + [b"b" * 9000 + b"\n", b"c\n"]
+    chunks = pieces(b"".join(lines), limit=4096)
+    assert b"".join(chunks) == b"".join(lines)
+    assert all(c.endswith(b"\n") for c in chunks)
+    assert all(len(c) <= 4096 or c.count(b"\n") == 1 for c in chunks)
+
+
+def test_stream_sink_writes_to_a_real_pipe() -> None:
+    """Through a real pipe's file descriptor: every byte arrives, in order."""
+    read_fd, write_fd = os.pipe()
+    with os.fdopen(write_fd, "wb") as out, os.fdopen(read_fd, "rb") as back:
+        sink = StreamSink(out)
+        sink.write(b'{"audit":true,"n":1}\n{"audit":true,"n":2}\n')
+        out.close()
+        assert back.read() == b'{"audit":true,"n":1}\n{"audit":true,"n":2}\n'
