@@ -1,5 +1,5 @@
-"""Forwarding a planned query (SPEC §4.3): one request, streamed with the proxy's warnings spliced
-in, or — for a top-level range selector only — one request per branch, merged."""
+"""Forwarding a planned query: one request, streamed with the proxy's warnings spliced in, or — for
+a top-level range selector only — one request per branch, merged (docs/authorization.md)."""
 
 from __future__ import annotations
 

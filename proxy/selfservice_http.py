@@ -1,4 +1,4 @@
-"""`GET /proxy/v1/whoami` and `GET|POST /proxy/v1/explain` (SPEC §5): the caller's own grants,
+"""`GET /proxy/v1/whoami` and `GET|POST /proxy/v1/explain` (docs/http.md): the caller's own grants,
 and what the proxy would do with a query — never forwarded, never from whether a resource exists
 (only the caller's cached holdings call is asked, whatever the query names)."""
 

@@ -1,4 +1,4 @@
-"""Answer, don't refuse (SPEC §4.3): on the real Prometheus, for single-project, multi-project
+"""Answer, don't refuse (docs/authorization.md): on the real Prometheus, for single-project, multi-project
 across clusters (a Basic client), mixed, cluster-wide and hub-wide grants, every shape a caller
 may send — top-level range selectors (fanned out), absent, absent_over_time, subqueries,
 timestamp and every function of Prometheus 2.42 over a narrowed selector — answers 200 equal to

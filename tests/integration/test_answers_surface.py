@@ -1,4 +1,4 @@
-"""Answers on the HTTP surface (SPEC §4.3, §5): warnings both ways on every query and match[]
+"""Answers on the HTTP surface (docs/http.md): warnings both ways on every query and match[]
 endpoint, the fan-out taken for bare range selectors only, prometheus-api-client's range calls
 for project holders, and /proxy/v1/whoami and /proxy/v1/explain for every identity kind —
 never reaching the upstream and never telling an unknown project from another tenant's."""
