@@ -70,6 +70,17 @@ def _decode(answer: BranchAnswer) -> dict[str, Any]:
     return doc
 
 
+def _matrix(data: Any) -> list[dict[str, Any]]:
+    if (
+        not isinstance(data, dict)
+        or data.get("resultType") != "matrix"
+        or not isinstance(data.get("result"), list)
+    ):
+        raise errors.UpstreamUnavailable("a fanned-out branch did not answer a matrix")
+    result: list[dict[str, Any]] = data["result"]
+    return result
+
+
 def merge(answers: Sequence[BranchAnswer], warnings: Sequence[str], max_bytes: int) -> BranchAnswer:
     """One answer for all branches: the first failing branch's answer as it is, else the merged
     matrix with the upstream's and the proxy's warnings; over `max_bytes` in total → 400."""
@@ -84,22 +95,25 @@ def merge(answers: Sequence[BranchAnswer], warnings: Sequence[str], max_bytes: i
             return answer
     series: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
     notes: list[str] = []
+    exemplars = False
     for answer in answers:
         doc = _decode(answer)
         data = doc.get("data")
-        if doc.get("status") != "success" or not isinstance(data, dict):
+        if doc.get("status") != "success":
             return answer
-        if data.get("resultType") != "matrix" or not isinstance(data.get("result"), list):
-            raise errors.UpstreamUnavailable("a fanned-out branch did not answer a matrix")
-        for item in data["result"]:
-            series.setdefault(_key(item.get("metric") or {}), item)
+        # query_exemplars answers a list of {seriesLabels, exemplars}; query a matrix
+        exemplars = isinstance(data, list)
+        items, key = (data, "seriesLabels") if isinstance(data, list) else (_matrix(data), "metric")
+        for item in items:
+            series.setdefault(_key(item.get(key) or {}), item)
         for note in doc.get("warnings") or ():
             if isinstance(note, str) and note not in notes:
                 notes.append(note)
     notes += [w for w in warnings if w not in notes]
+    result = [series[k] for k in sorted(series)]
     merged: dict[str, Any] = {
         "status": "success",
-        "data": {"resultType": "matrix", "result": [series[k] for k in sorted(series)]},
+        "data": result if exemplars else {"resultType": "matrix", "result": result},
     }
     if notes:
         merged["warnings"] = notes

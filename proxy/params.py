@@ -58,8 +58,6 @@ def _pair(field: str) -> tuple[str, str]:
     )
 
 
-
-
 def _decode(raw: bytes | str, where: str) -> tuple[tuple[str, str], ...]:
     """Parse `a=b&c=d` strictly as UTF-8 (non-UTF-8 bytes are refused, never guessed)."""
     try:
@@ -67,9 +65,7 @@ def _decode(raw: bytes | str, where: str) -> tuple[tuple[str, str], ...]:
         if not text:
             return ()
         # parse_qsl's own loop: split on "&" only, empty fields skipped
-        return tuple(
-            _pair(f) for f in text.split("&") if f
-        )
+        return tuple(_pair(f) for f in text.split("&") if f)
     except (UnicodeDecodeError, ValueError) as exc:
         raise errors.BadRequest(f"{where} is not valid UTF-8 form data") from exc
 
@@ -157,4 +153,3 @@ async def read_params(request: web.Request, max_body: int) -> RequestParams:
     _check_field_count(raw)
     _check_media_type(request)
     return RequestParams(url, _decode(raw, "request body"), True)
-

@@ -39,7 +39,7 @@ class Route:
     decides: bool = True
     # Served per hub (`/<hub><path>`, and `<path>` for the default hub); health and `/` are not.
     per_hub: bool = True
-    # Which query API it is for the PromQL engine (only `query` may fan out).
+    # Which query API it is for the PromQL engine (only `query` and `query_exemplars` fan out).
     endpoint: Endpoint = "other"
     # The answer is JSON, where the proxy's warnings can go (not federate's text format).
     json_answer: bool = True
@@ -53,13 +53,11 @@ PASSTHROUGH = functools.partial(Route, methods=GET_POST, handler=handlers.passth
 API_ROUTES: tuple[Route, ...] = (
     QUERY("/api/v1/query", name="query", endpoint="query"),
     QUERY("/api/v1/query_range", name="query_range", range_capped=True, endpoint="query_range"),
-    QUERY("/api/v1/query_exemplars", name="query_exemplars"),
+    QUERY("/api/v1/query_exemplars", name="query_exemplars", endpoint="query_exemplars"),
     SELECTORS("/api/v1/series", name="series", match_required=True),
     SELECTORS("/api/v1/labels", name="labels"),
     SELECTORS("/api/v1/label/{name}/values", name="label_values", upstream_get_only=True),
-    SELECTORS(
-        "/federate", name="federate", match_required=True, upstream_get_only=True, json_answer=False
-    ),
+    SELECTORS("/federate", name="federate", match_required=True, upstream_get_only=True, json_answer=False),
     Route("/api/v1/rules", GET, handlers.rules, "rules"),
     Route("/api/v1/alerts", GET, handlers.alerts, "alerts"),
     Route("/api/v1/metadata", GET, handlers.metadata, "metadata"),

@@ -15,6 +15,9 @@ from proxy.promql.scope import Holdings
 from proxy.promql.selectors import SelectorReach
 
 AuthKind = Literal["bearer", "basic"]
+_QUERY_ENDPOINTS: dict[str, promql.Endpoint] = {
+    "query": "query", "query_range": "query_range", "query_exemplars": "query_exemplars",
+}  # fmt: skip
 
 
 def holdings_document(holdings: Holdings) -> dict[str, Any]:
@@ -129,8 +132,8 @@ def explain_target(path: str | None, has_query: bool) -> tuple[str, promql.Endpo
     default = "/api/v1/query" if has_query else "/api/v1/series"
     target = (path or default).rstrip("/")
     short = target.split("/api/v1/", 1)[-1]
-    if has_query and short in ("query", "query_range", "query_exemplars"):
-        return short, "query" if short == "query" else ("query_range" if short == "query_range" else "other")
+    if has_query and short in _QUERY_ENDPOINTS:
+        return short, _QUERY_ENDPOINTS[short]
     if not has_query and (short in ("series", "labels", "federate") or short.startswith("label/")):
         return short, "other"
     return None

@@ -34,7 +34,6 @@ T = TypeVar("T")
 ALL_SERIES = '{__name__=~".+"}'
 
 
-
 async def authenticate(request: web.Request, svc: Services, ctx: RequestContext) -> Identity:
     """Authenticate the caller; the subject goes on the request's context."""
     audit.begin(request, svc.audit)

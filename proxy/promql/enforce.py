@@ -19,7 +19,7 @@ from proxy.promql.scope import Holdings
 from proxy.promql.verify import verify_query, verify_selector
 
 # Which API a query is for: only `query` may fan a top-level range selector out (docs/authorization.md).
-Endpoint = Literal["query", "query_range", "other"]
+Endpoint = Literal["query", "query_range", "query_exemplars", "other"]
 RANGE_QUERY_REFUSAL = (
     'invalid expression type "range vector" for range query, must be Scalar or instant Vector'
 )
@@ -124,12 +124,13 @@ class _Builder:
         return Forward((text,), False, warnings)
 
     def _fan_out(self, tree: n.Expr, plan: Plan) -> tuple[str, ...]:
-        """One verified query per branch of a top-level range selector (only on `query`)."""
+        """One verified query per branch of a top-level range selector (`query`, and
+        `query_exemplars`, whose answer is the exemplars of the selector's series)."""
         core, depth = unwrap(tree)
         assert isinstance(core, n.MatrixSelector)
         if self.endpoint == "query_range":
             raise QuerySyntaxError(RANGE_QUERY_REFUSAL)
-        if self.endpoint != "query":
+        if self.endpoint not in ("query", "query_exemplars"):
             raise NarrowingImpossible(
                 f"cannot narrow {to_text(core.vs)} in a range-vector position here; "
                 + guidance(self.analysis.model, core.vs)

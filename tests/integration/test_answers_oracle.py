@@ -267,3 +267,21 @@ def test_generated_shapes_equal_oracle(
 ) -> None:
     """Hypothesis: random shapes over narrowed selectors equal the oracle (or both refuse)."""
     no_failures([instant(proxy_server, token_for, oracle_prometheus_factory, who, q)])
+
+
+@pytest.mark.parametrize("who", ["alice", "researcher-team-a", "carol"])
+def test_query_exemplars_of_range_selectors_equal_oracle(
+    proxy_server: ProxyServer,
+    token_for: TokenFor,
+    oracle_prometheus_factory: OraclePrometheusFactory,
+    who: str,
+) -> None:
+    """query_exemplars accepts a range selector as Prometheus does (fanned out, merged)."""
+    end = at()
+    for q in (f"{S}[5m]", S, f"rate({C}[5m])"):
+        r = through(proxy_server, token_for, who, "/api/v1/query_exemplars", query=q,
+                    start=str(end - 600), end=str(end))  # fmt: skip
+        status, expected = oracle(oracle_prometheus_factory, who, "/api/v1/query_exemplars",
+                                  query=q, start=str(end - 600), end=str(end))  # fmt: skip
+        assert (r.status_code, status) == (200, 200), r.text
+        assert sorted(map(str, r.json()["data"])) == sorted(map(str, expected["data"]))

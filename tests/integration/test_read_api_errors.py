@@ -148,16 +148,16 @@ def test_oversized_body_413(proxy_server: ProxyServer, token_for: TokenFor) -> N
 
 
 def test_narrowing_guidance_400(proxy_server: ProxyServer, token_for: TokenFor) -> None:
-    """A bare range selector with a mixed grant on query_exemplars (no fan-out there): 400
-    `bad_data` telling what to add."""
+    """A query whose narrowing would exceed the proxy's union size bound (43 selectors × 3
+    branches for a mixed grant): 400 `bad_data` naming the bound."""
     r = requests.get(
-        f"{proxy_server.base_url}/api/v1/query_exemplars",
-        params={"query": "DCGM_FI_DEV_GPU_UTIL[5m]"},
+        f"{proxy_server.base_url}/api/v1/query",
+        params={"query": " + ".join(["DCGM_FI_DEV_GPU_UTIL"] * 43)},
         headers={"Authorization": f"Bearer {token_for('carol')}"},
         timeout=30,
     )
     doc = assert_envelope(r, 400, "bad_data")
-    assert "cluster" in doc["error"]
+    assert "union size bound" in doc["error"]
 
 
 def test_upstream_error_body_passes_through(proxy_server: ProxyServer, token_for: TokenFor) -> None:

@@ -58,6 +58,7 @@ def test_memo_counts_hits_and_misses() -> None:
     stats = caches.CacheStats("t_memo", "2 entries")
     caches.CACHES["t_memo"] = stats
     try:
+
         def twice(x: int) -> int:
             return 2 * x
 

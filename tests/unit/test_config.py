@@ -91,7 +91,11 @@ def test_priority_is_yaml_then_env_then_flags(tmp_path: Path) -> None:
     env["PROXY_CLUSTER_LABEL"] = "from-env"
     s = load_settings({"log_level": "warning"}, {**env, "PROXY_CONFIG": str(cfg)})
     assert (s.acm_hub, s.auth_realm, s.log_level, s.cluster_label) == (
-        "from-yaml", "yaml-realm", "warning", "from-env")
+        "from-yaml",
+        "yaml-realm",
+        "warning",
+        "from-env",
+    )
 
 
 def test_secret_from_file(tmp_path: Path) -> None:
@@ -137,8 +141,9 @@ def test_settings_are_immutable() -> None:
 
 def test_secrets_have_no_flag() -> None:
     """`serve --help` documents every option, and no secret (nor the YAML-only hub list) has a flag."""
-    out = subprocess.run([sys.executable, "-m", "proxy", "serve", "--help"], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "proxy", "serve", "--help"], capture_output=True, text=True, check=True
+    ).stdout
     assert "--auth-client-secret" not in out and "--prometheus-token" not in out
     for name in Settings.model_fields:
         if name not in ("auth_client_secret", "prometheus_token", "hubs", "default_hub"):
@@ -149,8 +154,13 @@ def test_secrets_have_no_flag() -> None:
 
 def test_invalid_config_exits_2_before_listening() -> None:
     """The console entry exits with code 2 and one problem per line."""
-    proc = subprocess.run([sys.executable, "-m", "proxy", "serve"], capture_output=True, text=True,
-                          env={"PATH": "/usr/bin:/bin"}, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "proxy", "serve"],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert proc.stderr.count("required, not set") >= 5
 
@@ -229,15 +239,17 @@ def test_unreadable_secret_file_and_yaml_typo_suggestion(tmp_path: Path) -> None
 
 def test_version_flag() -> None:
     """`--version` prints the distribution's version and exits 0."""
-    out = subprocess.run([sys.executable, "-m", "proxy", "--version"], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "proxy", "--version"], capture_output=True, text=True, check=True
+    ).stdout
     assert out.startswith("prom-keycloak-proxy ") and out.strip() != "prom-keycloak-proxy"
 
 
 def test_help_shows_durations_and_no_none() -> None:
     """`serve --help` writes defaults as an operator would (`2m`, `5s`) and never `None`."""
-    out = subprocess.run([sys.executable, "-m", "proxy", "serve", "--help"], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "proxy", "serve", "--help"], capture_output=True, text=True, check=True
+    ).stdout
     flat = " ".join(out.split())
     assert "PROXY_PROMETHEUS_TIMEOUT; default: 2m]" in flat
     assert "PROXY_AUTH_TIMEOUT; default: 5s]" in flat

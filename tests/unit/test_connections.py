@@ -51,7 +51,11 @@ async def _serve(
     runner = web.AppRunner(app, keepalive_timeout=keepalive, handler_cancellation=True)
     await runner.setup()
     site = GuardedSite(
-        runner, "127.0.0.1", 0, ssl_context=tls, header_timeout=header_timeout,
+        runner,
+        "127.0.0.1",
+        0,
+        ssl_context=tls,
+        header_timeout=header_timeout,
         max_connections=max_connections,
     )
     await site.start()

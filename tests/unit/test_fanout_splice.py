@@ -39,6 +39,20 @@ def test_merge_unions_by_full_label_set_and_sorts() -> None:
     assert [r["metric"] for r in doc["data"]["result"]] == [shared, b, a]
 
 
+def test_merge_of_exemplar_answers_unions_by_series_labels() -> None:
+    """query_exemplars branches answer lists of {seriesLabels, exemplars}: merged the same way."""
+
+    def answer(*labels: dict[str, str]) -> BranchAnswer:
+        doc = {
+            "status": "success",
+            "data": [{"seriesLabels": x, "exemplars": [{"value": "1"}]} for x in labels],
+        }
+        return BranchAnswer(200, "application/json", json.dumps(doc).encode())
+
+    out = json.loads(merge([answer({"a": "2"}, {"a": "1"}), answer({"a": "1"})], ["w"], 1 << 20).body)
+    assert [x["seriesLabels"] for x in out["data"]] == [{"a": "1"}, {"a": "2"}] and out["warnings"] == ["w"]
+
+
 def test_merge_keeps_upstream_warnings_and_adds_the_proxys() -> None:
     """Warnings of every branch (deduplicated) come first, then the proxy's own."""
     out = merge([matrix(warnings=["w1"]), matrix(warnings=["w1", "w2"])], ["left out"], 1 << 20)

@@ -85,8 +85,14 @@ async def echo_cookie(request: web.Request) -> web.Response:
 async def server(aiohttp_server: AiohttpServer) -> str:
     """A loopback server with misbehaving endpoints; returns its base URL."""
     app = web.Application()
-    for path, handler in (("/slow", slow), ("/huge", huge), ("/redirect", redirect),
-                          ("/html", not_json), ("/cookie", cookie), ("/echo", echo_cookie)):
+    for path, handler in (
+        ("/slow", slow),
+        ("/huge", huge),
+        ("/redirect", redirect),
+        ("/html", not_json),
+        ("/cookie", cookie),
+        ("/echo", echo_cookie),
+    ):
         app.router.add_get(path, handler)
     running = await aiohttp_server(app)
     return str(running.make_url("")).rstrip("/")
@@ -187,11 +193,11 @@ async def test_discovery_keeps_same_origin_jwks_uri(
     aiohttp_server: AiohttpServer, session: aiohttp.ClientSession
 ) -> None:
     """Discovery gives the issuer; a same-origin jwks_uri is used as published."""
+
     async def well_known(request: web.Request) -> web.Response:
         """A discovery document."""
         base = f"http://{request.host}"
-        return web.json_response({"issuer": "https://public/realms/nerc",
-                                  "jwks_uri": f"{base}/custom/certs"})
+        return web.json_response({"issuer": "https://public/realms/nerc", "jwks_uri": f"{base}/custom/certs"})
 
     app = web.Application()
     app.router.add_get("/realms/nerc/.well-known/openid-configuration", well_known)
@@ -206,6 +212,7 @@ async def test_discovery_without_issuer_is_unavailable(
     aiohttp_server: AiohttpServer, session: aiohttp.ClientSession
 ) -> None:
     """A discovery document lacking `issuer` cannot be trusted."""
+
     async def well_known(_request: web.Request) -> web.Response:
         """A discovery document."""
         return web.json_response({"jwks_uri": "x"})
@@ -222,10 +229,15 @@ async def test_discovery_replaces_foreign_jwks_uri(
     aiohttp_server: AiohttpServer, session: aiohttp.ClientSession
 ) -> None:
     """A jwks_uri on another origin (Keycloak's public hostname) is replaced by the realm's certs URL."""
+
     async def well_known(_request: web.Request) -> web.Response:
         """A discovery document naming a front-end host."""
-        return web.json_response({"issuer": "https://public/realms/nerc",
-                                  "jwks_uri": "https://public/realms/nerc/protocol/openid-connect/certs"})
+        return web.json_response(
+            {
+                "issuer": "https://public/realms/nerc",
+                "jwks_uri": "https://public/realms/nerc/protocol/openid-connect/certs",
+            }
+        )
 
     app = web.Application()
     app.router.add_get("/realms/nerc/.well-known/openid-configuration", well_known)
@@ -264,11 +276,15 @@ async def test_client_sends_credentials_and_bearers_per_call(
     await asyncio.gather(client.uma("uma", "tok-a", ["X#GET"]), client.uma("uma", "tok-b", ["Y#GET"]))
     mints = [s for s in seen if s[1].get("grant_type") == "client_credentials"]
     assert [(m[1]["client_id"], m[1]["client_secret"], m[2]) for m in mints] == [
-        ("prom-keycloak-proxy", "s", None)] * 2
+        ("prom-keycloak-proxy", "s", None)
+    ] * 2
     introspection = seen[2]
     assert introspection[0].endswith("/introspect")
     assert introspection[1] == {
-        "token": "caller-token", "client_id": "prom-keycloak-proxy", "client_secret": "s"}
+        "token": "caller-token",
+        "client_id": "prom-keycloak-proxy",
+        "client_secret": "s",
+    }
     uma = {s[1]["permission"]: s[2] for s in seen[3:]}
     assert uma == {"X#GET": "Bearer tok-a", "Y#GET": "Bearer tok-b"}
     assert all(s[1]["audience"] == "prom-keycloak-proxy" and "client_secret" not in s[1] for s in seen[3:])

@@ -41,7 +41,7 @@ def lines(buf: io.StringIO) -> list[dict[str, Any]]:
         "Authorization: Bearer abcdefgh12345678",
         "header authorization=Basic cmVzZWFyY2hlcjpzZWNyZXQ=",
         "grant_type=client_credentials&client_secret=s3cr3t-value&x=1",
-        'cookie: session=abcdef; other=1',
+        "cookie: session=abcdef; other=1",
     ],
 )
 def test_redact_text_removes_token_material(text: str) -> None:
@@ -217,6 +217,9 @@ def test_log_scan_flags_leaks_and_passes_clean_lines() -> None:
     scan.feed('{"event":"x","authorization":"[redacted]"}')
     scan.feed('{"event":"x","detail":"researcher-team-a-secret"}')
     assert scan.lines == 6
-    assert [
-        o.split("]", 1)[1].split(":", 1)[0].strip() for o in scan.offences
-    ] == ["JWT", "credential", "header field", "demo secret"]
+    assert [o.split("]", 1)[1].split(":", 1)[0].strip() for o in scan.offences] == [
+        "JWT",
+        "credential",
+        "header field",
+        "demo secret",
+    ]

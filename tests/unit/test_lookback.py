@@ -18,17 +18,20 @@ def _reach(query: str, span: float) -> float:
     return reach(trees, END - span, END)
 
 
-@pytest.mark.parametrize(("query", "span", "expected"), [
-    ("up", 0, 0),
-    ("up", 90 * DAY, 90 * DAY),
-    ("rate(up[30d])", 30 * DAY, 60 * DAY),
-    ("up offset 7d", 1 * DAY, 8 * DAY),
-    ("max_over_time(rate(up[5m])[10d:1h] offset 1d)", 0, 10 * DAY + DAY + 300),
-    ("up offset -1d", 0, DAY),
-    ("up @ start()", DAY, DAY),
-    ("1 + 1", 5 * DAY, 5 * DAY),
-    ("sum(rate(up[1d])) / sum(rate(up[2d] offset 1d))", 0, 3 * DAY),
-])
+@pytest.mark.parametrize(
+    ("query", "span", "expected"),
+    [
+        ("up", 0, 0),
+        ("up", 90 * DAY, 90 * DAY),
+        ("rate(up[30d])", 30 * DAY, 60 * DAY),
+        ("up offset 7d", 1 * DAY, 8 * DAY),
+        ("max_over_time(rate(up[5m])[10d:1h] offset 1d)", 0, 10 * DAY + DAY + 300),
+        ("up offset -1d", 0, DAY),
+        ("up @ start()", DAY, DAY),
+        ("1 + 1", 5 * DAY, 5 * DAY),
+        ("sum(rate(up[1d])) / sum(rate(up[2d] offset 1d))", 0, 3 * DAY),
+    ],
+)
 def test_reach_adds_span_ranges_subqueries_and_offsets(query: str, span: float, expected: float) -> None:
     """The reach is the window from the earliest to the latest sample the request reads."""
     assert _reach(query, span) == pytest.approx(expected)

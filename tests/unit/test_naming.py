@@ -86,8 +86,7 @@ def test_ambiguous_names_grant_nothing() -> None:
 def test_holdings_from_names() -> None:
     """Cluster grants absorb project grants of the same cluster; hub grants are everything."""
     held = holdings_from(
-        NAMES,
-        ["HUB-moc-CLUSTER-a", "HUB-moc-CLUSTER-a-PROJECT-x", "HUB-moc-CLUSTER-b-PROJECT-y"]
+        NAMES, ["HUB-moc-CLUSTER-a", "HUB-moc-CLUSTER-a-PROJECT-x", "HUB-moc-CLUSTER-b-PROJECT-y"]
     )
     assert held == Holdings(clusters=frozenset({"a"}), projects={"b": frozenset({"y"})})
     assert holdings_from(NAMES, ["HUB"]) == Holdings.everything()
@@ -97,8 +96,13 @@ def test_holdings_from_names() -> None:
 def test_needed_orders_hub_level_first_and_dedupes() -> None:
     """HUB and HUB-<hub> come first; clusters named by projects are asked too."""
     assert NAMES.needed({"b"}, {"a": {"y", "x"}, "b": {"x"}}) == [
-        "HUB", "HUB-moc", "HUB-moc-CLUSTER-a", "HUB-moc-CLUSTER-b",
-        "HUB-moc-CLUSTER-a-PROJECT-x", "HUB-moc-CLUSTER-a-PROJECT-y", "HUB-moc-CLUSTER-b-PROJECT-x",
+        "HUB",
+        "HUB-moc",
+        "HUB-moc-CLUSTER-a",
+        "HUB-moc-CLUSTER-b",
+        "HUB-moc-CLUSTER-a-PROJECT-x",
+        "HUB-moc-CLUSTER-a-PROJECT-y",
+        "HUB-moc-CLUSTER-b-PROJECT-x",
     ]
 
 

@@ -94,6 +94,7 @@ def test_explain_target_paths() -> None:
     """`path` picks the endpoint; a path of the wrong kind is refused (None)."""
     assert explain_target(None, True) == ("query", "query")
     assert explain_target("/api/v1/query_range", True) == ("query_range", "query_range")
+    assert explain_target("/moc/api/v1/query_exemplars", True) == ("query_exemplars", "query_exemplars")
     assert explain_target(None, False) == ("series", "other")
     assert explain_target("/api/v1/label/job/values", False) == ("label/job/values", "other")
     assert explain_target("/api/v1/series", True) is None

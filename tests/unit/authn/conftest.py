@@ -55,9 +55,7 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 @pytest.fixture
-async def make_authn(
-    realm: FakeRealm, session: aiohttp.ClientSession
-) -> AsyncIterator[MakeAuthn]:
+async def make_authn(realm: FakeRealm, session: aiohttp.ClientSession) -> AsyncIterator[MakeAuthn]:
     """Build and start authenticators for the fake realm; all closed afterwards."""
     made: list[Authenticator] = []
 

@@ -36,9 +36,7 @@ class SigningKey:
 
     def jwk(self) -> dict[str, Any]:
         """The public JWK of this key, as Keycloak publishes it."""
-        data: dict[str, Any] = jwt.algorithms.RSAAlgorithm.to_jwk(
-            self.private.public_key(), as_dict=True
-        )
+        data: dict[str, Any] = jwt.algorithms.RSAAlgorithm.to_jwk(self.private.public_key(), as_dict=True)
         alg = "RS256" if self.use == "sig" else "RSA-OAEP"
         return {**data, "kid": self.kid, "use": self.use, "alg": alg}
 

@@ -34,8 +34,16 @@ def raw_token(header: dict[str, Any], claims: dict[str, Any], signature: bytes) 
 def claims_of(realm: FakeRealm, **extra: Any) -> dict[str, Any]:
     """Valid claims for alice in the fake realm."""
     now = int(time.time())
-    return {"exp": now + 300, "iat": now, "iss": realm.issuer, "typ": "Bearer",
-            "sub": "u-alice", "preferred_username": "alice", "azp": "grafana", **extra}
+    return {
+        "exp": now + 300,
+        "iat": now,
+        "iss": realm.issuer,
+        "typ": "Bearer",
+        "sub": "u-alice",
+        "preferred_username": "alice",
+        "azp": "grafana",
+        **extra,
+    }
 
 
 def alg_none(realm: FakeRealm) -> str:
@@ -50,8 +58,10 @@ def alg_none_with_junk(realm: FakeRealm) -> str:
 
 def hs256_public_key(realm: FakeRealm) -> str:
     """HS256 keyed with the realm's public key PEM (the classic algorithm confusion)."""
-    pem = realm.keys[0].private.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    pem = (
+        realm.keys[0]
+        .private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     header = {"alg": "HS256", "typ": "JWT", "kid": "sig-1"}
     unsigned = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims_of(realm)).encode())}"

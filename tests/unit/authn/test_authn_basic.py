@@ -24,9 +24,7 @@ def basic(client_id: str, secret: str) -> str:
     return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
 
 
-async def test_basic_credentials_mint_a_token_for_the_client(
-    authn: Authenticator, realm: FakeRealm
-) -> None:
+async def test_basic_credentials_mint_a_token_for_the_client(authn: Authenticator, realm: FakeRealm) -> None:
     """Valid Basic credentials (secret with colons) yield the client's own token and identity."""
     identity = await authn.authenticate(basic(CLIENT, SECRET))
     assert identity.subject == CLIENT
@@ -63,19 +61,23 @@ def test_parse_basic_splits_at_first_colon() -> None:
     assert parse_basic(encoded) == ("id", "se:cr:et")
 
 
-@pytest.mark.parametrize("raw", ["!!!", base64.b64encode(b"nocolon").decode(),
-                                 base64.b64encode(b":secret").decode(),
-                                 base64.b64encode(b"id:").decode(),
-                                 base64.b64encode(b"\xff\xfe:x").decode()])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "!!!",
+        base64.b64encode(b"nocolon").decode(),
+        base64.b64encode(b":secret").decode(),
+        base64.b64encode(b"id:").decode(),
+        base64.b64encode(b"\xff\xfe:x").decode(),
+    ],
+)
 def test_parse_basic_rejects_malformed(raw: str) -> None:
     """Bad base64, missing parts or non-UTF-8 are rejected."""
     with pytest.raises(TokenRejected):
         parse_basic(raw)
 
 
-async def test_concurrent_identical_basic_requests_mint_once(
-    authn: Authenticator, realm: FakeRealm
-) -> None:
+async def test_concurrent_identical_basic_requests_mint_once(authn: Authenticator, realm: FakeRealm) -> None:
     """Fifty concurrent requests with the same credentials share one mint."""
     realm.delay["token"] = 0.2
     identities = await asyncio.gather(*(authn.authenticate(basic(CLIENT, SECRET)) for _ in range(50)))
@@ -93,9 +95,7 @@ async def test_failed_mint_is_cached(authn: Authenticator, realm: FakeRealm) -> 
     assert realm.calls["token"] == 2
 
 
-async def test_failures_are_rate_limited_per_client_id(
-    make_authn: MakeAuthn, realm: FakeRealm
-) -> None:
+async def test_failures_are_rate_limited_per_client_id(make_authn: MakeAuthn, realm: FakeRealm) -> None:
     """After the per-minute limit of failures an id gets 429 with Retry-After; others do not."""
     authn = await make_authn(basic_auth_failures_per_minute=3)
     for guess in ("g1", "g2", "g3"):
@@ -111,9 +111,7 @@ async def test_failures_are_rate_limited_per_client_id(
         await authn.authenticate(basic("someone-else", "x"))
 
 
-async def test_failures_are_rate_limited_globally(
-    make_authn: MakeAuthn, realm: FakeRealm
-) -> None:
+async def test_failures_are_rate_limited_globally(make_authn: MakeAuthn, realm: FakeRealm) -> None:
     """Spraying many client ids hits the overall limit (10 × the per-id limit)."""
     authn = await make_authn(basic_auth_failures_per_minute=1)
     for i in range(10):
@@ -133,9 +131,7 @@ async def test_cached_token_survives_rate_limit(make_authn: MakeAuthn, realm: Fa
     assert (await authn.authenticate(basic(CLIENT, SECRET))).token == good.token
 
 
-async def test_correct_secret_is_not_locked_out_by_guessing(
-    make_authn: MakeAuthn, realm: FakeRealm
-) -> None:
+async def test_correct_secret_is_not_locked_out_by_guessing(make_authn: MakeAuthn, realm: FakeRealm) -> None:
     """After its token expired and 12 wrong guesses on its id (the last ones throttled), the
     client's correct secret, which minted before, still gets a fresh token."""
     realm.token_lifetime = 2  # reused for half its lifetime
@@ -174,9 +170,7 @@ async def test_keycloak_error_on_mint_is_unavailable_and_not_cached(
     assert (await authn.authenticate(basic(CLIENT, SECRET))).subject == CLIENT
 
 
-async def test_slow_mint_is_unavailable_within_timeout(
-    make_authn: MakeAuthn, realm: FakeRealm
-) -> None:
+async def test_slow_mint_is_unavailable_within_timeout(make_authn: MakeAuthn, realm: FakeRealm) -> None:
     """A token endpoint slower than auth_timeout gives 503 promptly."""
     authn = await make_authn(auth_timeout="300ms")
     realm.delay["token"] = 2

@@ -21,9 +21,7 @@ from .forge import ATTACKS
 CHALLENGE = 'Bearer realm="nerc"'
 
 
-async def test_valid_user_token_gives_username_identity(
-    authn: Authenticator, realm: FakeRealm
-) -> None:
+async def test_valid_user_token_gives_username_identity(authn: Authenticator, realm: FakeRealm) -> None:
     """A realm-signed access token authenticates as its preferred_username."""
     token = realm.mint()
     identity = await authn.authenticate(f"Bearer {token}")
@@ -33,9 +31,7 @@ async def test_valid_user_token_gives_username_identity(
     assert identity.claims["azp"] == "grafana"
 
 
-async def test_service_account_token_is_named_by_client_id(
-    authn: Authenticator, realm: FakeRealm
-) -> None:
+async def test_service_account_token_is_named_by_client_id(authn: Authenticator, realm: FakeRealm) -> None:
     """A client-credentials token is named by its client id, without `service-account-`."""
     identity = await authn.authenticate(f"Bearer {realm.service_token('researcher-team-a')}")
     assert identity.subject == "researcher-team-a"
@@ -114,9 +110,7 @@ async def test_verified_tokens_are_cached_until_exp(
     assert len(decodes) == 1
 
 
-async def test_cached_token_is_refused_after_exp(
-    authn: Authenticator, realm: FakeRealm
-) -> None:
+async def test_cached_token_is_refused_after_exp(authn: Authenticator, realm: FakeRealm) -> None:
     """A cached identity does not outlive its token."""
     token = realm.mint(lifetime=1)
     await authn.authenticate(f"Bearer {token}")
@@ -150,9 +144,7 @@ async def test_azp_allow_list(make_authn: MakeAuthn, realm: FakeRealm) -> None:
         await authn.authenticate(f"Bearer {realm.mint({'azp': 'evil-app'})}")
 
 
-async def test_configured_issuer_overrides_discovery(
-    make_authn: MakeAuthn, realm: FakeRealm
-) -> None:
+async def test_configured_issuer_overrides_discovery(make_authn: MakeAuthn, realm: FakeRealm) -> None:
     """`auth_issuer` (the public URL) is what `iss` must equal, not discovery's value."""
     public = "https://sso.example.org/realms/nerc"
     authn = await make_authn(auth_issuer=public)
@@ -168,9 +160,7 @@ async def test_token_without_any_name_is_refused(authn: Authenticator, realm: Fa
         await authn.authenticate(f"Bearer {token}")
 
 
-async def test_keys_not_loaded_is_unavailable_not_401(
-    make_authn: MakeAuthn, realm: FakeRealm
-) -> None:
+async def test_keys_not_loaded_is_unavailable_not_401(make_authn: MakeAuthn, realm: FakeRealm) -> None:
     """Before any JWKS was fetched a valid token gets 503, not a misleading 401."""
     realm.status["discovery"] = 503
     authn = await make_authn()

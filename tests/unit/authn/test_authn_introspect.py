@@ -10,9 +10,7 @@ from .conftest import MakeAuthn
 from .fake_realm import FakeRealm
 
 
-async def test_active_token_passes_and_answer_is_cached(
-    make_authn: MakeAuthn, realm: FakeRealm
-) -> None:
+async def test_active_token_passes_and_answer_is_cached(make_authn: MakeAuthn, realm: FakeRealm) -> None:
     """An active token is introspected once, then served from the cache."""
     authn = await make_authn(auth_introspect=True)
     token = realm.mint()
@@ -30,9 +28,7 @@ async def test_revoked_token_is_refused(make_authn: MakeAuthn, realm: FakeRealm)
         await authn.authenticate(f"Bearer {token}")
 
 
-async def test_introspection_failure_is_unavailable(
-    make_authn: MakeAuthn, realm: FakeRealm
-) -> None:
+async def test_introspection_failure_is_unavailable(make_authn: MakeAuthn, realm: FakeRealm) -> None:
     """An introspection endpoint answering 5xx gives 503, never a guess."""
     authn = await make_authn(auth_introspect=True)
     realm.status["introspect"] = 502

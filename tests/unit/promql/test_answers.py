@@ -119,6 +119,12 @@ def test_top_level_range_selector_fans_out_on_query(query: str) -> None:
         assert text.count("[5m]") == 1 and " or " not in text
 
 
+def test_top_level_range_selector_fans_out_on_query_exemplars() -> None:
+    """query_exemplars reads the exemplars of the selector's series: fanned out the same way."""
+    forward = plan_query(analyse_query("m[5m]", LIMITS, MODEL), ALICE, "narrow", "query_exemplars")
+    assert forward.fan_out and len(forward.texts) == 2
+
+
 def test_range_selector_for_whole_cluster_or_hub_holders_needs_no_fan_out() -> None:
     """One branch (clusters held whole, hub-wide) is a single forwarded text."""
     for holdings in (BOB, HUB):
