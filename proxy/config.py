@@ -12,11 +12,20 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AliasChoices, BeforeValidator, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BeforeValidator,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from proxy import settings_sources as sources
 from proxy.durations import parse_duration
+from proxy.filewatch import Secret
 from proxy.hubs import HubConfig, check_url, hub_problems, hub_warnings
 from proxy.naming import check_part
 from proxy.settings_sources import (
@@ -26,6 +35,7 @@ from proxy.settings_sources import (
     flag_name,
     split_host_port,
 )
+from proxy.tls_files import tls_problems
 
 
 def _readable(path: Path | None) -> Path | None:
@@ -188,7 +198,9 @@ class Settings(BaseSettings):
     )
     workers: int = Field(1, ge=1, le=64, description="processes sharing the port")
     shutdown_timeout: Duration = Field(25.0, description="drain time on SIGTERM")
-    cert_reload_interval: Duration = Field(30.0, description="how often TLS files are re-read")
+    cert_reload_interval: Duration = Field(
+        30.0, description="how often TLS files and `*_FILE` secrets are checked for changes"
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
     log_format: Literal["json", "console"] = Field("json", description="log format")
     audit_log: str = Field(
@@ -198,6 +210,19 @@ class Settings(BaseSettings):
         False, description="refuse requests (503) while audit events cannot be written"
     )
     audit_retention: Duration = Field(90 * 86400.0, gt=0, description="how long rotated audit files are kept")
+
+    # Secret field → the file it was read from (`*_FILE`), set by `load_settings`.
+    _secret_files: dict[str, Path] = PrivateAttr(default_factory=dict)
+
+    def secret_file(self, name: str) -> Path | None:
+        """The file secret field `name` was read from, or None (given as a value)."""
+        return self._secret_files.get(name)
+
+    def secret(self, name: str) -> Secret:
+        """Secret field `name` as a value re-read from its file when that changes (rotation)."""
+        value = getattr(self, name)
+        interval = self.cert_reload_interval
+        return Secret(value, self.secret_file(name), interval=interval, name=env_name(name))
 
     @field_validator("prometheus_base_url", "auth_base_url")
     @classmethod
@@ -252,7 +277,9 @@ def load_settings(
     load.check_pairs(PAIRS)
     load.problems.extend(hub_problems(load.raw, settings))
     if settings is not None:
+        settings._secret_files.update(load.files)
         load.warnings.extend(hub_warnings(settings))
+    load.problems.extend(tls_problems(load.raw, settings.hubs if settings is not None else ()))
     for message in load.warnings:
         (warn or sources.print_warning)(message)
     if load.problems or settings is None:

@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
+from proxy.filewatch import Secret
+
 # Kubernetes-name-like (an RFC 1123 label): also a safe part of a resource name and a path segment.
 HUB_NAME = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
 # First path segments the proxy serves itself: a hub of that name would shadow them.
@@ -129,7 +131,8 @@ class Hub:
     name: str
     upstream: UpstreamTarget
     client_id: str
-    client_secret: str | None
+    # A `Secret`: read from its file again when that changes (rotation without restart).
+    client_secret: Secret | None
 
 
 class _TopLevel(Protocol):
@@ -157,11 +160,19 @@ class _TopLevel(Protocol):
     def hubs(self) -> tuple[HubConfig, ...]: ...
     @property
     def default_hub(self) -> str | None: ...
+    @property
+    def cert_reload_interval(self) -> float: ...
+    def secret_file(self, name: str) -> Path | None: ...
 
 
-def _read_secret(path: Path | None) -> str | None:
-    """A secret file's stripped content (None without a file)."""
-    return None if path is None else path.read_text(encoding="utf-8").strip()
+def _top_secret(settings: _TopLevel) -> Secret:
+    """`PROXY_AUTH_CLIENT_SECRET`, re-read from its file when it came from one."""
+    return Secret(
+        settings.auth_client_secret,
+        settings.secret_file("auth_client_secret"),
+        interval=settings.cert_reload_interval,
+        name="PROXY_AUTH_CLIENT_SECRET",
+    )
 
 
 def hubs_of(settings: _TopLevel) -> tuple[Hub, ...]:
@@ -175,8 +186,9 @@ def hubs_of(settings: _TopLevel) -> tuple[Hub, ...]:
             settings.prometheus_tls_key,
             settings.prometheus_tls_server_name,
             settings.prometheus_token,
+            settings.secret_file("prometheus_token"),
         )
-        return (Hub(settings.acm_hub, target, settings.auth_client_id, settings.auth_client_secret),)
+        return (Hub(settings.acm_hub, target, settings.auth_client_id, _top_secret(settings)),)
     out = []
     for entry in settings.hubs:
         target = UpstreamTarget(
@@ -189,10 +201,15 @@ def hubs_of(settings: _TopLevel) -> tuple[Hub, ...]:
             entry.prometheus_token_file,
         )
         if entry.auth_client_id is None or entry.auth_client_id == settings.auth_client_id:
-            client_id, secret = settings.auth_client_id, settings.auth_client_secret
+            client_id, secret = settings.auth_client_id, _top_secret(settings)
         else:
             client_id = entry.auth_client_id
-            secret = entry.auth_client_secret or _read_secret(entry.auth_client_secret_file)
+            secret = Secret(
+                entry.auth_client_secret,
+                None if entry.auth_client_secret else entry.auth_client_secret_file,
+                interval=settings.cert_reload_interval,
+                name=f"hubs.{entry.name}.auth_client_secret",
+            )
         out.append(Hub(entry.name, target, client_id, secret))
     return tuple(out)
 

@@ -19,6 +19,7 @@ import structlog
 from cachetools import TTLCache
 
 from proxy.config import Settings
+from proxy.filewatch import Secret
 from proxy.keycloak import Endpoints, Form, Reply, call, challenge, same_origin, unexpected
 from proxy.keycloak_load import KeycloakLoad
 from proxy.singleflight import SingleFlight
@@ -107,11 +108,13 @@ class KeycloakClient:
         session: aiohttp.ClientSession,
         *,
         client_id: str | None = None,
-        secret: str | None = None,
+        secret: Secret | str | None = None,
         clock: Callable[[], float] = time.monotonic,
         load: KeycloakLoad | None = None,
     ) -> None:
         """Endpoints and limits from `settings`; the client defaults to `PROXY_AUTH_CLIENT_ID`.
+
+        The secret is asked for at every use: one read from a file follows its rotation.
 
         `load` bounds concurrent calls (share one between the clients of a process)."""
         self.session = session
@@ -120,7 +123,9 @@ class KeycloakClient:
         self.realm = settings.auth_realm
         self.challenge = challenge(settings.auth_realm)
         self.client_id = client_id or settings.auth_client_id
-        self._secret = secret if secret is not None else settings.auth_client_secret
+        if secret is None:
+            secret = settings.secret("auth_client_secret")
+        self._secret = secret if isinstance(secret, Secret) else Secret(secret)
         self.timeout = settings.auth_timeout
         self._clock = clock
         self._pat: str | None = None
@@ -210,7 +215,7 @@ class KeycloakClient:
         """Introspection of a caller's token, authenticated as the proxy's client."""
         url = self.endpoints.introspect
         return await self._authenticated(
-            "introspect", url, [("token", token)], self.client_id, self._secret, subject
+            "introspect", url, [("token", token)], self.client_id, self._secret.get() or "", subject
         )
 
     async def uma(
@@ -250,7 +255,7 @@ class KeycloakClient:
 
     async def _mint_pat(self) -> str:
         """Mint and remember the proxy's token."""
-        reply = await self.client_credentials(self.client_id, self._secret)
+        reply = await self.client_credentials(self.client_id, self._secret.get() or "")
         result = minted(reply)
         if result is None:
             if reply.status in (400, 401):

@@ -20,6 +20,7 @@ from proxy.app import create_app, create_metrics_app, server_limits
 from proxy.audit import setup as audit_setup
 from proxy.config import Settings, split_host_port
 from proxy.connections import GuardedSite
+from proxy.filewatch import FileWatch
 
 log = structlog.get_logger(__name__)
 
@@ -36,17 +37,19 @@ def _listener_ssl(settings: Settings) -> ssl.SSLContext | None:
 async def _reload_listener_cert(settings: Settings, ctx: ssl.SSLContext) -> None:
     """Re-read the listener certificate when it changes (new handshakes use the new one)."""
     assert settings.tls_cert and settings.tls_key
-    last = (settings.tls_cert.stat().st_mtime, settings.tls_key.stat().st_mtime)
+    watch = FileWatch((settings.tls_cert, settings.tls_key), 0.0)  # the loop sleeps the interval
     while True:
         await asyncio.sleep(settings.cert_reload_interval)
+        stamp = watch.changed()
+        if stamp is None:
+            continue
         try:
-            now = (settings.tls_cert.stat().st_mtime, settings.tls_key.stat().st_mtime)
-            if now != last:
-                ctx.load_cert_chain(str(settings.tls_cert), str(settings.tls_key))
-                last = now
-                log.info("listener_tls_reloaded")
+            ctx.load_cert_chain(str(settings.tls_cert), str(settings.tls_key))
         except (OSError, ssl.SSLError) as exc:
             log.error("listener_tls_reload_failed", error=str(exc))
+            continue
+        watch.accept(stamp)
+        log.info("listener_tls_reloaded")
 
 
 def listener_site(

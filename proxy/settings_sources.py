@@ -22,6 +22,8 @@ import yaml
 from pydantic import AliasChoices
 from pydantic_settings import EnvSettingsSource, PydanticBaseSettingsSource, YamlConfigSettingsSource
 
+from proxy.filewatch import read_secret
+
 if TYPE_CHECKING:
     from pydantic_settings import BaseSettings
 
@@ -132,11 +134,6 @@ def _suggest(word: str, choices: Sequence[str]) -> str:
     return f" (did you mean {close[0]}?)" if close else ""
 
 
-def _read_secret(path: str) -> str:
-    """A secret file's content without the trailing newline editors and `kubectl` add."""
-    return Path(path).read_text(encoding="utf-8").strip()
-
-
 def print_warning(message: str) -> None:
     """Default warning sink: stderr (logging is not configured before the settings are)."""
     print(f"prom-keycloak-proxy: warning: {message}", file=sys.stderr)
@@ -152,6 +149,8 @@ class Load:
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     raw: dict[str, Any] = field(default_factory=dict)
+    # The file each secret was read from, when a `*_FILE` spelling won (re-read on rotation).
+    files: dict[str, Path] = field(default_factory=dict)
 
     @classmethod
     def begin(
@@ -179,11 +178,17 @@ class Load:
         finally:
             _CURRENT.reset(token)
 
-    def note(self, values: Mapping[str, Any]) -> None:
-        """Remember raw values a source produced (for checks across fields)."""
+    def note(self, values: Mapping[str, Any], files: Mapping[str, Path] | None = None) -> None:
+        """Remember raw values a source produced (for checks across fields), and the files of
+        secrets read from one; sources are noted in priority order, so the first one wins."""
         spell = _spellings(self.settings_cls)
         for key, value in values.items():
-            self.raw.setdefault(spell.get(key.lower(), key), value)
+            name = spell.get(key.lower(), key)
+            if name in self.raw:
+                continue
+            self.raw[name] = value
+            if files and name in files:
+                self.files[name] = files[name]
 
     def check_pairs(self, pairs: Sequence[tuple[str, str]]) -> None:
         """Fields that only make sense together (a certificate and its key)."""
@@ -247,15 +252,17 @@ class SecretFileSource(PydanticBaseSettingsSource):
         """Each secret whose `_FILE` variable is set; unreadable files are problems."""
         env = {k.upper(): v for k, v in self._load.environ.items() if v != ""}
         out: dict[str, Any] = {}
+        files: dict[str, Path] = {}
         for name in secret_fields(self.settings_cls):
             variable = env_name(name + FILE_SUFFIX)
             if variable not in env:
                 continue
             try:
-                out[name] = _read_secret(env[variable])
+                out[name] = read_secret(Path(env[variable]))
+                files[name] = Path(env[variable])
             except OSError as exc:
                 self._load.problems.append(f"{variable}: cannot read {env[variable]!r}: {exc.strerror}")
-        self._load.note(out)
+        self._load.note(out, files)
         return out
 
 
@@ -284,18 +291,20 @@ class YamlSource(YamlConfigSettingsSource):
             return {}
         spell = _spellings(self._load.settings_cls)
         out: dict[str, Any] = {}
+        files: dict[str, Path] = {}
         for key, value in data.items():
             name = str(key)
             if name not in spell:
                 self._load.problems.append(f"{where}: unknown key {name!r}{_suggest(name, sorted(spell))}")
             elif name.endswith(FILE_SUFFIX) and spell[name] != name:
                 try:
-                    out[spell[name]] = _read_secret(str(value))
+                    out[spell[name]] = read_secret(Path(str(value)))
+                    files[spell[name]] = Path(str(value))
                 except OSError as exc:
                     self._load.problems.append(f"{where}: {name}: cannot read {value!r}: {exc.strerror}")
             else:
                 out[name] = value
-        self._load.note(out)
+        self._load.note(out, files)
         return out
 
 

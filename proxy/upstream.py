@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,9 +17,10 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-from proxy import caches, context, errors, metrics, tracing
+from proxy import caches, context, errors, logs, metrics, tracing
 from proxy.bodies import FILTERED_BODY_LIMIT, decode_json, read_bounded
 from proxy.config import Settings
+from proxy.filewatch import FileWatch
 from proxy.hubs import Hub, UpstreamTarget, hubs_of
 
 log = structlog.get_logger(__name__)
@@ -82,20 +83,6 @@ def _encode(pairs: Params) -> str:
     return "&".join(f"{_quoted(k)}={_quoted(v)}" for k, v in pairs)
 
 
-def _file_stamp(paths: Iterable[Path | None]) -> tuple[tuple[str, float, int], ...]:
-    """A fingerprint of the TLS files, changing when any of them is replaced."""
-    stamp: list[tuple[str, float, int]] = []
-    for path in paths:
-        if path is None:
-            continue
-        try:
-            st = path.stat()  # follows symlinks: Kubernetes swaps a ..data symlink
-            stamp.append((str(path), st.st_mtime, st.st_ino))
-        except OSError:
-            stamp.append((str(path), -1.0, -1))
-    return tuple(stamp)
-
-
 def build_ssl_context(target: UpstreamTarget) -> ssl.SSLContext:
     """The SSLContext for one hub's upstream: its CA bundle and optional client certificate."""
     ctx = ssl.create_default_context(cafile=str(target.ca_cert) if target.ca_cert else None)
@@ -115,10 +102,8 @@ class Upstream:
         self._base = self._target.base_url
         self._token = self._target.token
         self._session: aiohttp.ClientSession | None = None
-        self._stamp: tuple[tuple[str, float, int], ...] = ()
-        self._checked = 0.0
+        self._watch: FileWatch | None = None
         self._old_sessions: list[aiohttp.ClientSession] = []
-        self._lock = asyncio.Lock()
 
     def _files(self) -> tuple[Path | None, ...]:
         return self._target.files()
@@ -128,6 +113,7 @@ class Upstream:
         use_tls = self._base.startswith("https://")
         # A token file is re-read with the TLS files: a rotated Secret needs no restart.
         self._token = self._target.read_token()
+        logs.register_secrets([self._token])
         connector = aiohttp.TCPConnector(
             ssl=build_ssl_context(self._target) if use_tls else False,
             limit=256,
@@ -147,8 +133,7 @@ class Upstream:
 
     async def start(self) -> None:
         """Create the session (called from the application's cleanup context)."""
-        self._stamp = _file_stamp(self._files())
-        self._checked = time.monotonic()
+        self._watch = FileWatch(self._files(), self._settings.cert_reload_interval)
         self._session = self._new_session()
 
     async def close(self) -> None:
@@ -160,30 +145,23 @@ class Upstream:
         self._old_sessions.clear()
 
     async def _current(self) -> aiohttp.ClientSession:
-        """The session, rebuilt when a certificate, key or CA file changed on disk."""
-        now = time.monotonic()
-        if self._session is None:
+        """The session, rebuilt when a certificate, key, CA or token file changed on disk."""
+        if self._session is None or self._watch is None:
             raise errors.UpstreamUnavailable("upstream session is not started")
-        if now - self._checked < self._settings.cert_reload_interval:
+        stamp = self._watch.changed()
+        if stamp is None:
             return self._session
-        async with self._lock:
-            if now - self._checked < self._settings.cert_reload_interval:
-                return self._session
-            self._checked = now
-            stamp = _file_stamp(self._files())
-            if stamp != self._stamp:
-                try:
-                    fresh = self._new_session()
-                except (OSError, ssl.SSLError) as exc:
-                    log.error("upstream_tls_reload_failed", hub=self.hub.name, error=str(exc))
-                    return self._session
-                old, self._session, self._stamp = self._session, fresh, stamp
-                # In-flight responses still read from the old session; close it later.
-                self._old_sessions.append(old)
-                asyncio.get_running_loop().call_later(
-                    self._settings.prometheus_timeout + 1, self._close_old, old
-                )
-                log.info("upstream_tls_reloaded", hub=self.hub.name)
+        try:
+            fresh = self._new_session()
+        except (OSError, ssl.SSLError) as exc:
+            log.error("upstream_tls_reload_failed", hub=self.hub.name, error=str(exc))
+            return self._session
+        self._watch.accept(stamp)
+        old, self._session = self._session, fresh
+        # In-flight responses still read from the old session; close it later.
+        self._old_sessions.append(old)
+        asyncio.get_running_loop().call_later(self._settings.prometheus_timeout + 1, self._close_old, old)
+        log.info("upstream_tls_reloaded", hub=self.hub.name)
         return self._session
 
     def _close_old(self, session: aiohttp.ClientSession) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from proxy.config import ConfigError, Settings, load_settings
+from proxy_demo.certs import Pki
 
 BASE = {
     "PROXY_PROMETHEUS_BASE_URL": "https://thanos.example:9091/api/metrics/v1/default",
@@ -68,19 +69,17 @@ def test_every_problem_is_listed_at_once(tmp_path: Path) -> None:
         assert expected in text, expected
 
 
-def test_go_proxy_crt_spellings_are_accepted(tmp_path: Path) -> None:
+def test_go_proxy_crt_spellings_are_accepted(pki: Pki) -> None:
     """`PROXY_PROMETHEUS_CA_CRT` / `_TLS_CRT` (the Go proxy's README) mean `_CA_CERT` / `_TLS_CERT`."""
-    for name in ("ca.pem", "tls.pem", "tls.key"):
-        (tmp_path / name).write_text("x")
     env = {
         **BASE,
-        "PROXY_PROMETHEUS_CA_CRT": str(tmp_path / "ca.pem"),
-        "PROXY_PROMETHEUS_TLS_CRT": str(tmp_path / "tls.pem"),
-        "PROXY_PROMETHEUS_TLS_KEY": str(tmp_path / "tls.key"),
+        "PROXY_PROMETHEUS_CA_CRT": str(pki.ca_cert),
+        "PROXY_PROMETHEUS_TLS_CRT": str(pki.client_cert),
+        "PROXY_PROMETHEUS_TLS_KEY": str(pki.client_key),
     }
     s = load_settings({}, env)
-    assert s.prometheus_ca_cert == tmp_path / "ca.pem"
-    assert s.prometheus_tls_cert == tmp_path / "tls.pem"
+    assert s.prometheus_ca_cert == pki.ca_cert
+    assert s.prometheus_tls_cert == pki.client_cert
 
 
 def test_priority_is_yaml_then_env_then_flags(tmp_path: Path) -> None:
@@ -210,18 +209,16 @@ def test_service_link_variables_are_ignored() -> None:
     load_settings({}, {**BASE, **links}, strict=True, warn=pytest.fail)
 
 
-def test_yaml_takes_aliases_and_secret_files(tmp_path: Path) -> None:
+def test_yaml_takes_aliases_and_secret_files(tmp_path: Path, pki: Pki) -> None:
     """YAML accepts the same `_crt` spelling and `<secret>_file` keys as the environment."""
-    for name in ("ca.pem", "secret"):
-        (tmp_path / name).write_text("yaml-secret\n")
+    (tmp_path / "secret").write_text("yaml-secret\n")
     cfg = tmp_path / "proxy.yaml"
-    cfg.write_text(
-        f"prometheus_ca_crt: {tmp_path / 'ca.pem'}\nauth_client_secret_file: {tmp_path / 'secret'}\n"
-    )
+    cfg.write_text(f"prometheus_ca_crt: {pki.ca_cert}\nauth_client_secret_file: {tmp_path / 'secret'}\n")
     env = {k: v for k, v in BASE.items() if k != "PROXY_AUTH_CLIENT_SECRET"}
     s = load_settings({}, env, cfg)
-    assert s.prometheus_ca_cert == tmp_path / "ca.pem"
+    assert s.prometheus_ca_cert == pki.ca_cert
     assert s.auth_client_secret == "yaml-secret"
+    assert s.secret_file("auth_client_secret") == tmp_path / "secret"
 
 
 def test_unreadable_secret_file_and_yaml_typo_suggestion(tmp_path: Path) -> None:

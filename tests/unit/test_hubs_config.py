@@ -112,7 +112,8 @@ def _settings(**values: Any) -> Any:
             "default_hub",
         )
     )
-    base |= {"auth_client_id": "pkp", "auth_client_secret": "s", "hubs": ()}
+    base |= {"auth_client_id": "pkp", "auth_client_secret": "s", "hubs": (), "cert_reload_interval": 30.0}
+    base["secret_file"] = lambda name: None
     base.update(values)
     return SimpleNamespace(**base)
 
@@ -122,7 +123,8 @@ def test_env_only_form_is_one_hub_from_the_top_level_options() -> None:
     s = _settings(acm_hub="moc", prometheus_base_url="https://t.example", prometheus_token="tok")
     (hub,) = hubs_of(s)
     assert (hub.name, hub.upstream.base_url, hub.upstream.read_token()) == ("moc", "https://t.example", "tok")
-    assert (hub.client_id, hub.client_secret) == ("pkp", "s")
+    assert hub.client_secret is not None
+    assert (hub.client_id, hub.client_secret.get()) == ("pkp", "s")
     assert default_hub_of(s) == "moc"
 
 
@@ -140,8 +142,9 @@ def test_hubs_get_their_own_upstream_and_optional_own_client(tmp_path: Path) -> 
     moc, innabox = hubs_of(s)
     assert moc.upstream.base_url == "https://moc.example"
     assert moc.upstream.read_token() == "hub-token"
-    assert (moc.client_id, moc.client_secret) == ("pkp", "s")
-    assert (innabox.client_id, innabox.client_secret) == ("other", "other-secret")
+    assert moc.client_secret is not None and innabox.client_secret is not None
+    assert (moc.client_id, moc.client_secret.get()) == ("pkp", "s")
+    assert (innabox.client_id, innabox.client_secret.get()) == ("other", "other-secret")
     assert default_hub_of(s) == "innabox-dev"
     assert default_hub_of(_settings(hubs=(_entry("a"), _entry("b")))) is None
     assert default_hub_of(_settings(hubs=(_entry("a"),))) == "a"
