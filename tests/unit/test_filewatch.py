@@ -12,6 +12,7 @@ from structlog.testing import capture_logs
 
 from proxy.config import load_settings
 from proxy.filewatch import FileWatch, Secret
+from proxy.hubs import hubs_of
 from proxy_demo.certs import Pki
 
 BASE = {
@@ -142,6 +143,40 @@ def test_settings_remember_the_file_of_each_secret(tmp_path: Path) -> None:
     s = load_settings({}, {**env, "PROXY_AUTH_CLIENT_SECRET": "literal"})
     assert s.secret_file("auth_client_secret") is None
     assert s.secret("auth_client_secret").get() == "literal"
+
+
+def test_every_secret_file_reaches_its_user_re_readable(tmp_path: Path) -> None:
+    """Top-level `*_FILE` and per-hub `*_file` secrets stay files: hubs_of hands them on re-readable."""
+    for name in ("top", "own", "token", "hub-token"):
+        (tmp_path / name).write_text(f"{name}-v1\n")
+    (tmp_path / "proxy.yaml").write_text(
+        "hubs:\n"
+        "  - name: moc\n"
+        "    prometheus_base_url: https://moc.example\n"
+        f"    prometheus_token_file: {tmp_path / 'hub-token'}\n"
+        "  - name: innabox\n"
+        "    prometheus_base_url: https://innabox.example\n"
+        "    auth_client_id: other\n"
+        f"    auth_client_secret_file: {tmp_path / 'own'}\n"
+    )
+    env = {k: v for k, v in BASE.items() if k not in ("PROXY_PROMETHEUS_BASE_URL", "PROXY_ACM_HUB")}
+    env |= {"PROXY_AUTH_CLIENT_SECRET_FILE": str(tmp_path / "top"), "PROXY_CERT_RELOAD_INTERVAL": "0s"}
+    moc, innabox = hubs_of(load_settings({}, {**env, "PROXY_CONFIG": str(tmp_path / "proxy.yaml")}))
+    assert moc.client_secret is not None and innabox.client_secret is not None
+    assert (moc.client_secret.get(), innabox.client_secret.get()) == ("top-v1", "own-v1")
+    assert moc.upstream.token_file == tmp_path / "hub-token"
+    for name in ("top", "own"):
+        _replace(tmp_path / name, f"{name}-v2\n")
+    assert (moc.client_secret.get(), innabox.client_secret.get()) == ("top-v2", "own-v2")
+    (single,) = hubs_of(
+        load_settings(
+            {},
+            {**BASE, "PROXY_AUTH_CLIENT_SECRET": "s", "PROXY_PROMETHEUS_TOKEN_FILE": str(tmp_path / "token")},
+        )
+    )
+    assert single.upstream.token_file == tmp_path / "token"
+    _replace(tmp_path / "token", "token-v2\n")
+    assert single.upstream.read_token() == "token-v2"
 
 
 def _serve(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
