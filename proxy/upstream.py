@@ -111,9 +111,12 @@ class Upstream:
     def _new_session(self) -> aiohttp.ClientSession:
         s = self._settings
         use_tls = self._base.startswith("https://")
-        # A token file is re-read with the TLS files: a rotated Secret needs no restart.
-        self._token = self._target.read_token()
-        logs.register_secrets([self._token])
+        # A token file is re-read with the TLS files: a rotated Secret needs no restart. An
+        # emptied file keeps the last token (as for other secret files, docs/operations.md).
+        token = self._target.read_token()
+        if token or self._session is None:
+            self._token = token
+            logs.register_secrets([token])
         connector = aiohttp.TCPConnector(
             ssl=build_ssl_context(self._target) if use_tls else False,
             limit=256,
