@@ -201,3 +201,18 @@ def test_the_same_holds_on_uvloop() -> None:
         await test_tls_handshake_not_started_is_dropped_at_the_header_timeout()
 
     uvloop.run(scenarios())
+
+
+def test_aiohttp_is_the_version_the_guarded_site_was_built_for() -> None:
+    """Tripwire for upgrades: GuardedSite relies on BaseSite's `_runner`/`_ssl_context`/`_backlog`
+    and on the runner's server being a protocol factory; re-check both (and this suite) before
+    moving past the locked aiohttp 3.14."""
+    assert aiohttp.__version__.startswith("3.14."), aiohttp.__version__
+    runner = web.AppRunner(web.Application())
+    asyncio.run(runner.setup())
+    try:
+        site = GuardedSite(runner, "127.0.0.1", 0, backlog=7)
+        assert (site._runner, site._ssl_context, site._backlog) == (runner, None, 7)
+        assert isinstance(runner.server() if runner.server else None, asyncio.Protocol)
+    finally:
+        asyncio.run(runner.cleanup())
