@@ -278,7 +278,7 @@ async def test_cost_model_charges_per_evaluated_resource(kc: Keycloak, emu: Emul
     emu.evaluation_cost = 0.001
     rs = emu.realm("nerc").client_by_client_id(RS)
     assert rs is not None and rs.authz is not None
-    with mock.patch("keycloak_emulator.http_oidc.asyncio.sleep") as slept:
+    with mock.patch("keycloak_emulator.http_oidc.charge") as slept:
         await kc.uma(kc.user_token("dave"), "#GET")
         await kc.uma(kc.user_token("dave"), "HUB-moc#GET")
     waits = [c.args[0] for c in slept.call_args_list]
