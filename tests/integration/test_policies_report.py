@@ -116,3 +116,16 @@ def test_live_flags_portal_group_path(served: tuple[ThreadedEmulatorServer, Path
         "user alice on HUB-moc-CLUSTER-nerc-ocp-prod-PROJECT-team-a is bounded" in text
         and "through group HUB-moc-CLUSTER-nerc-ocp-prod-GET" in text
     )
+
+
+def test_demo_policies_agree_with_emulator() -> None:
+    """demo.yaml as the file and as the emulator's live realm: the same rows, no drift."""
+    handle = EmulatorServer.start_in_thread(Emulator.from_files([DEMO_POLICY]), host="127.0.0.1", port=0)
+    try:
+        for by in ("project", "person"):
+            code_file, from_file = report(DEMO_POLICY, "--format", "csv", "--by", by)
+            code_live, live = report(DEMO_POLICY, "--format", "csv", "--by", by, handle=handle)
+            assert (code_file, code_live) == (0, 0)
+            assert rows(live) == rows(from_file) and len(rows(live)) >= 7
+    finally:
+        handle.close()
