@@ -26,6 +26,8 @@ class WarningSplicer:
         self._tail = tail
         self._held = bytearray()
         self._head = b""  # the first bytes, to recognise a success envelope
+        self._sent_key = False  # the upstream's own `warnings` key already went out
+        self._edge = b""  # the end of what went out, for a key split across two chunks
 
     def feed(self, chunk: bytes) -> bytes:
         """Bytes that can be sent now; the last `tail` bytes stay held back."""
@@ -37,14 +39,17 @@ class WarningSplicer:
         cut = len(self._held) - self._tail
         out = bytes(self._held[:cut])
         del self._held[:cut]
+        seen = self._edge + out
+        self._sent_key = self._sent_key or _KEY in seen
+        self._edge = seen[-len(_KEY) :]
         return out
 
     def finish(self) -> bytes:
         """The held-back end, with the warnings spliced in where that is certain to be valid."""
         held = bytes(self._held)
         self._held.clear()
-        if not self._entries or not self._head.lstrip().startswith(b'{"status":"success"'):
-            return held
+        if self._sent_key or not self._entries or not self._head.lstrip().startswith(b'{"status":"success"'):
+            return held  # an upstream warnings array longer than the tail: left as it is
         end = len(held.rstrip())
         if end == 0 or held[end - 1 : end] != b"}":
             return held

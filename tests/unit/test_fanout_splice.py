@@ -112,6 +112,15 @@ def test_splice_joins_upstream_warnings() -> None:
     assert json.loads(splice_all(empty, ["ours"]))["warnings"] == ["ours"]
 
 
+def test_splice_never_writes_a_second_warnings_key() -> None:
+    """Upstream warnings longer than the held tail are kept as they are (no duplicate key)."""
+    body = b'{"status":"success","data":[],"warnings":["' + b"x" * 500 + b'"]}'
+    for size in (1, 7, 64, 600):
+        splicer = WarningSplicer(["ours"], tail=100)
+        out = b"".join(splicer.feed(body[i : i + size]) for i in range(0, len(body), size)) + splicer.finish()
+        assert out == body
+
+
 def test_splice_leaves_errors_and_odd_bodies_alone() -> None:
     """Error envelopes and bodies not ending like JSON objects pass through byte for byte."""
     err = b'{"status":"error","errorType":"bad_data","error":"x"}'
