@@ -1,8 +1,10 @@
-"""A rotated client secret (Keycloak and the mounted file) is used without restarting the proxy."""
+"""Rotation without restart: the client secret (Keycloak and the mounted file), the listener certificate."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,8 +13,11 @@ import pytest
 import requests
 
 from keycloak_emulator import Emulator, EmulatorServer, ThreadedEmulatorServer
+from proxy.server import _listener_ssl, _reload_listener_cert
+from proxy_demo.certs import Pki
 from proxy_demo.policy import DEMO_POLICY
 from tests.support.identities import PROD
+from tests.support.proxy_server import make_settings
 from tests.support.stack import PASSWORDS, POLICY, REALM, ProxyFactory
 
 QUERY = f'DCGM_FI_DEV_GPU_UTIL{{cluster="{PROD}",exported_namespace="team-a"}}'
@@ -113,3 +118,64 @@ def test_rotated_client_secret_is_used_without_restart(
         assert time.monotonic() < deadline, answer.text
         time.sleep(0.2)
     assert answer.json()["data"]["result"], "the answer carries alice's series"
+
+
+async def _served_certificate(port: int, ca: Path) -> bytes:
+    """The DER certificate a TLS handshake with 127.0.0.1:`port` presents."""
+    client = ssl.create_default_context(cafile=str(ca))
+    _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client)
+    der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+    writer.close()
+    await writer.wait_closed()
+    return bytes(der)
+
+
+def _der(pem_file: Path) -> bytes:
+    """The first certificate of a PEM file, as DER."""
+    return ssl.PEM_cert_to_DER_cert(
+        pem_file.read_text().split("-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----\n"
+    )
+
+
+async def test_listener_certificate_rotation_reaches_new_handshakes(pki_factory: Callable[[], Pki]) -> None:
+    """A listener certificate rewritten on disk is presented to new handshakes within the interval."""
+    pki = pki_factory()
+    pair = pki.issue("listener", "127.0.0.1")
+    settings = make_settings(
+        {
+            **proxy_environ_for_listener(),
+            "PROXY_TLS_CERT": str(pair.cert),
+            "PROXY_TLS_KEY": str(pair.key),
+            "PROXY_CERT_RELOAD_INTERVAL": "200ms",
+        }
+    )
+    tls = _listener_ssl(settings)
+    assert tls is not None
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0, ssl=tls)
+    port = server.sockets[0].getsockname()[1]
+    reloader = asyncio.create_task(_reload_listener_cert(settings, tls))
+    try:
+        first = await _served_certificate(port, pki.ca_cert)
+        assert first == _der(pair.cert)
+        pki.issue("listener", "127.0.0.1", "rotated.example")
+        deadline = time.monotonic() + 5
+        while (served := await _served_certificate(port, pki.ca_cert)) == first:
+            assert time.monotonic() < deadline, "the rotated certificate was never served"
+            await asyncio.sleep(0.1)
+        assert served == _der(pair.cert)
+    finally:
+        reloader.cancel()
+        server.close()
+        await server.wait_closed()
+
+
+def proxy_environ_for_listener() -> dict[str, str]:
+    """The required options, pointing nowhere (only the listener is started)."""
+    return {
+        "PROXY_PROMETHEUS_BASE_URL": "https://prometheus.invalid",
+        "PROXY_AUTH_BASE_URL": "https://keycloak.invalid",
+        "PROXY_AUTH_REALM": REALM,
+        "PROXY_AUTH_CLIENT_ID": CLIENT_ID,
+        "PROXY_AUTH_CLIENT_SECRET": OLD_SECRET,
+        "PROXY_ACM_HUB": "moc",
+    }
