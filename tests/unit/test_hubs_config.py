@@ -271,3 +271,26 @@ async def test_services_one_authorizer_per_resource_server_and_one_upstream_per_
     assert shared["osac"]._client.client_id == "osac-proxy"
     assert svc.keycloak_session is not None
     await svc.keycloak_session.close()
+
+
+async def test_every_hubs_secrets_are_redacted_from_logs(tmp_path: Path) -> None:
+    """A hub's own client secret and its upstream token (from its file) never reach a log line."""
+    from proxy import logs
+    from proxy.upstream import Upstream
+
+    (tmp_path / "secret").write_text("osac-client-secret-value\n")
+    (tmp_path / "token").write_text("innabox-upstream-token-value\n")
+    text = TWO_HUBS.replace(
+        "    prometheus_base_url: https://innabox.example\n",
+        "    prometheus_base_url: https://innabox.example\n"
+        f"    prometheus_token_file: {tmp_path / 'token'}\n",
+    ) + (
+        "  - name: osac\n    prometheus_base_url: https://osac.example\n"
+        f"    auth_client_id: osac-proxy\n    auth_client_secret_file: {tmp_path / 'secret'}\n"
+    )
+    settings = load_settings({}, _yaml(tmp_path, text))
+    upstream = Upstream(settings, hubs_of(settings)[1])
+    await upstream.start()
+    await upstream.close()
+    line = logs.redact_text("secret osac-client-secret-value token innabox-upstream-token-value")
+    assert "osac-client-secret-value" not in line and "innabox-upstream-token-value" not in line
