@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import zlib
 from typing import Any
@@ -28,19 +27,33 @@ PASSED_RESPONSE_HEADERS = (
     "Warning",
 )
 CHUNK = 64 * 1024
-# Answers the proxy filters (rules, alerts, metadata) are read whole, up to this size.
-FILTERED_BODY_LIMIT = 64 * 1024 * 1024
+# Answers the proxy filters (rules, alerts, metadata) are read whole and decoded in one block of
+# the event loop, so their decoded size is bounded by PROXY_MAX_FILTERED_BYTES (docs/operations.md).
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 
-def decode_json(raw: bytes, encoding: str) -> Any:
-    """Decode a (possibly gzip/deflate) upstream JSON body; 502 when it is not JSON."""
+def too_large(limit: int) -> errors.UpstreamUnavailable:
+    """The 502 for an answer to filter over `limit` bytes, naming the bound that refused it."""
+    return errors.UpstreamUnavailable(
+        f"upstream answer over {limit} bytes, the limit for answers the proxy filters "
+        "(PROXY_MAX_FILTERED_BYTES)"
+    )
+
+
+def decode_json(raw: bytes, encoding: str, limit: int) -> Any:
+    """Decode a (possibly gzip/deflate) upstream JSON body of at most `limit` decoded bytes;
+    502 when it is not JSON or is larger."""
     try:
-        if encoding == "gzip":
-            raw = gzip.decompress(raw)
-        elif encoding == "deflate":
-            raw = zlib.decompress(raw)
+        if encoding in _WBITS:
+            # Decompress no further than the limit: a small gzip body may expand a thousandfold.
+            inflate = zlib.decompressobj(_WBITS[encoding])
+            raw = inflate.decompress(raw, limit + 1)
+            if len(raw) > limit or inflate.unconsumed_tail:
+                raise too_large(limit)
         elif encoding not in ("", "identity"):
             raise ValueError(encoding)
+        if len(raw) > limit:
+            raise too_large(limit)
         return json.loads(raw)
     except (OSError, ValueError, zlib.error) as exc:
         raise errors.UpstreamUnavailable("upstream answer could not be decoded") from exc
@@ -91,7 +104,7 @@ async def read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes:
         async for chunk in response.content.iter_chunked(CHUNK):
             data.extend(chunk)
             if len(data) > limit:
-                raise errors.UpstreamUnavailable("upstream answer too large to filter")
+                raise too_large(limit)
     except TimeoutError as exc:
         raise errors.UpstreamTimeout("upstream did not answer in time") from exc
     except aiohttp.ClientError as exc:

@@ -6,6 +6,8 @@ mapped to HTTP by the middleware.
 
 from __future__ import annotations
 
+import asyncio
+
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -268,8 +270,11 @@ async def filtered(
         audit.note_forwarding()
         status, doc = await svc.upstream.fetch_json(request, built)
     audit.note_upstream(status)
+    # decode, filter and encode are separate blocks of the event loop (docs/operations.md)
+    await asyncio.sleep(0)
     if status == 200 and isinstance(doc, dict) and doc.get("status") == "success":
         doc = {**doc, "data": transform(doc.get("data"))}
+        await asyncio.sleep(0)
     out = web.json_response(doc, status=status)
     audit.note_bytes(out.content_length)
     return out

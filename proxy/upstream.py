@@ -18,7 +18,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from proxy import caches, context, errors, logs, metrics, tracing
-from proxy.bodies import FILTERED_BODY_LIMIT, decode_json, read_bounded
+from proxy.bodies import decode_json, read_bounded
 from proxy.config import Settings
 from proxy.filewatch import FileWatch
 from proxy.hubs import Hub, UpstreamTarget, hubs_of
@@ -239,8 +239,9 @@ class Upstream:
         """Send `built` and return (status, decoded JSON body); 502 when the body is not JSON."""
         response = await self.send(built, self.json_headers(request))
         status, encoding = response.status, response.headers.get("Content-Encoding", "")
-        raw = await read_bounded(response, FILTERED_BODY_LIMIT)
-        return status, decode_json(raw, encoding.lower())
+        limit = self._settings.max_filtered_bytes
+        raw = await read_bounded(response, limit)
+        return status, decode_json(raw, encoding.lower(), limit)
 
 
 def _observe(code: str, hub: str, started: float) -> None:

@@ -32,8 +32,9 @@ class StubUpstream(LoopbackServer):
     scheme = "https"
 
     pki: Pki
-    mode: str = "ok"  # ok | hang | big | unauthorized
+    mode: str = "ok"  # ok | hang | big | unauthorized | canned
     big_mb: int = 50
+    canned: bytes = b""  # mode "canned": this gzip-encoded JSON body answers every request
     delay: float = 0.0  # seconds before every answer (a slow upstream)
     seen: list[Seen] = field(default_factory=list)
 
@@ -55,6 +56,9 @@ class StubUpstream(LoopbackServer):
                 text="no",
                 headers={"WWW-Authenticate": 'Bearer realm="upstream"', "Set-Cookie": "s=1"},
             )
+        if self.mode == "canned":
+            headers = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+            return web.Response(body=self.canned, headers=headers)
         if self.mode == "big":
             response = web.StreamResponse(headers={"Content-Type": "application/json"})
             response.content_length = self.big_mb * len(BIG_CHUNK)
