@@ -7,7 +7,6 @@ mapped to HTTP by the middleware.
 from __future__ import annotations
 
 import asyncio
-
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager

@@ -41,12 +41,20 @@ def rules_answer(decoded_bytes: int) -> dict[str, Any]:
             ns = "team-a" if j % 7 == 0 else f"ns-{g}-{j}"
             cluster = PROD if j % 2 == 0 else TEST
             labels = {"cluster": cluster, "namespace": ns, "severity": "warning"}
-            rules.append({
-                "type": "alerting", "name": f"R{g}_{j}", "query": f'up{{namespace="{ns}"}} == 0',
-                "labels": labels, "health": "ok", "state": "firing",
-                "alerts": [{"labels": {**labels, "pod": f"p{k}"}, "state": "firing", "value": "1"}
-                           for k in range(4)],
-            })
+            rules.append(
+                {
+                    "type": "alerting",
+                    "name": f"R{g}_{j}",
+                    "query": f'up{{namespace="{ns}"}} == 0',
+                    "labels": labels,
+                    "health": "ok",
+                    "state": "firing",
+                    "alerts": [
+                        {"labels": {**labels, "pod": f"p{k}"}, "state": "firing", "value": "1"}
+                        for k in range(4)
+                    ],
+                }
+            )
         group = {"name": f"g{g}", "file": "rules.yaml", "interval": 30, "rules": rules}
         grown = len(json.dumps(group)) + 2
         if size + grown > decoded_bytes:
@@ -64,8 +72,11 @@ def rules_stub(pki: Pki) -> Iterator[StubUpstream]:
 
 
 def test_largest_filtered_answer_stays_within_the_budget_and_a_larger_one_is_a_502(
-    rules_stub: StubUpstream, prometheus: PrometheusServer,
-    emulator_server: ThreadedEmulatorServer, token_for: TokenFor, tmp_path: Path,
+    rules_stub: StubUpstream,
+    prometheus: PrometheusServer,
+    emulator_server: ThreadedEmulatorServer,
+    token_for: TokenFor,
+    tmp_path: Path,
 ) -> None:
     """A rules answer just under the default bound: 200 with exactly the filtered groups, no
     event-loop block over 100 ms in 5 calls; 1 byte over the bound: 502 naming
@@ -74,8 +85,7 @@ def test_largest_filtered_answer_stays_within_the_budget_and_a_larger_one_is_a_5
     raw = json.dumps(doc).encode()
     assert LIMIT - 64 * 1024 < len(raw) <= LIMIT
     rules_stub.canned = gzip.compress(raw)
-    env = {**proxy_environ(prometheus, emulator_server.base_url, PROXY_LOG_LEVEL="error"),
-           **rules_stub.env()}
+    env = {**proxy_environ(prometheus, emulator_server.base_url, PROXY_LOG_LEVEL="error"), **rules_stub.env()}
     proxy = ProxyProcess(env, tmp_path / "proxy.log").start()
     try:
         headers = {"Authorization": f"Bearer {token_for('alice')}"}
