@@ -169,15 +169,16 @@ class AuditHook:
         self.writer = writer
         self.routes = frozenset(routes)
         self.keys = Keys(settings.hub_key, settings.cluster_key, settings.project_key)
-        self._names: dict[str, ResourceNames] = {}
+        # Built here, on the event loop, for the configured hubs only: a request with no hub (no
+        # default hub, 404) or an unknown one has no resource names, and the writer thread only
+        # reads this mapping.
+        hubs = [h.name for h in settings.hubs] or [settings.acm_hub]
+        self._names: Mapping[str, ResourceNames] = {h: ResourceNames(h, self.keys) for h in hubs if h}
         self._tails: dict[tuple[Any, ...], tuple[Any, str]] = {}
 
-    def names(self, hub: str) -> ResourceNames:
-        """The resource names of a hub (built once)."""
-        found = self._names.get(hub)
-        if found is None:
-            found = self._names[hub] = ResourceNames(hub, self.keys)
-        return found
+    def names(self, hub: str) -> ResourceNames | None:
+        """The resource names of a configured hub; None for a request not bound to one."""
+        return self._names.get(hub)
 
     def __call__(self, ctx: RequestContext) -> None:
         """Queue the request's event (rendered by the writer thread)."""
@@ -236,11 +237,11 @@ class AuditHook:
         reach: Reach | None = None
         granted: list[str] = []
         if notes.holdings is not None:
-            granted = _granted(names, notes.holdings)
+            granted = _granted(names, notes.holdings) if names is not None else []
             if notes.forwarding:
                 reach = _reach(selectors, notes.holdings)
         asked: list[str] = []
-        if ctx.reach is not None:
+        if ctx.reach is not None and names is not None:
             asked = names.needed(ctx.reach.clusters, ctx.reach.projects) if ctx.reach.bounded else ["#GET"]
         tail = (
             ',"reach":'
@@ -267,6 +268,26 @@ class Pending:
     def render(self) -> str:
         """The JSON line."""
         return self.hook.render(self.ctx, self.notes, self.when, self.latency_ms)
+
+    def fallback(self, exc: BaseException) -> str:
+        """What is known for sure when the full line cannot be rendered (marked incomplete)."""
+        ctx = self.ctx
+        return json.dumps(
+            {
+                "audit": True,
+                "v": SCHEMA,
+                "time": iso_time(self.when),
+                "request_id": ctx.request_id,
+                "hub": ctx.hub,
+                "subject": ctx.subject,
+                "method": ctx.method,
+                "route": ctx.route,
+                "status": ctx.status,
+                "decision": audit_decision(ctx.decision, ctx.status, self.notes.forwarding),
+                "incomplete": type(exc).__name__,
+            },
+            separators=(",", ":"),
+        )
 
 
 def _reach(selectors: tuple[SelectorReach, ...] | None, held: Holdings) -> Reach:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import structlog
 from prometheus_client import Counter
 
 from proxy.audit.event import AuditEvent, unauthenticated_event
@@ -26,6 +27,7 @@ DROPPED = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+log = structlog.get_logger(__name__)
 WRITTEN = Counter("proxy_audit_events_written", "Audit lines written", registry=REGISTRY)
 
 Tap = Callable[[str], None]
@@ -56,6 +58,8 @@ class AuditWriter:
         self.max_queue = max_queue
         self.written = 0
         self.dropped = 0
+        # Events whose full line could not be rendered (written as a reduced line instead).
+        self.render_failed = 0
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         # Each counter has one writing thread (the event loop / the writer), so none loses updates.
         self._enqueued = 0
@@ -161,23 +165,39 @@ class AuditWriter:
 
     def _write_batch(self, items: list[Any]) -> None:
         lines: list[str] = []
-        for item in items:
-            if item is _FLUSH_401:
-                continue
-            if isinstance(item, tuple):
-                self._count_401(item)
-            else:
-                lines.append(self._encode(item))
-        self._write(lines)
-        self._processed += len(items)
+        try:
+            for item in items:
+                if item is _FLUSH_401:
+                    continue
+                if isinstance(item, tuple):
+                    self._count_401(item)
+                else:
+                    line = self._encode(item)
+                    if line is not None:
+                        lines.append(line)
+            self._write(lines)
+        finally:
+            # Counted whatever happened, so flush() and healthy() never wait on a lost item.
+            self._processed += len(items)
 
-    @staticmethod
-    def _encode(item: Any) -> str:
-        render = getattr(item, "render", None)
-        if render is not None:
-            return str(render())
-        data = item.to_json() if isinstance(item, AuditEvent) else item
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    def _encode(self, item: Any) -> str | None:
+        """The item's line; one that cannot be rendered is counted and written as what is
+        known for sure (its `fallback()`), never lost silently and never ending the thread."""
+        try:
+            render = getattr(item, "render", None)
+            if render is not None:
+                return str(render())
+            data = item.to_json() if isinstance(item, AuditEvent) else item
+            return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        except Exception as exc:  # a bug in one event must not stop the stream
+            self.render_failed += 1
+            DROPPED.labels("render_failed").inc()
+            log.error("audit_event_render_failed", error=repr(exc))
+            fallback = getattr(item, "fallback", None)
+            try:
+                return str(fallback(exc)) if fallback is not None else None
+            except Exception:
+                return None
 
     def _write(self, lines: list[str]) -> None:
         if not lines:

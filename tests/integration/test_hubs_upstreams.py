@@ -23,6 +23,9 @@ from tests.support.hubs import hub_entry, hubs_config, hubs_environ
 from tests.support.proxy_server import ProxyServer, make_settings
 from tests.support.stub_upstream import StubUpstream
 
+# The audit writer thread renders every request's event: an exception there must fail the test.
+pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+
 HUBS = ("moc", "innabox-dev", "open-sovereign-ai-cloud")
 QUERY = "DCGM_FI_DEV_GPU_UTIL"
 PATH = "/api/metrics/v1/default"

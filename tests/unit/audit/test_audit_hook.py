@@ -6,6 +6,8 @@ import io
 import json
 from typing import Any
 
+import pytest
+
 from proxy.audit.event import AuditEvent
 from proxy.audit.hook import AuditHook, AuditNotes, audit_decision
 from proxy.audit.sinks import StreamSink
@@ -72,3 +74,30 @@ def test_decision_kinds() -> None:
     assert audit_decision(None, 401, forwarded=False) == "unauthenticated"
     assert audit_decision("error", 503, forwarded=False) == "error"
     assert audit_decision(None, 429, forwarded=False) == "refused"
+
+
+def _one(hook: AuditHook, hub: str, status: int) -> None:
+    ctx = RequestContext("r-" + hub, "GET", "query", hub)
+    ctx.status = status
+    ctx.reach = analyse_query(QUERY, Limits(), LabelModel()).reach()
+    ctx.audit = AuditNotes(source="10.0.0.1", queries=[QUERY])
+    hook(ctx)
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+def test_requests_without_a_configured_hub_are_written() -> None:
+    """A request with no hub (no default hub: 404) or an unknown one is a complete event on a
+    running writer thread: no thread exception, nothing counted failed, one line per request."""
+    buf = io.BytesIO()
+    writer = AuditWriter(StreamSink(buf)).start()
+    hook = AuditHook(writer, ["query"], SETTINGS)
+    for hub, status in (("", 404), ("elsewhere", 404), ("moc", 400)):
+        _one(hook, hub, status)
+    assert writer.flush()
+    writer.close()
+    events = [json.loads(line) for line in buf.getvalue().decode().splitlines()]
+    assert [e["hub"] for e in events] == ["", "elsewhere", "moc"]
+    assert all(set(e) == set(AuditEvent().to_json()) for e in events)
+    assert events[0]["resources"] == {"asked": [], "granted": []}
+    assert events[2]["resources"]["asked"] == ["#GET"]  # an unbounded query asks for everything
+    assert writer.render_failed == 0 and writer.dropped == 0 and writer.written == 3

@@ -229,3 +229,32 @@ def test_stream_sink_writes_to_a_real_pipe() -> None:
         sink.write(b'{"audit":true,"n":1}\n{"audit":true,"n":2}\n')
         out.close()
         assert back.read() == b'{"audit":true,"n":1}\n{"audit":true,"n":2}\n'
+
+
+class Unrenderable:
+    """An event whose full line cannot be built (a bug in rendering)."""
+
+    def render(self) -> str:
+        """Fail."""
+        raise ValueError("unusable resource-name part ''")
+
+    def fallback(self, exc: BaseException) -> str:
+        """What is known for sure."""
+        return json.dumps({"audit": True, "request_id": "r-1", "incomplete": type(exc).__name__})
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+def test_render_failure_is_written_reduced_and_counted_and_the_thread_goes_on() -> None:
+    """An event that fails to render is written as its reduced line and counted; the writer
+    thread survives and writes the next events; flush does not hang on the failed one."""
+    buf = io.BytesIO()
+    w = AuditWriter(StreamSink(buf)).start()
+    assert w.emit(Unrenderable())
+    assert w.emit(AuditEvent(decision="allowed"))
+    assert w.flush()
+    assert w.emit(AuditEvent(decision="denied"))
+    w.close()
+    lines = _lines(buf)
+    assert lines[0] == {"audit": True, "request_id": "r-1", "incomplete": "ValueError"}
+    assert [e["decision"] for e in lines[1:]] == ["allowed", "denied"]
+    assert w.render_failed == 1 and w.written == 3
