@@ -65,7 +65,7 @@ def test_override_adds_a_second_hub_with_its_own_ca_and_data() -> None:
 
 def test_proxy_switches_to_the_hub_list_and_loads_it(tmp_path: Path) -> None:
     """The proxy's single-hub variables are emptied, PROXY_CONFIG names the hub list, and the
-    configuration loads (certificate paths rewritten to local files) with both hubs."""
+    configuration loads (certificate paths rewritten to files gen_certs.py writes) with both hubs."""
     proxy = _merged()["proxy"]
     env: dict[str, str] = {k: str(v) for k, v in proxy["environment"].items()}
     mounts = {v.split(":")[1]: v.split(":")[0] for v in proxy["volumes"]}
@@ -77,12 +77,11 @@ def test_proxy_switches_to_the_hub_list_and_loads_it(tmp_path: Path) -> None:
     doc = yaml.safe_load(PROXY_HUBS.read_text(encoding="utf-8"))
     volumes = {hub["name"]: mounts[hub["prometheus_ca_cert"].rsplit("/", 1)[0]] for hub in doc["hubs"]}
     assert volumes == {"moc": "certs", "innabox-dev": "certs-innabox"}
+    certs = _load_script("certs/gen_certs.py")
     for hub in doc["hubs"]:
+        certs.write_all(tmp_path / hub["name"])  # what each hub's `certs*` one-shot writes
         for key in ("prometheus_ca_cert", "prometheus_tls_cert", "prometheus_tls_key"):
-            local = tmp_path / hub["name"] / Path(hub[key]).name
-            local.parent.mkdir(exist_ok=True)
-            local.write_text("pem\n")
-            hub[key] = str(local)
+            hub[key] = str(tmp_path / hub["name"] / Path(hub[key]).name)
     config = tmp_path / "hubs.yaml"
     config.write_text(yaml.safe_dump(doc))
     env |= {"PROXY_CONFIG": str(config), "PROXY_AUTH_CLIENT_SECRET": "x"}
