@@ -13,6 +13,7 @@ import yaml
 
 from proxy.config import load_settings
 from proxy.hubs import HubConfig
+from proxy_demo.certs import Pki
 from proxy_demo.policy import HUB_POLICIES, merged_realm
 
 from .conftest import REPO, Doc
@@ -63,7 +64,7 @@ def test_override_adds_a_second_hub_with_its_own_ca_and_data() -> None:
             assert dependency in services
 
 
-def test_proxy_switches_to_the_hub_list_and_loads_it(tmp_path: Path) -> None:
+def test_proxy_switches_to_the_hub_list_and_loads_it(tmp_path: Path, pki: Pki) -> None:
     """The proxy's single-hub variables are emptied, PROXY_CONFIG names the hub list, and the
     configuration loads (certificate paths rewritten to files gen_certs.py writes) with both hubs."""
     proxy = _merged()["proxy"]
