@@ -16,7 +16,7 @@ from tests.support.identities import auth_header
 from tests.support.oracle import Grant, diff_results
 from tests.support.prometheus import OraclePrometheusFactory
 from tests.support.proxy_server import ProxyServer
-from tests.support.stack import TokenFor
+from tests.support.stack import ProxyFactory, TokenFor
 
 pytestmark = pytest.mark.prometheus
 
@@ -232,3 +232,30 @@ def test_chunked_match_lists_equal_oracle(
     assert (r.status_code, status) == (200, 200), r.text[:300]
     got, expected = r.json()["data"], json.loads(body)["data"]
     assert sorted(map(json.dumps, got)) == sorted(map(json.dumps, expected))
+
+
+@pytest.mark.parametrize("who", ["alice", "carol"])
+def test_capped_cold_decisions_answer_no_more_than_the_grant(
+    proxy_factory: ProxyFactory,
+    token_for: TokenFor,
+    oracle_prometheus_factory: OraclePrometheusFactory,
+    who: str,
+) -> None:
+    """With one cold decision a minute (then decisions come from the holdings call) and one name per
+    UMA call (many names fall back to the holdings call too), every row still equals the oracle or is
+    refused: the fallback answers exactly the grant, never more."""
+    proxy = proxy_factory(PROXY_AUTH_COLD_DECISIONS_PER_MINUTE="1", PROXY_MAX_UMA_NAMES="1")
+    t = _at()
+    rows = [
+        *_attacks(t),
+        f'{S}{{cluster="{PROD}",exported_namespace=~"team-a|team-b|team-c"}}',
+        f'{S}{{cluster=~"{PROD}|{TEST}",exported_namespace=~"team-a|team-b"}}',
+        f'sum by (cluster) ({C}{{cluster="{TEST}",namespace="team-b"}})',
+        f'{C}{{cluster="{TEST}"}}',
+    ]
+    out = [
+        _leak(proxy, token_for, oracle_prometheus_factory, who, "/api/v1/query", query=q, time=str(t))
+        for q in rows
+    ]
+    failures = [f for f in out if f]
+    assert not failures, "\n".join(failures)
