@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from proxy import logs
 from proxy.logs import redact_text
 
 SCHEMA = 1
@@ -26,18 +27,47 @@ def bounded(text: str | None, limit: int = MAX_TEXT) -> str | None:
     return clean if len(clean) <= limit else clean[:limit] + TRUNCATED
 
 
-def bounded_list(texts: Iterable[str], limit: int = MAX_TEXT) -> list[str]:
+def bounded_list(
+    texts: Iterable[str], limit: int = MAX_TEXT, bound: Callable[[str | None, int], str | None] = bounded
+) -> list[str]:
     """At most `MAX_TEXTS` bounded texts; a final marker says how many were left out."""
     out: list[str] = []
     extra = 0
     for text in texts:
         if len(out) < MAX_TEXTS:
-            out.append(bounded(text, limit) or "")
+            out.append(bound(text, limit) or "")
         else:
             extra += 1
     if extra:
         out.append(f"{TRUNCATED} {extra} more")
     return out
+
+
+class BoundedMemo:
+    """`bounded` remembered per text, for one thread (the audit writer's): dashboards, agents and
+    sources repeat, and the redaction scan is most of an event's cost. Forgotten whenever the
+    registered secrets change, so a secret registered later is still redacted."""
+
+    def __init__(self, size: int = 4096) -> None:
+        """Remember up to `size` texts (then start over)."""
+        self.size = size
+        self._memo: dict[tuple[str, int], str] = {}
+        self._secrets: object = logs._secrets
+
+    def __call__(self, text: str | None, limit: int = MAX_TEXT) -> str | None:
+        """`bounded(text, limit)`."""
+        if text is None:
+            return None
+        if logs._secrets is not self._secrets:
+            self._memo.clear()
+            self._secrets = logs._secrets
+        key = (text, limit)
+        found = self._memo.get(key)
+        if found is None:
+            if len(self._memo) >= self.size:
+                self._memo.clear()
+            found = self._memo[key] = bounded(text, limit) or ""
+        return found
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from proxy import context
-from proxy.audit.event import SCHEMA, UNVERIFIED_MAX, Reach, bounded, bounded_list, iso_time
+from proxy.audit.event import (
+    MAX_TEXT,
+    SCHEMA,
+    UNVERIFIED_MAX,
+    BoundedMemo,
+    Reach,
+    bounded_list,
+    iso_time,
+)
 from proxy.audit.reach import forwarded_reach
 from proxy.audit.writer import AuditWriter
 from proxy.errors import ProxyError
@@ -21,12 +29,18 @@ if TYPE_CHECKING:
     from proxy.authn import Identity
     from proxy.config import Settings
     from proxy.context import RequestContext
+    from proxy.promql import Reach as QueryReach
     from proxy.promql.scope import Holdings
     from proxy.promql.selectors import SelectorReach
 
 GRAFANA_USER = "X-Grafana-User"
 # Requests ended before anything was forwarded, by what their status means for the audit.
 _REFUSALS = {401: "unauthenticated", 403: "denied", 429: "refused"}
+# A finished request's context as the writer thread sees it: request id, hub, method, route,
+# status, decision, error, the query's reach, subject, cache outcome (immutable values only).
+Facts = tuple[
+    str, str, str, str, int, "str | None", "str | None", "QueryReach | None", "str | None", "str | None"
+]
 
 
 class AuditUnavailable(ProxyError):
@@ -45,8 +59,9 @@ class AuditNotes:
     grafana_user: str | None = None
     auth: str | None = None
     identity: Identity | None = None
-    queries: list[str] = field(default_factory=list)
-    forwarded: list[str] = field(default_factory=list)
+    # Replaced whole, never changed in place (the writer thread reads them): tuples.
+    queries: Sequence[str] = ()
+    forwarded: Sequence[str] = ()
     holdings: Holdings | None = None
     selectors: tuple[SelectorReach, ...] | None = ()
     forwarding: bool = False
@@ -90,7 +105,7 @@ def note_queries(texts: Iterable[str]) -> None:
     """The request's own query or match[] texts."""
     ctx = context.current()
     if ctx is not None and ctx.audit is not None:
-        ctx.audit.queries = list(texts)
+        ctx.audit.queries = tuple(texts)
 
 
 def note_decided(selectors: tuple[SelectorReach, ...] | None, holdings: Holdings, result: Any) -> None:
@@ -102,12 +117,12 @@ def note_decided(selectors: tuple[SelectorReach, ...] | None, holdings: Holdings
     notes = ctx.audit
     notes.selectors, notes.holdings = selectors, holdings
     if isinstance(result, str):
-        notes.forwarded = [result]
+        notes.forwarded = (result,)
     elif isinstance(result, list | tuple):
-        notes.forwarded = [str(r) for r in result]
+        notes.forwarded = tuple(str(r) for r in result)
     else:
         texts = getattr(result, "texts", None)
-        notes.forwarded = [str(t) for t in texts] if texts is not None else []
+        notes.forwarded = tuple(str(t) for t in texts) if texts is not None else ()
 
 
 def note_forwarding() -> None:
@@ -175,6 +190,7 @@ class AuditHook:
         hubs = [h.name for h in settings.hubs] or [settings.acm_hub]
         self._names: Mapping[str, ResourceNames] = {h: ResourceNames(h, self.keys) for h in hubs if h}
         self._tails: dict[tuple[Any, ...], tuple[Any, str]] = {}
+        self._bound = BoundedMemo()
 
     def names(self, hub: str) -> ResourceNames | None:
         """The resource names of a configured hub; None for a request not bound to one."""
@@ -184,56 +200,77 @@ class AuditHook:
         """Queue the request's event (rendered by the writer thread)."""
         if ctx.route not in self.routes:
             return
-        notes = ctx.audit if ctx.audit is not None else AuditNotes()
+        notes = ctx.audit
+        if notes is None:
+            notes = AuditNotes()
+        else:
+            # Detached: from here on only the writer thread reads the notes, and a task still
+            # running under this request's context (a coalesced leader) notes nothing more.
+            ctx.audit = None
         if ctx.status == 401 and notes.identity is None:
             self.writer.unauthenticated(notes.source or "unknown", ctx.route)
             return
-        self.writer.emit(Pending(self, ctx, notes, time.time(), ctx.elapsed() * 1000.0))
+        caches = ctx.caches
+        # What the writer needs of the context, as it is now: the context stays the event loop's.
+        facts = (
+            ctx.request_id,
+            ctx.hub,
+            ctx.method,
+            ctx.route,
+            ctx.status,
+            ctx.decision,
+            ctx.error,
+            ctx.reach,
+            ctx.subject,
+            ("miss" if "miss" in caches.values() else "hit") if caches else None,
+        )
+        self.writer.emit(Pending(self, facts, notes, time.time(), ctx.elapsed() * 1000.0))
 
-    def render(self, ctx: RequestContext, notes: AuditNotes, when: float, latency_ms: float) -> str:
+    def render(self, facts: Facts, notes: AuditNotes, when: float, latency_ms: float) -> str:
         """The event's JSON line (writer thread)."""
+        request_id, hub, method, route, status, decision, error, reach, _, cache = facts
         subject = username = client = None
         if notes.identity is not None:
             subject, username, client = subject_of(notes.identity)
-        caches = ctx.caches
+        bound = self._bound
         head = {
             "audit": True,
             "v": SCHEMA,
             "time": iso_time(when),
-            "request_id": ctx.request_id,
-            "hub": ctx.hub,
+            "request_id": request_id,
+            "hub": hub,
             "subject": subject,
             "username": username,
             "client": client,
             "auth": notes.auth if notes.identity is not None else None,
             "unverified": {
-                "source": bounded(notes.source, UNVERIFIED_MAX),
-                "user_agent": bounded(notes.user_agent, UNVERIFIED_MAX),
-                "grafana_user": bounded(notes.grafana_user, UNVERIFIED_MAX),
+                "source": bound(notes.source, UNVERIFIED_MAX),
+                "user_agent": bound(notes.user_agent, UNVERIFIED_MAX),
+                "grafana_user": bound(notes.grafana_user, UNVERIFIED_MAX),
             },
-            "method": ctx.method,
-            "route": ctx.route,
-            "query": bounded_list(notes.queries),
-            "forwarded": bounded_list(notes.forwarded) if notes.forwarding else [],
-            "decision": audit_decision(ctx.decision, ctx.status, notes.forwarding),
-            "reason": bounded(ctx.error, 512),
-            "status": ctx.status,
+            "method": method,
+            "route": route,
+            "query": bounded_list(notes.queries, MAX_TEXT, bound),
+            "forwarded": bounded_list(notes.forwarded, MAX_TEXT, bound) if notes.forwarding else [],
+            "decision": audit_decision(decision, status, notes.forwarding),
+            "reason": bound(error, 512),
+            "status": status,
             "upstream_status": notes.upstream_status,
             "bytes": notes.bytes,
-            "cache": ("miss" if "miss" in caches.values() else "hit") if caches else None,
+            "cache": cache,
             "latency_ms": round(latency_ms, 3),
         }
         text = json.dumps(head, separators=(",", ":"), ensure_ascii=False)
-        return text[:-1] + self._tail(ctx, notes) + "}"
+        return text[:-1] + self._tail(hub, reach, notes) + "}"
 
-    def _tail(self, ctx: RequestContext, notes: AuditNotes) -> str:
+    def _tail(self, hub: str, asked_reach: QueryReach | None, notes: AuditNotes) -> str:
         """`,"reach":…,"resources":…` for this request (cached per query analysis and holdings)."""
         selectors = notes.selectors
-        key = (ctx.hub, id(selectors), notes.holdings, notes.forwarding, ctx.reach is not None)
+        key = (hub, id(selectors), notes.holdings, notes.forwarding, asked_reach is not None)
         hit = self._tails.get(key)
         if hit is not None and hit[0] is selectors:
             return hit[1]
-        names = self.names(ctx.hub)
+        names = self.names(hub)
         reach: Reach | None = None
         granted: list[str] = []
         if notes.holdings is not None:
@@ -241,8 +278,10 @@ class AuditHook:
             if notes.forwarding:
                 reach = _reach(selectors, notes.holdings)
         asked: list[str] = []
-        if ctx.reach is not None and names is not None:
-            asked = names.needed(ctx.reach.clusters, ctx.reach.projects) if ctx.reach.bounded else ["#GET"]
+        if asked_reach is not None and names is not None:
+            asked = (
+                names.needed(asked_reach.clusters, asked_reach.projects) if asked_reach.bounded else ["#GET"]
+            )
         tail = (
             ',"reach":'
             + json.dumps(reach.to_json() if reach is not None else None, separators=(",", ":"))
@@ -256,34 +295,35 @@ class AuditHook:
 
 
 class Pending:
-    """A finished request waiting for the writer thread to render its line."""
+    """A finished request waiting for the writer thread to render its line: the context's facts
+    as a tuple and the request's notes, detached from the context."""
 
-    __slots__ = ("ctx", "hook", "latency_ms", "notes", "when")
+    __slots__ = ("facts", "hook", "latency_ms", "notes", "when")
 
     def __init__(
-        self, hook: AuditHook, ctx: RequestContext, notes: AuditNotes, when: float, latency_ms: float
+        self, hook: AuditHook, facts: Facts, notes: AuditNotes, when: float, latency_ms: float
     ) -> None:
-        self.hook, self.ctx, self.notes, self.when, self.latency_ms = hook, ctx, notes, when, latency_ms
+        self.hook, self.facts, self.notes, self.when, self.latency_ms = hook, facts, notes, when, latency_ms
 
     def render(self) -> str:
         """The JSON line."""
-        return self.hook.render(self.ctx, self.notes, self.when, self.latency_ms)
+        return self.hook.render(self.facts, self.notes, self.when, self.latency_ms)
 
     def fallback(self, exc: BaseException) -> str:
         """What is known for sure when the full line cannot be rendered (marked incomplete)."""
-        ctx = self.ctx
+        request_id, hub, method, route, status, decision, _, _, subject, _ = self.facts
         return json.dumps(
             {
                 "audit": True,
                 "v": SCHEMA,
                 "time": iso_time(self.when),
-                "request_id": ctx.request_id,
-                "hub": ctx.hub,
-                "subject": ctx.subject,
-                "method": ctx.method,
-                "route": ctx.route,
-                "status": ctx.status,
-                "decision": audit_decision(ctx.decision, ctx.status, self.notes.forwarding),
+                "request_id": request_id,
+                "hub": hub,
+                "subject": subject,
+                "method": method,
+                "route": route,
+                "status": status,
+                "decision": audit_decision(decision, status, self.notes.forwarding),
                 "incomplete": type(exc).__name__,
             },
             separators=(",", ":"),

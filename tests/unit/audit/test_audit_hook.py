@@ -101,3 +101,36 @@ def test_requests_without_a_configured_hub_are_written() -> None:
     assert events[0]["resources"] == {"asked": [], "granted": []}
     assert events[2]["resources"]["asked"] == ["#GET"]  # an unbounded query asks for everything
     assert writer.render_failed == 0 and writer.dropped == 0 and writer.written == 3
+
+
+def test_hook_detaches_the_notes_and_snapshots_the_context() -> None:
+    """The writer thread gets the notes detached from the context and the context's facts as of
+    the hook: a task still running under the request's context changes nothing in the event."""
+    buf = io.BytesIO()
+    writer = AuditWriter(StreamSink(buf))  # not started: rendered at close, after the changes
+    hook = AuditHook(writer, ["query"], SETTINGS)
+    ctx = RequestContext("r-1", "GET", "query", "moc")
+    ctx.status, ctx.decision = 200, "allowed"
+    ctx.caches["holdings"] = "hit"
+    ctx.audit = AuditNotes(source="10.0.0.1", queries=(QUERY,))
+    hook(ctx)
+    assert ctx.audit is None
+    ctx.status, ctx.decision, ctx.error = 500, "error", "late"
+    ctx.caches["token"] = "miss"
+    writer.close()
+    (event,) = [json.loads(line) for line in buf.getvalue().decode().splitlines()]
+    seen = (event["status"], event["decision"], event["reason"], event["cache"])
+    assert seen == (200, "allowed", None, "hit")
+    assert event["query"] == [QUERY]
+
+
+def test_memo_redacts_secrets_registered_later() -> None:
+    """The writer's remembered redactions are forgotten when a secret is registered afterwards."""
+    from proxy.audit.event import BoundedMemo
+    from proxy.logs import register_secrets
+
+    memo = BoundedMemo()
+    text = "up{job='s3cr3t-value-1234'}"
+    assert memo(text) == text
+    register_secrets(["s3cr3t-value-1234"])
+    assert "s3cr3t-value-1234" not in (memo(text) or "")
