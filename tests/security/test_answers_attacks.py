@@ -68,6 +68,14 @@ def _attacks(t: int) -> list[str]:
         f'absent(absent({S}{{exported_namespace="team-b"}}))',
         f'count(absent({S}{{exported_namespace="team-b"}}))',
         f'absent({S}{{exported_namespace="team-b"}}) and on() absent({S}{{exported_namespace="team-a"}})',
+        # label sets matching the empty value (series lacking the project or cluster label)
+        f'absent({S}{{exported_namespace=""}})',
+        f'absent({S}{{exported_namespace=~"|team-a"}})',
+        f'absent({S}{{cluster=""}})',
+        f'absent(nonexistent_metric{{cluster="{PROD}",namespace="team-a"}})',
+        f'absent({C}{{cluster=~"{PROD}|",namespace=~"team-a|team-b"}})',
+        f'absent_over_time({S}{{exported_namespace=~"team-a|",cluster="{PROD}"}}[10m])',
+        f'{S}{{exported_namespace=~"|team-a|team-b"}}[5m]',
         # whole-tenant probes through other aggregations
         f'count({S}{{exported_namespace="team-b"}}) or vector(0)',
         f'group(present_over_time({S}{{exported_namespace="team-b"}}[10m]))',
