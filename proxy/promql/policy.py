@@ -21,9 +21,9 @@ from proxy.promql.scope import Holdings, LabelModel
 from proxy.promql.selectors import (
     NAME_LABEL,
     SelectorReach,
-    accepts,
     label_trusted,
     matchers_on,
+    not_refused,
     trust_pattern,
     value_set,
 )
@@ -123,8 +123,7 @@ def _without_present(vs: n.VectorSelector, added: Branch) -> Branch:
 
 def _filter(vs: n.VectorSelector, label: str, values: frozenset[str]) -> frozenset[str]:
     """Values of `label` the selector's own matchers do not exclude for certain."""
-    found = matchers_on(vs, label)
-    return frozenset(v for v in values if all(accepts(m, v) is not False for m in found))
+    return not_refused(matchers_on(vs, label), values)
 
 
 def _names_excluded(vs: n.VectorSelector, regex: str) -> bool:

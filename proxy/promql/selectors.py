@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -63,19 +63,44 @@ def value_set(vs: n.VectorSelector, label: str) -> frozenset[str] | None:
     can only remove values. "" in the set means series lacking the label are reachable.
     """
     found = matchers_on(vs, label)
+    sets = _literal_sets(found)
     finite: frozenset[str] | None = None
     for m in found:
         if m.op == "=":
             values: frozenset[str] | None = frozenset((m.value,))
         elif m.op == "=~":
-            values = literal_alternation(m.value)
+            values = sets[id(m)]
         else:
             values = None
         if values is not None:
             finite = values if finite is None else finite & values
     if finite is None:
         return None
-    return frozenset(v for v in finite if all(accepts(m, v) is not False for m in found))
+    return not_refused(found, finite, sets)
+
+
+def _literal_sets(found: Sequence[n.Matcher]) -> dict[int, frozenset[str] | None]:
+    """Each regex matcher's literal set, read once (by matcher identity)."""
+    return {id(m): literal_alternation(m.value) for m in found if m.op in ("=~", "!~")}
+
+
+def not_refused(
+    found: Sequence[n.Matcher],
+    values: Iterable[str],
+    sets: dict[int, frozenset[str] | None] | None = None,
+) -> frozenset[str]:
+    """The `values` none of `found` refuses for certain (same answers as `accepts`). Each regex
+    is read once: a narrowed selector's regex lists every held project, and re-reading it per
+    value made planning quadratic in the caller's holdings (docs/operations.md, event-loop budget)."""
+    sets = _literal_sets(found) if sets is None else sets
+
+    def refuses(m: n.Matcher, value: str) -> bool:
+        if m.op not in ("=~", "!~"):
+            return accepts(m, value) is False
+        listed = sets[id(m)]
+        return listed is not None and (value in listed) != (m.op == "=~")
+
+    return frozenset(v for v in values if not any(refuses(m, v) for m in found))
 
 
 @lru_cache(maxsize=256)
