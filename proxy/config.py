@@ -171,10 +171,10 @@ class Settings(BaseSettings):
 
     max_match_selectors: int = Field(100, ge=1, description="match[] selectors per request (400)")
     max_rewrite_bytes: int = Field(65536, ge=64, description="rewritten PromQL size limit (400)")
-    # Decoding and filtering costs ≈ 30 ms per MiB on the build machine: 2 MiB keeps one rules
+    # Decoding and filtering costs ≈ 30-50 ms per MiB on the build machine (loaded): 1 MiB keeps one rules
     # or alerts answer within the event-loop budget (docs/operations.md).
     max_filtered_bytes: int = Field(
-        2097152, ge=1024, description="decoded rules/alerts/metadata answer limit (502)"
+        1048576, ge=1024, description="decoded rules/alerts/metadata answer limit (502)"
     )
 
     max_upstream_concurrency: int = Field(

@@ -26,7 +26,7 @@ from tests.support.stub_upstream import StubUpstream
 
 pytestmark = [pytest.mark.prometheus]
 
-LIMIT = 2 * 1024 * 1024  # PROXY_MAX_FILTERED_BYTES' default
+LIMIT = 1024 * 1024  # PROXY_MAX_FILTERED_BYTES' default
 
 
 def rules_answer(decoded_bytes: int) -> dict[str, Any]:
