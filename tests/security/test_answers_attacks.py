@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
 
+from proxy_demo.certs import Pki
+from proxy_demo.dataset import Series
+from proxy_demo.prometheus import Binaries
 from tests.support.identities import auth_header
 from tests.support.oracle import Grant, diff_results
 from tests.support.prometheus import OraclePrometheusFactory
@@ -265,5 +269,48 @@ def test_capped_cold_decisions_answer_no_more_than_the_grant(
         _leak(proxy, token_for, oracle_prometheus_factory, who, "/api/v1/query", query=q, time=str(t))
         for q in rows
     ]
+    failures = [f for f in out if f]
+    assert not failures, "\n".join(failures)
+
+
+TRUSTED = {"exported_namespace": "DCGM_.*"}
+
+
+@pytest.fixture(scope="module")
+def trusted_oracles(
+    tmp_path_factory: pytest.TempPathFactory,
+    pki: Pki,
+    demo_series: list[Series],
+    prometheus_binaries: Binaries,
+) -> Iterator[OraclePrometheusFactory]:
+    """Oracles where `exported_namespace` names a project only for DCGM metrics."""
+    factory = OraclePrometheusFactory(
+        tmp_path_factory.mktemp("trusted-oracles"), pki, demo_series,
+        binaries=prometheus_binaries, project_label_metrics=TRUSTED,
+    )  # fmt: skip
+    try:
+        yield factory
+    finally:
+        factory.close()
+
+
+@pytest.mark.parametrize("who", ["alice", "carol"])
+def test_trusted_project_label_rows_equal_oracle(
+    proxy_factory: ProxyFactory, token_for: TokenFor, trusted_oracles: OraclePrometheusFactory, who: str
+) -> None:
+    """With PROXY_PROJECT_LABEL_METRICS=exported_namespace=DCGM_.*, fan-out and absent over
+    name regexes and spoofable `exported_namespace` values still equal the oracle or are refused."""
+    proxy = proxy_factory(PROXY_PROJECT_LABEL_METRICS="exported_namespace=DCGM_.*")
+    t = _at()
+    rows = [
+        *_attacks(t),
+        '{__name__=~".+",exported_namespace="team-a"}[5m]',
+        '{__name__=~"vllm.*|DCGM.*",exported_namespace=~"team-a|team-b"}[5m]',
+        f'absent({C}{{exported_namespace="team-a"}})',
+        'absent({__name__=~"vllm.*",exported_namespace="team-a"})',
+        'absent_over_time({__name__=~"kube.*",exported_namespace=~"team-a"}[5m])',
+        f'count({C}{{exported_namespace=~"team-.*"}}) or vector(0)',
+    ]
+    out = [_leak(proxy, token_for, trusted_oracles, who, "/api/v1/query", query=q, time=str(t)) for q in rows]
     failures = [f for f in out if f]
     assert not failures, "\n".join(failures)
