@@ -119,6 +119,34 @@ def explain_document(
     return doc
 
 
+def merge_explained(docs: list[dict[str, Any]], max_rewrite_bytes: int) -> dict[str, Any]:
+    """One explanation from those of consecutive chunks of a `match[]` list (docs/operations.md,
+    event-loop budget): the same document the whole list explained at once gives."""
+    for doc in docs:
+        if doc["decision"] == "invalid":
+            return doc  # the whole list fails to analyse at its first invalid selector
+    out: dict[str, Any] = {"decision": "allowed", "reason": "", "needs": [], "missing": [],
+                           "forwarded": [], "warnings": []}  # fmt: skip
+    for key in ("needs", "missing"):
+        out[key] = list(dict.fromkeys(v for doc in docs for v in doc[key]))
+    denied = next((doc for doc in docs if doc["decision"] == "denied"), None)
+    if denied is not None:
+        out.update(decision="denied", reason=denied["reason"])
+        return out
+    forwarded = list(dict.fromkeys(t for doc in docs for t in doc["forwarded"]))
+    if sum(len(t.encode()) for t in forwarded) > max_rewrite_bytes:
+        out.update(decision="invalid", reason=(
+            f"the narrowed match[] selectors would be over {max_rewrite_bytes} bytes "
+            "together (PROXY_MAX_REWRITE_BYTES); ask for fewer selectors at once"))  # fmt: skip
+        return out
+    narrowed = any(doc["decision"] == "narrowed" for doc in docs)
+    out["decision"] = "narrowed" if narrowed else "allowed"
+    out["reason"] = next(doc["reason"] for doc in docs if doc["decision"] == out["decision"])
+    out["forwarded"] = forwarded
+    out["warnings"] = list(dict.fromkeys(w for doc in docs for w in doc["warnings"]))
+    return out
+
+
 def _plan(
     analysis: promql.Analysis, holdings: Holdings, mode: promql.Mode, endpoint: promql.Endpoint
 ) -> promql.Forward:

@@ -4,6 +4,8 @@ and what the proxy would do with a query — never forwarded, never from whether
 
 from __future__ import annotations
 
+import asyncio
+from functools import partial
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -11,7 +13,7 @@ from aiohttp import web
 from proxy import bounds, context, errors, promql
 from proxy.naming import Keys, ResourceNames
 from proxy.params import read_params
-from proxy.selfservice import explain_document, explain_target, whoami_document
+from proxy.selfservice import explain_document, explain_target, merge_explained, whoami_document
 from proxy.services import SERVICES, Services, services
 from proxy.steps import ALL_SERIES, admitted, authenticate
 
@@ -66,9 +68,15 @@ async def explain(request: web.Request, route: Route) -> web.StreamResponse:
             )  # fmt: skip
         else:
             mode = svc.settings.enforce_mode if matches else "narrow"
-            doc = explain_document(
-                lambda: promql.analyse_selectors(matches or [ALL_SERIES], svc.limits, svc.model),
-                holdings, mode, endpoint, _names(svc, ctx.hub),
-            )  # fmt: skip
+            # many selectors are explained a chunk at a time, the loop yielded between chunks
+            docs = []
+            for i, part in enumerate(bounds.chunks(matches or [ALL_SERIES])):
+                if i:
+                    await asyncio.sleep(0)
+                docs.append(explain_document(
+                    partial(promql.analyse_selectors, list(part), svc.limits, svc.model),
+                    holdings, mode, endpoint, _names(svc, ctx.hub),
+                ))  # fmt: skip
+            doc = merge_explained(docs, svc.limits.max_rewrite_bytes)
     ctx.decision = "explained"
     return web.json_response(doc)

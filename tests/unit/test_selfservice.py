@@ -99,3 +99,37 @@ def test_explain_target_paths() -> None:
     assert explain_target("/api/v1/label/job/values", False) == ("label/job/values", "other")
     assert explain_target("/api/v1/series", True) is None
     assert explain_target("/api/v1/rules", False) is None
+
+
+def _selector_lists() -> dict[str, list[str]]:
+    """match[] lists of up to 100: allowed, narrowed, mixed, denied late, invalid late, repeats."""
+    held = [f'up{{cluster="prod",namespace="team-a",i="{i}"}}' for i in range(40)]
+    wide = [f'up{{i="{i}"}}' for i in range(40)]
+    return {
+        "allowed": held + held[:8],
+        "narrowed": wide,
+        "mixed": held[:30] + wide[:30] + held[:30],
+        "denied late": held[:50] + ['up{cluster="test"}'] + wide[:10],
+        "invalid late": held[:20] + ["up{"] + wide[:5],
+        "too long together": [f'up{{i="{i}",job="{"x" * 600}"}}' for i in range(100)],
+    }
+
+
+def test_explain_in_chunks_equals_explain_at_once() -> None:
+    """Explaining up to 100 match[] a chunk at a time (the event-loop budget) gives exactly the
+    document of explaining them at once, in narrow and deny mode, for every kind of outcome."""
+    from proxy import bounds
+    from proxy.selfservice import merge_explained
+
+    small = promql.Limits(max_rewrite_bytes=32768)
+    for name, matches in _selector_lists().items():
+        for mode in ("narrow", "deny"):
+
+            def doc(part: list[str], mode: promql.Mode = mode) -> dict:  # type: ignore[type-arg]
+                return explain_document(
+                    lambda: promql.analyse_selectors(part, small, MODEL), ALICE, mode, "other", NAMES
+                )
+
+            whole = doc(matches)
+            chunked = merge_explained([doc(list(p)) for p in bounds.chunks(matches)], 32768)
+            assert chunked == whole, (name, mode)
