@@ -109,8 +109,8 @@ def _selector_lists() -> dict[str, list[str]]:
         "allowed": held + held[:8],
         "narrowed": wide,
         "mixed": held[:30] + wide[:30] + held[:30],
-        "denied late": held[:50] + ['up{cluster="test"}'] + wide[:10],
-        "invalid late": held[:20] + ["up{"] + wide[:5],
+        "denied late": [*held[:50], 'up{cluster="test"}', *wide[:10]],
+        "invalid late": [*held[:20], "up{", *wide[:5]],
         "too long together": [f'up{{i="{i}",job="{"x" * 600}"}}' for i in range(100)],
     }
 
