@@ -1,4 +1,4 @@
-"""OIDC and UMA discovery documents and the realm summary (reference §2.6)."""
+"""OIDC and UMA discovery documents and the realm summary (docs/keycloak.md)."""
 
 from __future__ import annotations
 

@@ -68,7 +68,7 @@ class Emulator:
         takes `call_cost` seconds plus `evaluation_cost` per resource a UMA call evaluated (real
         Keycloak's time grows with the resources it evaluates; `#GET` evaluates them all).
         `dynamic_hostname` is hostname v2 without a fixed `hostname`: `iss` follows the Host
-        each request arrived with (reference §0.0 "issuer").
+        each request arrived with (docs/keycloak.md "issuer").
         """
         self.lock = threading.RLock()
         self.version = keycloak_version if isinstance(keycloak_version, Version) else parse(keycloak_version)
@@ -230,7 +230,7 @@ class Emulator:
         *,
         response_mode: str | None = "permissions",
     ) -> Any:
-        """The UMA grant in-process with a bearer token (see reference §1)."""
+        """The UMA grant in-process with a bearer token (see docs/keycloak.md)."""
         form = [("grant_type", grants.UMA_GRANT), ("audience", audience)]
         form += [("permission", p) for p in permissions]
         if response_mode:

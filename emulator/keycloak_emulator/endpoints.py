@@ -1,4 +1,4 @@
-"""Introspection, userinfo and the Protection API `resource_set` (reference §2.4, §2.5, §4.2)."""
+"""Introspection, userinfo and the Protection API `resource_set` (docs/keycloak.md)."""
 
 from __future__ import annotations
 
@@ -102,7 +102,7 @@ def protection_server(realm: Realm, issuer: str, authorization: str | None, now:
 
 
 def find_resources(realm: Realm, rs: ResourceServer, query: Form) -> list[Resource]:
-    """`GET resource_set` as `ResourceSetService.find` filters it (reference §0.0).
+    """`GET resource_set` as `ResourceSetService.find` filters it (docs/keycloak.md).
 
     `name` is a case-insensitive LIKE, or with `exactName=true` `lower(name) = lower(value)`;
     `owner` is a clientId (turned into the client's internal id), else a username (the user's

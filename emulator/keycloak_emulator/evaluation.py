@@ -1,4 +1,4 @@
-"""Keycloak's policy evaluation for one resource at a time (reference §4.1–§4.5)."""
+"""Keycloak's policy evaluation for one resource at a time (docs/keycloak.md)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ class Identity:
 
 
 def identity_of(user: User, client: Client, claims: dict[str, Any], now: float | None = None) -> Identity:
-    """Build the identity of a verified token (`KeycloakIdentity`, reference §4.3)."""
+    """Build the identity of a verified token (`KeycloakIdentity`, docs/keycloak.md)."""
     is_resource_server = user.service_account_client == client.id
     return Identity(
         id=client.id if is_resource_server else user.id, user=user, client=client, claims=claims, now=now
@@ -118,7 +118,7 @@ def _applicable(index: PermissionIndex, asked: ResourcePermission) -> Iterable[P
 
 
 def _permission_granted(realm: Realm, rs: ResourceServer, perm: Policy, identity: Identity) -> bool | None:
-    # A permission without policies records no decision (reference §4.4).
+    # A permission without policies records no decision (docs/keycloak.md).
     results = [
         _policy_permits(realm, rs, rs.policies[p], identity, frozenset())
         for p in perm.policy_ids
@@ -199,7 +199,7 @@ def _combine(
     decided: list[tuple[Policy, bool]],
     rs_strategy: str,
 ) -> set[str] | None:
-    # DecisionPermissionCollector.onComplete, as transcribed in reference §4.5.
+    # DecisionPermissionCollector.onComplete, as transcribed in docs/keycloak.md.
     resource = asked.resource
     granted: set[str] = set()
     denied: set[str] = set()

@@ -1,4 +1,4 @@
-"""The token endpoint's grants: password, client_credentials, refresh_token, UMA (reference §1–§2)."""
+"""The token endpoint's grants: password, client_credentials, refresh_token, UMA (docs/keycloak.md)."""
 
 from __future__ import annotations
 
@@ -113,7 +113,7 @@ def password_grant(call: TokenCall) -> dict[str, Any]:
     if not user.enabled:
         raise KeycloakError(400, "invalid_grant", "Account disabled")
     if not (user.email and user.first_name and user.last_name):
-        # KC ≥ 24's user profile requires email, first and last name (reference §2.2).
+        # KC ≥ 24's user profile requires email, first and last name (docs/keycloak.md).
         raise KeycloakError(400, "invalid_grant", "Account is not fully set up")
     return session_response(call, user, client, tokens.new_session(), call.form.get("scope"))
 
@@ -187,7 +187,7 @@ def refresh_grant(call: TokenCall) -> dict[str, Any]:
 
 
 def uma_grant(call: TokenCall) -> Any:
-    """The UMA grant with the checks in `PermissionGrantType`/ATS order (reference §1)."""
+    """The UMA grant with the checks in `PermissionGrantType`/ATS order (docs/keycloak.md)."""
     verified = _uma_identity(call)
     # The emulator's clock counts whole seconds; Keycloak's `new Date()` has milliseconds.
     identity = identity_of(verified.user, verified.client, verified.claims, call.now + time.time() % 1.0)

@@ -44,7 +44,7 @@ class SigningKey:
         return base64.b64encode(der).decode()
 
     def jwk(self) -> dict[str, Any]:
-        """The public JWK as Keycloak's certs endpoint publishes it (reference §2.7)."""
+        """The public JWK as Keycloak's certs endpoint publishes it (docs/keycloak.md)."""
         numbers = self.private_key.public_key().public_numbers()
         der = self.certificate_der()
         return {

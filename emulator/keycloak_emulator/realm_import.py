@@ -1,4 +1,4 @@
-"""Realm import (reference §3): a realm representation becomes emulator state."""
+"""Realm import (docs/keycloak.md): a realm representation becomes emulator state."""
 
 from __future__ import annotations
 

@@ -183,7 +183,7 @@ class Realm:
     groups: dict[str, Group] = field(default_factory=dict)
     revoked_sessions: set[str] = field(default_factory=set)
     revoked_tokens: set[str] = field(default_factory=set)
-    # The `rsa-enc-generated` provider's RSA-OAEP key, published with `use: enc` (reference §0.0).
+    # The `rsa-enc-generated` provider's RSA-OAEP key, published with `use: enc` (docs/keycloak.md).
     enc_keys: list[SigningKey] = field(default_factory=list)
 
     @property

@@ -1,4 +1,4 @@
-"""Access/refresh tokens with the claims Keycloak 24–26 issues (reference §2.8), and their checks."""
+"""Access/refresh tokens with the claims Keycloak 24–26 issues (docs/keycloak.md), and their checks."""
 
 from __future__ import annotations
 
@@ -140,7 +140,7 @@ def _base(realm: Realm, issuer: str, user: User, client: Client, *, scope: str, 
     audiences = ["account", *_mapped_audiences(client)]
     resource_access: dict[str, Any] = {"account": {"roles": list(ACCOUNT_ROLES)}}
     if user.service_account_client == client.id and client.authz is not None:
-        # A resource server's service account holds `uma_protection`: the PAT of reference §2.
+        # A resource server's service account holds `uma_protection`: the PAT of docs/keycloak.md.
         resource_access[client.client_id] = {"roles": ["uma_protection"]}
     claims: dict[str, Any] = {
         "exp": now + realm.token_lifespan,

@@ -1,4 +1,4 @@
-"""The UMA grant: `permission` parsing, resolution to resources and the answer (reference §1)."""
+"""The UMA grant: `permission` parsing, resolution to resources and the answer (docs/keycloak.md)."""
 
 from __future__ import annotations
 
@@ -122,7 +122,7 @@ def _resources(
     rs: ResourceServer, named: dict[tuple[str, str], Resource], identity: Identity, ref: str
 ) -> list[Resource]:
     """ATS `resolveResourcePermission`: an id, else the identity's own resource of that name AND
-    the resource server's (both are evaluated; reference §0.0), never a first-match shadowing."""
+    the resource server's (both are evaluated; docs/keycloak.md), never a first-match shadowing."""
     if "-" in ref and ref in rs.resources:
         return [rs.resources[ref]]
     if ref.startswith(TYPE_PREFIXES):

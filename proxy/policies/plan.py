@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Literal
 
-from proxy.policies import names
+from proxy.policies import names, representations
 from proxy.policies.desired import DesiredState, Permission, Policy, desired_state
 from proxy.policies.gateway import Gateway
-from proxy.policies.live import LiveState, config_list, is_marked_resource, members
+from proxy.policies.live import LiveState, config_list, is_marked_resource
 from proxy.policies.model import AccessModel
 from proxy.policies.realm_json import MANAGED_ATTRIBUTES, client_rep, resource_server_rep, user_rep
 
@@ -217,7 +217,9 @@ def _resources(plan: Plan, state: DesiredState, live: LiveState, adopt: bool) ->
 
 def _policy(plan: Plan, policy: Policy, live: LiveState, adopt: bool) -> None:
     current = live.policies.get(policy.name)
-    body = _policy_body(policy.name, policy.type, policy.description, set(policy.members), policy.config)
+    body = representations.policy_body(
+        policy.name, policy.type, policy.description, set(policy.members), policy.config
+    )
     if current is None:
         plan.add(
             "create",
@@ -235,19 +237,19 @@ def _policy(plan: Plan, policy: Policy, live: LiveState, adopt: bool) -> None:
     if not marked and not adopt:
         plan.conflicts.append(f"policy {policy.name} exists and is not managed by prom-keycloak-proxy")
         return
-    have = _have(current)
+    have = representations.live_members(current)
     # An adopted policy keeps what it already named; a managed one names exactly the file's.
     # Time and aggregate policies always say exactly what the file says (their meaning is the window).
     exact = marked or policy.type in ("time", "aggregate")
-    want = _want(policy) if exact else have | _want(policy)
+    want = representations.wanted_members(policy) if exact else have | representations.wanted_members(policy)
     strategy_ok = policy.type != "aggregate" or current.get("decisionStrategy") == "UNANIMOUS"
     if marked and have == want and strategy_ok:
         return
     members_now = set(policy.members) if exact else have | set(policy.members)
-    description = _description(current, policy.description)
-    body = _policy_body(policy.name, policy.type, description, members_now, policy.config)
+    description = representations.description(current, policy.description)
+    body = representations.policy_body(policy.name, policy.type, description, members_now, policy.config)
     pid = str(current["id"])
-    detail = _set_diff("members", have, want)
+    detail = representations.set_diff("members", have, want)
     plan.add(
         "update" if marked else "adopt",
         f"{policy.type}-policy",
@@ -257,26 +259,10 @@ def _policy(plan: Plan, policy: Policy, live: LiveState, adopt: bool) -> None:
     )
 
 
-def _have(current: dict[str, Any]) -> set[str]:
-    """What a live policy says: members, a time policy's `nbf=`/`noa=`, an aggregate's policies."""
-    if current.get("type") == "time":
-        config = current.get("config") or {}
-        return {f"{k}={config[k]}" for k in ("nbf", "noa") if config.get(k)}
-    if current.get("type") == "aggregate":
-        return {str(p) for p in config_list(current, "applyPolicies")}
-    return members(current)
-
-
-def _want(policy: Policy) -> set[str]:
-    if policy.type == "time":
-        return {f"{k}={v}" for k, v in policy.config}
-    return set(policy.members)
-
-
 def _permission(plan: Plan, perm: Permission, live: LiveState, adopt: bool) -> None:
     current = live.policies.get(perm.name)
     if current is None:
-        body = _permission_body(perm, perm.description, list(perm.policies))
+        body = representations.permission_body(perm, perm.description, list(perm.policies))
         plan.add(
             "create",
             "permission",
@@ -291,7 +277,7 @@ def _permission(plan: Plan, perm: Permission, live: LiveState, adopt: bool) -> N
     have = [str(p) for p in config_list(current, "applyPolicies")]
     # A bounded grant must not leave the grantee's unbounded policy (or an old window) in its
     # permission: permissions are AFFIRMATIVE, so a leftover would make the end date meaningless.
-    drop = _dropped(perm, have)
+    drop = representations.dropped_policies(perm, have)
     if drop and not marked:
         plan.conflicts.append(
             f"permission {perm.name} is not managed by prom-keycloak-proxy: refusing to remove "
@@ -308,23 +294,17 @@ def _permission(plan: Plan, perm: Permission, live: LiveState, adopt: bool) -> N
     )
     if marked and same:
         return
-    body = _permission_body(perm, _description(current, perm.description), merged)
+    body = representations.permission_body(
+        perm, representations.description(current, perm.description), merged
+    )
     pid = str(current["id"])
     plan.add(
         "update" if marked else "adopt",
         "permission",
         perm.name,
         partial(_update_policy, kind="permission/scope", pid=pid, rep={**body, "id": pid}),
-        _set_diff("policies", set(have), set(merged)),
+        representations.set_diff("policies", set(have), set(merged)),
     )
-
-
-def _dropped(perm: Permission, have: list[str]) -> set[str]:
-    """Policies of the grantee this permission must no longer name."""
-    own = perm.grantee_policy
-    if own is None:
-        return set()
-    return {p for p in have if p not in perm.policies and (p == own or p.startswith(f"{own}-time-"))}
 
 
 def _prune(plan: Plan, state: DesiredState, live: LiveState) -> None:
@@ -371,56 +351,3 @@ def _delete_policy(ctx: Context, pid: str) -> None:
 
 def _delete_group(ctx: Context, gid: str) -> None:
     ctx.gw.delete_group(gid)
-
-
-def _policy_body(
-    name: str, kind: str, description: str, who: set[str], config: tuple[tuple[str, str], ...] = ()
-) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "name": name,
-        "description": description,
-        "type": kind,
-        "logic": "POSITIVE",
-        "decisionStrategy": "UNANIMOUS",
-    }
-    if kind == "group":
-        body["groups"] = [{"path": p, "extendChildren": False} for p in sorted(who)]
-    elif kind == "time":
-        # TimePolicyRepresentation: `notBefore`/`notOnOrAfter` become config `nbf`/`noa`.
-        values = dict(config)
-        body.update({"notBefore": values.get("nbf"), "notOnOrAfter": values.get("noa")})
-    elif kind == "aggregate":
-        # Both the grantee's policy and the time policy must hold (UNANIMOUS, as set above).
-        body["policies"] = [m for m in sorted(who, key=lambda m: m.startswith("time-"))]
-    else:
-        body[f"{kind}s"] = sorted(who)
-    return body
-
-
-def _permission_body(perm: Permission, description: str, policies: list[str]) -> dict[str, Any]:
-    return {
-        "name": perm.name,
-        "description": description,
-        "type": "scope",
-        "logic": "POSITIVE",
-        "decisionStrategy": "AFFIRMATIVE",
-        "resources": [perm.resource],
-        "scopes": [SCOPE],
-        "policies": policies,
-    }
-
-
-def _description(current: dict[str, Any], ours: str) -> str:
-    existing = str(current.get("description") or "")
-    if names.is_marked_description(existing):
-        return existing
-    return names.described(existing) if existing else ours
-
-
-def _set_diff(label: str, have: set[str], want: set[str]) -> str:
-    parts = []
-    if want - have:
-        parts.append(f"{label} += {sorted(want - have)}")
-    if have - want:
-        parts.append(f"{label} -= {sorted(have - want)}")
-    return ", ".join(parts) or "mark as managed"

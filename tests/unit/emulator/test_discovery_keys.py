@@ -1,4 +1,4 @@
-"""Discovery, JWKS and key rotation (reference §2.6, §2.7)."""
+"""Discovery, JWKS and key rotation (docs/keycloak.md)."""
 
 from __future__ import annotations
 

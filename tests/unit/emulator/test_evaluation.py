@@ -1,4 +1,4 @@
-"""Policy evaluation follows Keycloak's rules (reference §4.3–§4.6), exercised in-process."""
+"""Policy evaluation follows Keycloak's rules (docs/keycloak.md), exercised in-process."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Introspection and userinfo behave as Keycloak's endpoints (reference §2.4, §2.5)."""
+"""Introspection and userinfo behave as Keycloak's endpoints (docs/keycloak.md)."""
 
 from __future__ import annotations
 

@@ -202,7 +202,7 @@ async def test_over_long_description_is_a_500_like_the_database(kc: Keycloak, em
 
 
 def test_realm_import_with_an_over_long_name_fails(emu: Emulator) -> None:
-    """The same columns make a realm import fail (reference §0.0)."""
+    """The same columns make a realm import fail (docs/keycloak.md)."""
     from keycloak_emulator.errors import KeycloakError
 
     rep = {
@@ -235,14 +235,14 @@ async def test_jwks_publishes_the_enc_key_and_certificates(kc: Keycloak) -> None
 
 
 async def test_tokens_are_typed_bearer(kc: Keycloak) -> None:
-    """Access tokens carry `typ: Bearer` (Keycloak's own bearer check requires it, reference §2.8)."""
+    """Access tokens carry `typ: Bearer` (Keycloak's own bearer check requires it, docs/keycloak.md)."""
     claims = jwt.decode(kc.user_token("alice"), options={"verify_signature": False})
     assert claims["typ"] == "Bearer"
 
 
 async def test_dynamic_hostname_issuer_follows_the_request_host() -> None:
     """Hostname v2 without a fixed `hostname`: `iss` follows each request's host, so back-channel
-    discovery and browser tokens can disagree (reference §0.0 "issuer")."""
+    discovery and browser tokens can disagree (docs/keycloak.md "issuer")."""
     import aiohttp
 
     emu = Emulator.from_files([DEMO], dynamic_hostname=True)

@@ -1,4 +1,4 @@
-"""Password, client-credentials and refresh grants answer like Keycloak (reference §2.1–§2.3, §2.8)."""
+"""Password, client-credentials and refresh grants answer like Keycloak (docs/keycloak.md)."""
 
 from __future__ import annotations
 
