@@ -205,7 +205,7 @@ class AuditWriter:
         text = "\n".join(lines) + "\n"
         try:
             self.sink.write(text.encode("utf-8"))
-        except (OSError, ValueError):
+        except Exception:  # any sink failure is a failed write: dropped and counted, the thread goes on
             self._failing = True
             self._drop("write_failed", len(lines))
             return

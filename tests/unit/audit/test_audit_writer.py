@@ -126,6 +126,20 @@ def test_failed_write_dropped_counted_and_unhealthy() -> None:
     w.close()
 
 
+def test_stdout_replaced_by_a_text_stream_is_a_counted_failure(monkeypatch: pytest.MonkeyPatch) -> None:
+    """stdout swapped for a text stream (no `.buffer`): the write fails, is counted, and the
+    writer thread lives on to write the next event once stdout is a real stream again."""
+    w = AuditWriter(StreamSink(), required=False).start()
+    monkeypatch.setattr("sys.stdout", io.StringIO())
+    assert w.emit(AuditEvent(decision="allowed")) and w.flush()
+    assert w.dropped == 1 and w.written == 0
+    out = io.BytesIO()
+    monkeypatch.setattr("sys.stdout", io.TextIOWrapper(out))
+    assert w.emit(AuditEvent(decision="denied")) and w.flush()
+    assert w.written == 1
+    w.close()
+
+
 def test_full_queue_drops_without_blocking() -> None:
     """Beyond the queue bound, emit returns False at once and counts the drop."""
     w = AuditWriter(StreamSink(io.BytesIO()), max_queue=3)  # not started: nothing drains
