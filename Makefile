@@ -40,7 +40,7 @@ demo: system-deps $(DEMO_STAMP)
 	@$(DEMO_VENV)/bin/prom-keycloak-proxy-demo $(DEMO_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check proxy tests bench demo
+	$(BIN)/ruff check proxy emulator demo tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
