@@ -175,36 +175,31 @@ class KeycloakClient:
         client's authentication, the header is tried once, and whichever worked is remembered for
         that client id (then only it is tried). One attempt is one failure, whatever it took.
         """
+        async def attempt(method: str) -> Reply | None:
+            reply = await self.call(
+                name,
+                "POST",
+                url,
+                data=_form(form, client_id, secret, method),
+                headers=_headers(client_id, secret, method),
+                subject=subject,
+            )
+            if _client_refused(reply):
+                refused.append(reply)
+                return None
+            self._methods[client_id] = method
+            return reply
+
+        refused: list[Reply] = []
         learned = self._methods.get(client_id)
         first = learned or POST
-        reply = await self.call(
-            name,
-            "POST",
-            url,
-            data=_form(form, client_id, secret, first),
-            headers=_headers(client_id, secret, first),
-            subject=subject,
-        )
-        if not _client_refused(reply):
-            self._methods[client_id] = first
+        if (reply := await attempt(first)) is not None:
             return reply
-        if learned is not None:
-            # The method that worked before was refused: a wrong secret, not a wrong method, so a
-            # guesser costs Keycloak one call per guess.
+        # Not learned yet: the other method once. (A learned method that is refused means a wrong
+        # secret, not a wrong method, so a guesser costs Keycloak one call per guess.)
+        if learned is None and (reply := await attempt(BASIC if first == POST else POST)) is not None:
             return reply
-        other = BASIC if first == POST else POST
-        retry = await self.call(
-            name,
-            "POST",
-            url,
-            data=_form(form, client_id, secret, other),
-            headers=_headers(client_id, secret, other),
-            subject=subject,
-        )
-        if not _client_refused(retry):
-            self._methods[client_id] = other
-            return retry
-        return reply
+        return refused[0]
 
     async def client_credentials(self, client_id: str, secret: str) -> Reply:
         """One client-credentials grant for any client; the raw answer, interpreted by the caller."""
