@@ -5,77 +5,24 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Any
 
-import aiohttp
 import pytest
 
-from keycloak_emulator import Emulator, EmulatorServer
-from proxy.authn import Authenticator, Identity
-from proxy.authz import Authorizer
-from proxy.config import load_settings
+from keycloak_emulator import Emulator
 from proxy.errors import KeycloakUnavailable
-from proxy.keycloak import create_session
-from proxy.keycloak_client import KeycloakClient
 from proxy.promql.scope import Holdings
 from proxy_demo.policy import DEMO_POLICY
+from tests.unit.authz.emulator_stack import Stack, emulator_stack, held
 
 DEMO = DEMO_POLICY
 REALM, PROD, TEST = "nerc", "nerc-ocp-prod", "nerc-ocp-test"
 
 
-def held(clusters: set[str] | None = None, projects: dict[str, set[str]] | None = None) -> Holdings:
-    """Holdings from plain sets."""
-    return Holdings(
-        clusters=frozenset(clusters or ()),
-        projects={c: frozenset(p) for c, p in (projects or {}).items()},
-    )
-
-
-@dataclass
-class Stack:
-    """The emulator and the authn/authz pair talking to it over loopback HTTP."""
-
-    emu: Emulator
-    authn: Authenticator
-    authz: Authorizer
-
-    async def user(self, name: str) -> Identity:
-        """A password-grant token of a demo user, authenticated."""
-        answer = self.emu.password_token(REALM, name, f"{name}-password")
-        return await self.authn.authenticate(f"Bearer {answer['access_token']}")
-
-    def uma_calls(self) -> int:
-        """UMA grants the emulator answered so far."""
-        return self.emu.stats(REALM)["token.uma"]
-
-
 @pytest.fixture
 async def stack() -> AsyncIterator[Stack]:
     """Emulator on loopback plus a started authenticator and an authorizer."""
-    emu = Emulator.from_files([DEMO])
-    server = EmulatorServer(emu, host="127.0.0.1", port=0)
-    await server.start()
-    flags: dict[str, Any] = {
-        "prometheus_base_url": "http://127.0.0.1:9",
-        "auth_base_url": server.base_url,
-        "auth_realm": REALM,
-        "auth_client_id": "prom-keycloak-proxy",
-        "acm_hub": "moc",
-        "auth_timeout": "1s",
-    }
-    settings = load_settings(flags, {"PROXY_AUTH_CLIENT_SECRET": "prom-keycloak-proxy-secret"})
-    session: aiohttp.ClientSession = create_session(settings)
-    client = KeycloakClient(settings, session)
-    authn = Authenticator(settings, client)
-    await authn.start()
-    try:
-        yield Stack(emu, authn, Authorizer(settings, client))
-    finally:
-        await authn.close()
-        await session.close()
-        await server.stop()
+    async with emulator_stack(Emulator.from_files([DEMO])) as stack:
+        yield stack
 
 
 @pytest.mark.parametrize(

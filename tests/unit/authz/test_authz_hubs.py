@@ -8,48 +8,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
-import aiohttp
 import pytest
 
-from keycloak_emulator import Emulator, EmulatorServer
-from proxy.authn import Authenticator, Identity
-from proxy.authz.authorizer import Authorizer, HubAuthz
-from proxy.config import load_settings
-from proxy.keycloak import create_session
-from proxy.keycloak_client import KeycloakClient
+from keycloak_emulator import Emulator
+from proxy.authz.authorizer import HubAuthz
 from proxy.promql.scope import Holdings
 from proxy_demo.policy import HUB_POLICIES, merged_realm
+from tests.unit.authz.emulator_stack import Stack, emulator_stack, held
 
 REALM, MOC, INNABOX = "nerc", "moc", "innabox-dev"
 PROD, TEST, GPU = "nerc-ocp-prod", "nerc-ocp-test", "innabox-gpu"
-
-
-def held(clusters: set[str] | None = None, projects: dict[str, set[str]] | None = None) -> Holdings:
-    """Holdings from plain sets."""
-    return Holdings(
-        clusters=frozenset(clusters or ()),
-        projects={c: frozenset(p) for c, p in (projects or {}).items()},
-    )
-
-
-@dataclass
-class Stack:
-    """The two-hub emulator and one authorizer serving both hubs."""
-
-    emu: Emulator
-    authn: Authenticator
-    authz: Authorizer
-
-    async def user(self, name: str) -> Identity:
-        """A password-grant token of a user, authenticated."""
-        answer = self.emu.password_token(REALM, name, f"{name}-password")
-        return await self.authn.authenticate(f"Bearer {answer['access_token']}")
-
-    def holdings_calls(self) -> int:
-        """UMA grants the emulator answered so far."""
-        return int(self.emu.stats(REALM)["token.uma"])
 
 
 @pytest.fixture
@@ -57,27 +26,8 @@ async def stack() -> AsyncIterator[Stack]:
     """Emulator with both hubs on loopback, a started authenticator, an authorizer for both hubs."""
     emu = Emulator()
     emu.import_realm(merged_realm(HUB_POLICIES))
-    server = EmulatorServer(emu, host="127.0.0.1", port=0)
-    await server.start()
-    flags = {
-        "prometheus_base_url": "http://127.0.0.1:9",
-        "auth_base_url": server.base_url,
-        "auth_realm": REALM,
-        "auth_client_id": "prom-keycloak-proxy",
-        "acm_hub": MOC,
-        "auth_timeout": "1s",
-    }
-    settings = load_settings(flags, {"PROXY_AUTH_CLIENT_SECRET": "prom-keycloak-proxy-secret"})
-    session: aiohttp.ClientSession = create_session(settings)
-    client = KeycloakClient(settings, session)
-    authn = Authenticator(settings, client)
-    await authn.start()
-    try:
-        yield Stack(emu, authn, Authorizer(settings, client, hubs=(MOC, INNABOX)))
-    finally:
-        await authn.close()
-        await session.close()
-        await server.stop()
+    async with emulator_stack(emu, hubs=(MOC, INNABOX)) as stack:
+        yield stack
 
 
 @pytest.mark.parametrize(
@@ -99,12 +49,12 @@ async def test_one_holdings_call_split_per_hub(
 ) -> None:
     """Each user's holdings per hub follow that hub's grants; `HUB` (frank) grants every hub."""
     who = await stack.user(user)
-    before = stack.holdings_calls()
+    before = stack.uma_calls()
     by_hub = await stack.authz.holdings_by_hub(who)
     assert by_hub == expected
     for hub in (MOC, INNABOX):
         assert await stack.authz.holdings(who, None, {}, hub) == expected[hub]
-    assert stack.holdings_calls() - before == 1  # one call served both hubs, then the cache
+    assert stack.uma_calls() - before == 1  # one call served both hubs, then the cache
 
 
 async def test_same_cluster_name_on_two_hubs_is_two_resources(stack: Stack) -> None:
@@ -121,21 +71,21 @@ async def test_targeted_decisions_are_keyed_by_hub(stack: Stack) -> None:
     """The same question on two hubs is two UMA calls; repeated, both come from the cache."""
     bob = await stack.user("bob")
     asked: tuple[frozenset[str], dict[str, frozenset[str]]] = frozenset({TEST}), {}
-    before = stack.holdings_calls()
+    before = stack.uma_calls()
     first = await stack.authz.holdings(bob, *asked, MOC)
     second = await stack.authz.holdings(bob, *asked, INNABOX)
     again = [await stack.authz.holdings(bob, *asked, hub) for hub in (MOC, INNABOX)]
     assert (first, second) == (held(clusters={TEST}), Holdings.nothing())
     assert again == [first, second]
-    assert stack.holdings_calls() - before == 2
+    assert stack.uma_calls() - before == 2
 
 
 async def test_concurrent_holdings_for_all_hubs_collapse_into_one_call(stack: Stack) -> None:
     """Many concurrent requests on both hubs for one token make a single holdings call."""
     carol = await stack.user("carol")
-    before = stack.holdings_calls()
+    before = stack.uma_calls()
     views = [HubAuthz(stack.authz, hub) for hub in (MOC, INNABOX)]
     answers = await asyncio.gather(*(views[i % 2].holdings(carol, None, {}) for i in range(20)))
     assert answers[1] == Holdings.everything()
     assert answers[0] == held(clusters={PROD}, projects={TEST: {"team-b"}})
-    assert stack.holdings_calls() - before == 1
+    assert stack.uma_calls() - before == 1
