@@ -62,6 +62,16 @@ def _optional_secret(help_text: str) -> Any:
     return Field(None, description=help_text, json_schema_extra={"secret": True})
 
 
+def _cache_backend(value: Any) -> Any:
+    """`PROXY_CACHE=on`/`true` is the in-process cache, `false` is off (docs/caching.md)."""
+    if isinstance(value, bool):
+        return "memory" if value else "off"
+    if isinstance(value, str):
+        word = value.strip().lower()
+        return {"on": "memory", "true": "memory", "false": "off"}.get(word, word)
+    return value
+
+
 def _also(name: str, alias: str) -> AliasChoices:
     """A field that accepts a second spelling in every source (YAML key, env, flags by name)."""
     return AliasChoices(name, alias)
@@ -216,6 +226,42 @@ class Settings(BaseSettings):
     )
     audit_retention: Duration = Field(90 * 86400.0, gt=0, description="how long rotated audit files are kept")
 
+    # The results cache and coalescing (docs/caching.md).
+    cache: Annotated[Literal["off", "memory", "memcached", "redis"], BeforeValidator(_cache_backend)] = Field(
+        "memory", description="results cache: memory (in-process), memcached, redis, or off"
+    )
+    cache_max_freshness: Duration = Field(
+        600.0, ge=0, description="answers touching data newer than this are never cached"
+    )
+    cache_max_bytes: int = Field(
+        64 << 20, ge=1 << 20, description="in-process results cache size (stored bytes)"
+    )
+    cache_max_item_bytes: int = Field(
+        4 << 20, ge=1024, description="largest upstream answer the results cache stores (decoded)"
+    )
+    cache_ttl: Duration = Field(86400.0, gt=0, description="how long a cached answer is kept")
+    cache_split_interval: Duration = Field(
+        86400.0, gt=0, description="query_range answers are stored in pieces of this span"
+    )
+    cache_address: str = Field("", description="memcached or Redis host:port (shared backends)")
+    cache_tls: bool = Field(False, description="connect to the shared cache over TLS")
+    cache_ca_cert: ReadableFile = Field(None, description="CA bundle for the shared cache's TLS")
+    cache_tls_cert: ReadableFile = Field(None, description="client certificate for the shared cache")
+    cache_tls_key: ReadableFile = Field(None, description="client key for the shared cache")
+    cache_tls_server_name: str | None = Field(
+        None, description="server name to verify on the shared cache's certificate"
+    )
+    cache_username: str | None = Field(None, description="Redis ACL user name")
+    cache_password: str | None = _optional_secret("Redis password")
+    cache_hmac_key: str | None = _optional_secret(
+        "key authenticating shared-cache entries (required for memcached and redis)"
+    )
+    cache_timeout: Duration = Field(0.5, gt=0, description="shared-cache call timeout (then a miss)")
+    coalesce: bool = Field(True, description="send identical upstream requests in flight once")
+    coalesce_max_bytes: int = Field(
+        8 << 20, ge=0, description="answer bytes followers of a coalesced request may share"
+    )
+
     # Secret field → the file it was read from (`*_FILE`), set by `load_settings`.
     _secret_files: dict[str, Path] = PrivateAttr(default_factory=dict)
 
@@ -254,7 +300,11 @@ class Settings(BaseSettings):
 
 
 # Certificates and their keys come together, or not at all.
-PAIRS = (("tls_cert", "tls_key"), ("prometheus_tls_cert", "prometheus_tls_key"))
+PAIRS = (
+    ("tls_cert", "tls_key"),
+    ("prometheus_tls_cert", "prometheus_tls_key"),
+    ("cache_tls_cert", "cache_tls_key"),
+)
 
 
 def load_settings(
