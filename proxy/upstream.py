@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ssl
 import time
 from collections.abc import Sequence
@@ -101,6 +102,7 @@ class Upstream:
         self._target = self.hub.upstream
         self._base = self._target.base_url
         self._token = self._target.token
+        self.credential_id = ""
         self._session: aiohttp.ClientSession | None = None
         self._watch: FileWatch | None = None
         self._old_sessions: list[aiohttp.ClientSession] = []
@@ -117,6 +119,7 @@ class Upstream:
         if token or self._session is None:
             self._token = token
             logs.register_secrets([token])
+        self.credential_id = credential_identity(self._token, self._target.tls_cert)
         connector = aiohttp.TCPConnector(
             ssl=build_ssl_context(self._target) if use_tls else False,
             limit=256,
@@ -242,6 +245,18 @@ class Upstream:
         limit = self._settings.max_filtered_bytes
         raw = await read_bounded(response, limit)
         return status, decode_json(raw, encoding.lower(), limit)
+
+
+def credential_identity(token: str | None, cert: Path | None) -> str:
+    """A digest naming the proxy's upstream identity (its token and client certificate): results
+    cached under one identity are never served under another (docs/caching.md#keys)."""
+    digest = hashlib.sha256((token or "").encode())
+    if cert is not None:
+        try:
+            digest.update(cert.read_bytes())
+        except OSError:
+            digest.update(str(cert).encode())
+    return digest.hexdigest()[:32]
 
 
 def _observe(code: str, hub: str, started: float) -> None:
