@@ -43,6 +43,8 @@ class RequestContext:
     timings_ms: dict[str, float] = field(default_factory=dict)
     # Per-cache outcome ("hit" or "miss"; a miss sticks) of the caches noted on the log line.
     caches: dict[str, str] = field(default_factory=dict)
+    # The results cache's outcome (docs/caching.md): hit, partial, miss, bypass, off, coalesced.
+    result_cache: str | None = None
     # What the audit event needs beyond the above (proxy.audit.hook.AuditNotes); None when off.
     audit: AuditNotes | None = None
 
@@ -91,6 +93,8 @@ class RequestContext:
             for name, result in self.caches.items():
                 out["cache_" + name] = result
             out["cache_hit"] = "miss" not in self.caches.values()
+        if self.result_cache is not None:
+            out["result_cache"] = self.result_cache
         if self.trace_id is not None:
             out["trace_id"] = self.trace_id
         return out

@@ -175,6 +175,7 @@ class KeycloakClient:
         client's authentication, the header is tried once, and whichever worked is remembered for
         that client id (then only it is tried). One attempt is one failure, whatever it took.
         """
+
         async def attempt(method: str) -> Reply | None:
             reply = await self.call(
                 name,

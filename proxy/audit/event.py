@@ -141,6 +141,7 @@ class AuditEvent:
     upstream_status: int | None = None
     bytes: int | None = None
     cache: str | None = None
+    result_cache: str | None = None
     latency_ms: float | None = None
     time: float = field(default_factory=time.time)
 
@@ -174,6 +175,7 @@ class AuditEvent:
             "upstream_status": self.upstream_status,
             "bytes": self.bytes,
             "cache": self.cache,
+            "result_cache": self.result_cache,
             "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 3),
         }
 

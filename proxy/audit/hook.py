@@ -37,9 +37,19 @@ GRAFANA_USER = "X-Grafana-User"
 # Requests ended before anything was forwarded, by what their status means for the audit.
 _REFUSALS = {401: "unauthenticated", 403: "denied", 429: "refused"}
 # A finished request's context as the writer thread sees it: request id, hub, method, route,
-# status, decision, error, the query's reach, subject, cache outcome (immutable values only).
+# status, decision, error, the query's reach, subject, cache outcomes (immutable values only).
 Facts = tuple[
-    str, str, str, str, int, "str | None", "str | None", "QueryReach | None", "str | None", "str | None"
+    str,
+    str,
+    str,
+    str,
+    int,
+    "str | None",
+    "str | None",
+    "QueryReach | None",
+    "str | None",
+    "str | None",
+    "str | None",
 ]
 
 
@@ -223,12 +233,13 @@ class AuditHook:
             ctx.reach,
             ctx.subject,
             ("miss" if "miss" in caches.values() else "hit") if caches else None,
+            ctx.result_cache,
         )
         self.writer.emit(Pending(self, facts, notes, time.time(), ctx.elapsed() * 1000.0))
 
     def render(self, facts: Facts, notes: AuditNotes, when: float, latency_ms: float) -> str:
         """The event's JSON line (writer thread)."""
-        request_id, hub, method, route, status, decision, error, reach, _, cache = facts
+        request_id, hub, method, route, status, decision, error, reach, _, cache, result_cache = facts
         subject = username = client = None
         if notes.identity is not None:
             subject, username, client = subject_of(notes.identity)
@@ -258,6 +269,7 @@ class AuditHook:
             "upstream_status": notes.upstream_status,
             "bytes": notes.bytes,
             "cache": cache,
+            "result_cache": result_cache,
             "latency_ms": round(latency_ms, 3),
         }
         text = json.dumps(head, separators=(",", ":"), ensure_ascii=False)
@@ -311,7 +323,7 @@ class Pending:
 
     def fallback(self, exc: BaseException) -> str:
         """What is known for sure when the full line cannot be rendered (marked incomplete)."""
-        request_id, hub, method, route, status, decision, _, _, subject, _ = self.facts
+        request_id, hub, method, route, status, decision, _, _, subject, _, _ = self.facts
         return json.dumps(
             {
                 "audit": True,

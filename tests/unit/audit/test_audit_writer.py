@@ -39,6 +39,7 @@ EVENT_KEYS = {
     "upstream_status",
     "bytes",
     "cache",
+    "result_cache",
     "latency_ms",
 }
 
