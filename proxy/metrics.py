@@ -79,6 +79,12 @@ QUERY_REJECTIONS = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+COALESCED = Counter(
+    "prom_keycloak_proxy_coalesced_requests_total",
+    "Requests served an identical request's upstream answer instead of sending their own, by hub.",
+    ["hub"],
+    registry=REGISTRY,
+)
 UPSTREAM_UP = Gauge(
     "prom_keycloak_proxy_upstream_up",
     "1 when the last upstream request got an HTTP answer, 0 when it could not connect"
