@@ -108,3 +108,24 @@ WORKER = Gauge(
     ["worker"],
     registry=REGISTRY,
 )
+# The results cache's storage (proxy/results/backends.py); requests and outcomes are counted by the
+# orchestrator.
+RESULTS_CACHE_BYTES = Gauge(
+    "prom_keycloak_proxy_results_cache_bytes",
+    "Bytes the in-process results cache holds (keys and compressed answers), by backend.",
+    ["backend"],
+    registry=REGISTRY,
+)
+RESULTS_CACHE_EVICTIONS = Counter(
+    "prom_keycloak_proxy_results_cache_evictions_total",
+    "Results-cache entries dropped to make room (not expiries), by backend.",
+    ["backend"],
+    registry=REGISTRY,
+)
+RESULTS_CACHE_ERRORS = Counter(
+    "prom_keycloak_proxy_results_cache_errors_total",
+    "Results-cache calls answered as a miss or not stored, by backend and kind (timeout, error,"
+    " forged, too_large).",
+    ["backend", "kind"],
+    registry=REGISTRY,
+)

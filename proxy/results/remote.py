@@ -1,0 +1,190 @@
+"""The shared results-cache stores: memcached (aiomcache) and Redis (redis.asyncio).
+
+Authentication (docs/caching.md#shared-backends):
+- memcached: TLS with a client certificate that memcached verifies (`memcached -Z -o
+  ssl_verify_mode=2,ssl_ca_cert=…`) is the authentication: memcached's own SASL works only on
+  its binary protocol, which aiomcache (text protocol) does not speak.
+- Redis: ACL user name and password (`cache_username`, `cache_password`, the password re-read
+  from its `_FILE` when it changes), over TLS with an optional client certificate.
+
+The certificate files are read when the first connection is made; a rotated client certificate
+is picked up by a restart (unlike the upstream's, which is reloaded in place).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from typing import TYPE_CHECKING, Any
+
+import aiomcache
+from aiomcache.pool import Connection, MemcachePool
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.connection import Connection as RedisConnection
+from redis.backoff import NoBackoff
+from redis.credentials import CredentialProvider
+from redis.retry import Retry
+
+from proxy.results.sealed import SharedBackend
+from proxy.settings_sources import split_host_port
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from proxy.config import Settings
+    from proxy.filewatch import Secret
+
+# Connections per worker process to the shared store; more requests wait (within cache_timeout).
+POOL_SIZE = 16
+# memcached's default largest item (`-I 1m`); a larger sealed value is counted `too_large`.
+MEMCACHED_MAX_VALUE = 1 << 20
+REDIS_MAX_VALUE = 64 << 20
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """The client TLS context for the shared cache, or None without `cache_tls`."""
+    if not settings.cache_tls:
+        return None
+    ca = settings.cache_ca_cert
+    ctx = ssl.create_default_context(cafile=str(ca) if ca else None)
+    if settings.cache_tls_cert and settings.cache_tls_key:
+        ctx.load_cert_chain(str(settings.cache_tls_cert), str(settings.cache_tls_key))
+    return ctx
+
+
+class _Pool(MemcachePool):
+    """aiomcache's pool, except that a connection left by a cancelled call is closed.
+
+    aiomcache returns a connection to its pool when a call is cancelled mid-reply (a timeout);
+    the next call on it would read the stale reply. Closing it keeps replies in step."""
+
+    def release(self, conn: Connection) -> None:
+        """Return `conn`, or close it when the releasing task is being cancelled."""
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            conn.reader.set_exception(ConnectionAbortedError("call cancelled"))
+        super().release(conn)
+
+
+class MemcachedStore:
+    """Raw get/set on memcached over aiomcache (text protocol), TLS when configured."""
+
+    def __init__(self, host: str, port: int, ctx: ssl.SSLContext | None, server_name: str | None) -> None:
+        """A lazily connecting pool to `host:port`."""
+        conn_args: Mapping[str, Any] | None = None
+        if ctx is not None:
+            conn_args = {"ssl": ctx, "server_hostname": server_name or host}
+        self._client = aiomcache.Client(host, port, pool_size=POOL_SIZE, pool_minsize=1)
+        self._client._pool = _Pool(host, port, minsize=1, maxsize=POOL_SIZE, conn_args=conn_args)
+
+    async def get(self, key: bytes) -> bytes | None:
+        """The value stored under `key`, or None."""
+        value: bytes | None = await self._client.get(key)
+        return value
+
+    async def set(self, key: bytes, value: bytes, ttl: int) -> None:
+        """Store `value` under `key` for `ttl` seconds."""
+        await self._client.set(key, value, exptime=ttl)
+
+    async def close(self) -> None:
+        """Close the pooled connections."""
+        await self._client.close()
+
+
+class _SecretCredentials(CredentialProvider):
+    """The Redis user name and the password's current value (re-read from its file on change)."""
+
+    def __init__(self, username: str | None, password: Secret) -> None:
+        """Credentials for AUTH on every new connection."""
+        self._username = username
+        self._password = password
+
+    def get_credentials(self) -> tuple[str] | tuple[str, str]:
+        """(password,) or (user name, password)."""
+        password = self._password.get() or ""
+        return (self._username, password) if self._username else (password,)
+
+    async def get_credentials_async(self) -> tuple[str] | tuple[str, str]:
+        """As `get_credentials` (reading the secret does not block: it is a small local file)."""
+        return self.get_credentials()
+
+
+class _TLSConnection(RedisConnection):
+    """A Redis connection over our TLS context, verifying `server_name` (redis-py verifies the host)."""
+
+    def __init__(self, *, tls: ssl.SSLContext, server_name: str, **kwargs: Any) -> None:
+        """As redis-py's Connection, with TLS."""
+        self._tls = tls
+        self._server_name = server_name
+        super().__init__(**kwargs)
+
+    def _connection_arguments(self) -> Mapping[str, Any]:
+        """The plain connection's arguments plus TLS and the name to verify."""
+        return {**super()._connection_arguments(), "ssl": self._tls, "server_hostname": self._server_name}
+
+
+class RedisStore:
+    """Raw get/set on Redis over redis.asyncio, a bounded pool, no retries (the caller times out)."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        ctx: ssl.SSLContext | None,
+        server_name: str | None,
+        credentials: CredentialProvider | None,
+        timeout: float,
+    ) -> None:
+        """A lazily connecting pool to `host:port`."""
+        extra: dict[str, Any] = {}
+        if ctx is not None:
+            extra = {"connection_class": _TLSConnection, "tls": ctx, "server_name": server_name or host}
+        pool = BlockingConnectionPool(
+            host=host,
+            port=port,
+            credential_provider=credentials,
+            max_connections=POOL_SIZE,
+            timeout=timeout,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+            **extra,
+        )
+        self._client = Redis(connection_pool=pool)
+
+    async def get(self, key: bytes) -> bytes | None:
+        """The value stored under `key`, or None."""
+        value = await self._client.get(key)
+        return value if isinstance(value, bytes) else None  # no decode_responses: always bytes
+
+    async def set(self, key: bytes, value: bytes, ttl: int) -> None:
+        """Store `value` under `key` for `ttl` seconds."""
+        await self._client.set(key, value, ex=ttl)
+
+    async def close(self) -> None:
+        """Close the pool's connections."""
+        await self._client.aclose()
+
+
+def shared_backend(settings: Settings) -> SharedBackend:
+    """The memcached or Redis backend `settings` configure (validated by `load_settings`)."""
+    host, port = split_host_port(settings.cache_address)
+    secret = (settings.secret("cache_hmac_key").get() or "").encode()
+    ctx = tls_context(settings)
+    server_name = settings.cache_tls_server_name
+    timeout = settings.cache_timeout
+    if settings.cache == "memcached":
+        store: MemcachedStore | RedisStore = MemcachedStore(host, port, ctx, server_name)
+        limit = MEMCACHED_MAX_VALUE
+    else:
+        credentials = None
+        if settings.cache_password is not None:
+            credentials = _SecretCredentials(settings.cache_username, settings.secret("cache_password"))
+        store = RedisStore(host, port, ctx, server_name, credentials, timeout)
+        limit = REDIS_MAX_VALUE
+    return SharedBackend(
+        settings.cache, store, secret, ttl=settings.cache_ttl, timeout=timeout, max_value_bytes=limit
+    )
+
+
+__all__ = ["MemcachedStore", "RedisStore", "shared_backend", "tls_context"]
