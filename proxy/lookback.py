@@ -73,3 +73,40 @@ def check_lookback(trees: Iterable[n.Expr], start: float, end: float, limit: flo
             f"the query reads {format_duration(seconds)} of data (range, selector ranges, subqueries "
             f"and offsets together), over the limit of {format_duration(limit)} (PROXY_MAX_LOOKBACK)"
         )
+
+
+def _nodes(node: n.Expr) -> Iterable[n.Expr]:
+    """`node` and every node below it, selectors inside range selectors and subqueries included."""
+    yield node
+    inner: Iterable[n.Expr] = _children(node)
+    if isinstance(node, n.MatrixSelector):
+        inner = (node.vs,)
+    elif isinstance(node, n.Subquery):
+        inner = (node.expr,)
+    for child in inner:
+        yield from _nodes(child)
+
+
+def cache_bypass(trees: Iterable[n.Expr]) -> str | None:
+    """Why the results cache must not store these trees' answers (docs/caching.md), else None.
+
+    With `@` a point's value depends on a fixed time (with `start()`/`end()`, on the request's own
+    range, which differs for every piece fetched); a negative offset reads data newer than the
+    evaluation time. Either way a stored point is not the value any other request would get."""
+    for tree in trees:
+        for node in _nodes(tree):
+            if not isinstance(node, n.VectorSelector | n.Subquery):
+                continue
+            if node.at is not None:
+                return "start()/end()" if node.at.kind in ("start", "end") else "@ modifier"
+            if (node.offset_ms or 0) < 0:
+                return "negative offset"
+    return None
+
+
+def newest_touch_ms(trees: Iterable[n.Expr], t_ms: int) -> int:
+    """The latest sample time that evaluating the trees at `t_ms` reads (`t_ms` when they read no
+    series): an answer is final once this is older than the freshness window."""
+    t = t_ms / 1000
+    latest = [w[1] for tree in trees if (w := window(tree, t, t, t, t)) is not None]
+    return round(max(latest) * 1000) if latest else t_ms
