@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.support.hubs",
     "tests.support.soak_plugin",
     "tests.support.logscan",
+    "tests.support.cachestack",
 ]
