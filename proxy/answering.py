@@ -13,8 +13,10 @@ from multidict import CIMultiDict
 
 from proxy import errors, promql
 from proxy.audit import hook as audit
-from proxy.bodies import CHUNK, response_headers, stream
+from proxy.bodies import CHUNK
+from proxy.coalesce import Answer
 from proxy.fanout import BranchAnswer, merge, run_branches
+from proxy.results.key import request_key
 from proxy.splice import WarningSplicer
 from proxy.upstream import Upstream, UpstreamRequest
 
@@ -55,21 +57,26 @@ async def forward_with_warnings(
     warnings: tuple[str, ...],
     admission: Callable[[], AbstractAsyncContextManager[None]],
 ) -> web.StreamResponse:
-    """Send one request inside one admission; stream the answer, `warnings` spliced into a 200."""
+    """Send one request inside one admission; stream the answer, `warnings` spliced into a 200.
+    An identical request in flight is not sent again: its answer is shared (docs/caching.md)."""
     headers = upstream.headers_for(request, built.form is not None)
     if warnings:
         _unencoded(headers)
-    async with admission():
+
+    async def send() -> aiohttp.ClientResponse:
         audit.note_forwarding()
-        response = await upstream.send(built, headers)
-        audit.note_upstream(response.status)
-        encoded = response.headers.get("Content-Encoding", "identity").lower() != "identity"
-        if not warnings or response.status != 200 or encoded:
-            out = await stream(request, response)
-        else:
-            out = await stream_with_warnings(request, response, warnings)
+        return await upstream.send(built, headers)
+
+    async def respond(answer: Answer) -> web.StreamResponse:
+        audit.note_forwarding()  # a follower's too: it is answered with what was forwarded for it
+        audit.note_upstream(answer.status)
+        out = await stream_answer(request, answer, warnings)
         audit.note_bytes(out.body_length)
         return out
+
+    key = request_key(upstream, built, headers) if upstream.coalescer.enabled else b""
+    out: web.StreamResponse = await upstream.coalescer.stream(key, send, respond, admission)
+    return out
 
 
 async def _fan_out(
@@ -106,28 +113,35 @@ async def _fan_out(
     return out
 
 
-async def stream_with_warnings(
-    request: web.Request, response: aiohttp.ClientResponse, warnings: tuple[str, ...]
+async def stream_answer(
+    request: web.Request, answer: Answer, warnings: tuple[str, ...] = ()
 ) -> web.StreamResponse:
-    """Stream an unencoded JSON answer with `warnings` spliced into its end (no decoding)."""
-    headers = response_headers(response)
-    headers.popall("Content-Length", None)
-    out = web.StreamResponse(status=response.status, headers=headers)
-    splicer = WarningSplicer(warnings)
+    """Stream an upstream answer to the caller as it arrives (no whole-body buffering); `warnings`
+    are spliced into the end of an unencoded 200 JSON answer (no decoding)."""
+    head = answer.head
+    encoded = head.headers.get("Content-Encoding", "identity").lower() != "identity"
+    splicer = WarningSplicer(warnings) if warnings and head.status == 200 and not encoded else None
+    out = web.StreamResponse(status=head.status, headers=CIMultiDict(head.headers))
+    if splicer is None and head.content_length is not None:
+        out.content_length = head.content_length
     try:
         await out.prepare(request)
-        async for chunk in response.content.iter_chunked(CHUNK):
-            ready = splicer.feed(chunk)
+        async for chunk in answer.chunks():
+            ready = chunk if splicer is None else splicer.feed(chunk)
             if ready:
                 await out.write(ready)
-        await out.write(splicer.finish())
+        if splicer is not None:
+            await out.write(splicer.finish())
         await out.write_eof()
+    except ConnectionResetError:
+        # The caller went away mid-answer (a closed dashboard tab): not an unhandled proxy error.
+        log.info("client_disconnected")
     except (TimeoutError, aiohttp.ClientError) as exc:
+        # Headers already went out: all we can do is cut the connection, or the caller waits
+        # forever for the rest of a Content-Length the proxy already promised.
         log.warning("upstream_body_failed", error=type(exc).__name__)
         if request.transport is not None:
             request.transport.close()
-    except ConnectionResetError:
-        log.info("client_disconnected")
     finally:
-        response.release()
+        answer.release()
     return out

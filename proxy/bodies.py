@@ -1,4 +1,6 @@
-"""Upstream answers: streamed to the caller as they come, or read whole (bounded) and decoded."""
+"""Upstream answers read whole (bounded) and decoded; the headers passed back to the caller.
+
+Streaming to the caller is `proxy.answering.stream_answer`."""
 
 from __future__ import annotations
 
@@ -7,13 +9,9 @@ import zlib
 from typing import Any
 
 import aiohttp
-import structlog
-from aiohttp import web
 from multidict import CIMultiDict
 
 from proxy import errors
-
-log = structlog.get_logger(__name__)
 
 # Response headers passed back to the caller; WWW-Authenticate and Set-Cookie never are.
 PASSED_RESPONSE_HEADERS = (
@@ -65,35 +63,6 @@ def response_headers(response: aiohttp.ClientResponse) -> CIMultiDict[str]:
     for name in PASSED_RESPONSE_HEADERS:
         for value in response.headers.getall(name, ()):
             out.add(name, value)
-    return out
-
-
-async def stream(request: web.Request, response: aiohttp.ClientResponse) -> web.StreamResponse:
-    """Stream an upstream response to the caller chunk by chunk (no whole-body buffering)."""
-    out = web.StreamResponse(status=response.status, headers=response_headers(response))
-    if response.content_length is not None:
-        out.content_length = response.content_length
-    try:
-        await out.prepare(request)
-        async for chunk in response.content.iter_chunked(CHUNK):
-            await out.write(chunk)
-        await out.write_eof()
-    except TimeoutError:
-        # Headers already went out: all we can do is cut the connection.
-        log.warning("upstream_body_timeout")
-        if request.transport is not None:
-            request.transport.close()
-    except ConnectionResetError:
-        # The caller went away mid-answer (a closed dashboard tab): not an unhandled proxy error.
-        log.info("client_disconnected")
-    except aiohttp.ClientError as exc:
-        # The upstream body broke off (reset, truncated): cut the caller's connection too, or it
-        # waits forever for the rest of a Content-Length the proxy already promised.
-        log.warning("upstream_body_failed", error=type(exc).__name__)
-        if request.transport is not None:
-            request.transport.close()
-    finally:
-        response.release()
     return out
 
 

@@ -24,7 +24,6 @@ from proxy.steps import (
     check_range,
     decide,
     filtered,
-    forward,
     holdings_or_refuse,
     query_requests,
     refuse_if_holding_nothing,
@@ -143,7 +142,7 @@ async def passthrough(request: web.Request, route: Route) -> web.StreamResponse:
     ctx.decision = "passthrough"
     form = params.body if params.had_body else None
     built = UpstreamRequest(request.method, route_path(request, route), params.url, form)
-    return await forward(request, svc, ctx, identity, built)
+    return await forward_with_warnings(request, svc.upstream, built, (), lambda: admitted(svc, ctx, identity))
 
 
 async def root(request: web.Request, route: Route) -> web.StreamResponse:

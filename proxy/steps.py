@@ -1,4 +1,4 @@
-"""The steps a handler's pipeline is made of: authenticate, admit, check, decide, scope, forward.
+"""The steps a handler's pipeline is made of: authenticate, admit, check, decide, scope, fetch.
 
 Each step records what it did on the request context (`proxy.context`); errors are typed and
 mapped to HTTP by the middleware.
@@ -17,13 +17,14 @@ from aiohttp import web
 from proxy import bounds, caps, errors, lookback, promql
 from proxy.audit import hook as audit
 from proxy.authn import Identity
-from proxy.bodies import stream
+from proxy.coalesce import Whole
 from proxy.context import RequestContext
 from proxy.fanout import pinned_time
 from proxy.params import RequestParams
 from proxy.promql.analyse import reach_of_selectors
 from proxy.promql.scope import Holdings
 from proxy.promql.selectors import SelectorReach
+from proxy.results.key import request_key
 from proxy.services import Services
 from proxy.upstream import UpstreamRequest
 
@@ -234,8 +235,7 @@ async def visible_metric_names(
         built = UpstreamRequest(
             "GET", "/api/v1/label/__name__/values", tuple(("match[]", m) for m in enforced)
         )
-        async with admitted(svc, ctx, identity):
-            status, doc = await svc.upstream.fetch_json(request, built)
+        status, doc = await fetch_json(request, svc, ctx, identity, built)
         if status != 200 or not isinstance(doc, dict):
             raise errors.UpstreamUnavailable("upstream could not list metric names")
         names = frozenset(str(n) for n in doc.get("data") or [])
@@ -243,17 +243,23 @@ async def visible_metric_names(
     return names
 
 
-async def forward(
+async def fetch_json(
     request: web.Request, svc: Services, ctx: RequestContext, identity: Identity, built: UpstreamRequest
-) -> web.StreamResponse:
-    """The forward step: send the built request under the request's admission, stream the answer."""
-    async with admitted(svc, ctx, identity):
+) -> tuple[int, Any]:
+    """(status, decoded JSON) of the upstream's answer to `built`, under the request's admission;
+    shared with identical requests in flight, whose followers take no admission (docs/caching.md)."""
+    upstream = svc.upstream
+    headers = upstream.json_headers(request)
+
+    async def fetch() -> Whole:
         audit.note_forwarding()
-        response = await svc.upstream.send(built, svc.upstream.headers_for(request, built.form is not None))
-        audit.note_upstream(response.status)
-        out = await stream(request, response)
-        audit.note_bytes(out.body_length)
-        return out
+        return await upstream.fetch_whole(built, headers)
+
+    key = request_key(upstream, built, headers) if upstream.coalescer.enabled else b""
+    whole = await upstream.coalescer.whole(key, fetch, lambda: admitted(svc, ctx, identity))
+    audit.note_forwarding()  # a follower's too: it is answered with what was forwarded for it
+    audit.note_upstream(whole.status)
+    return upstream.decoded(whole)
 
 
 async def filtered(
@@ -265,10 +271,7 @@ async def filtered(
     transform: Callable[[Any], Any],
 ) -> web.StreamResponse:
     """Fetch a JSON answer, apply `transform` to its `data` on success, pass errors through."""
-    async with admitted(svc, ctx, identity):
-        audit.note_forwarding()
-        status, doc = await svc.upstream.fetch_json(request, built)
-    audit.note_upstream(status)
+    status, doc = await fetch_json(request, svc, ctx, identity, built)
     # decode, filter and encode are separate blocks of the event loop (docs/operations.md)
     await asyncio.sleep(0)
     if status == 200 and isinstance(doc, dict) and doc.get("status") == "success":

@@ -19,7 +19,8 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from proxy import caches, context, errors, logs, metrics, tracing
-from proxy.bodies import decode_json, read_bounded
+from proxy.bodies import decode_json, read_bounded, response_headers
+from proxy.coalesce import Coalescer, Whole
 from proxy.config import Settings
 from proxy.filewatch import FileWatch
 from proxy.hubs import Hub, UpstreamTarget, hubs_of
@@ -106,6 +107,8 @@ class Upstream:
         self._session: aiohttp.ClientSession | None = None
         self._watch: FileWatch | None = None
         self._old_sessions: list[aiohttp.ClientSession] = []
+        # Identical requests to this upstream in flight at once are sent once (docs/caching.md).
+        self.coalescer = Coalescer(settings.coalesce, settings.coalesce_max_bytes, hub=self.hub.name)
 
     def _files(self) -> tuple[Path | None, ...]:
         return self._target.files()
@@ -240,11 +243,18 @@ class Upstream:
 
     async def fetch_json(self, request: web.Request, built: UpstreamRequest) -> tuple[int, Any]:
         """Send `built` and return (status, decoded JSON body); 502 when the body is not JSON."""
-        response = await self.send(built, self.json_headers(request))
-        status, encoding = response.status, response.headers.get("Content-Encoding", "")
-        limit = self._settings.max_filtered_bytes
-        raw = await read_bounded(response, limit)
-        return status, decode_json(raw, encoding.lower(), limit)
+        return self.decoded(await self.fetch_whole(built, self.json_headers(request)))
+
+    async def fetch_whole(self, built: UpstreamRequest, headers: CIMultiDict[str]) -> Whole:
+        """Send `built` and read its whole answer (at most PROXY_MAX_FILTERED_BYTES) as sent."""
+        response = await self.send(built, headers)
+        raw = await read_bounded(response, self._settings.max_filtered_bytes)
+        return Whole(response.status, response_headers(response), raw)
+
+    def decoded(self, whole: Whole) -> tuple[int, Any]:
+        """(status, decoded JSON body) of a whole answer; 502 when the body is not JSON."""
+        encoding = whole.headers.get("Content-Encoding", "").lower()
+        return whole.status, decode_json(whole.body, encoding, self._settings.max_filtered_bytes)
 
 
 def credential_identity(token: str | None, cert: Path | None) -> str:

@@ -50,7 +50,8 @@ def test_concurrency_limit_per_subject_queues_instead_of_refusing(
     slow = FaultProxy(prometheus.port).start()
     slow.set("latency", delay=0.4)
     try:
-        proxy = proxy_factory(PROXY_MAX_CONCURRENT_PER_SUBJECT="2",
+        # Coalescing off: identical requests would share one upstream call (docs/caching.md).
+        proxy = proxy_factory(PROXY_MAX_CONCURRENT_PER_SUBJECT="2", PROXY_COALESCE="false",
                               PROXY_PROMETHEUS_BASE_URL=f"https://{slow.url}")
         alice, carol = token_for("alice"), token_for("carol")
         assert _get(proxy.base_url, alice).status_code == 200  # warm the decision cache

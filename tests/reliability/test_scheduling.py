@@ -154,6 +154,7 @@ def test_queue_full_is_429_with_retry_after(
         **slow_stub.env(),
         "PROXY_MAX_CONCURRENT_PER_SUBJECT": "2",
         "PROXY_MAX_QUEUED_PER_SUBJECT": "2",
+        "PROXY_COALESCE": "false",  # identical requests would share one admission (docs/caching.md)
     }
     proxy = ProxyServer(make_settings(env)).start()
     try:
@@ -181,6 +182,7 @@ def test_a_caller_who_disconnects_frees_its_slot_and_cancels_its_upstream_call(
         **proxy_environ(prometheus, emulator_server.base_url),
         **stub.env(),
         "PROXY_MAX_CONCURRENT_PER_SUBJECT": "1",
+        "PROXY_COALESCE": "false",  # the second request would join the first's upstream call
     }
     proxy = ProxyServer(make_settings(env)).start()
     token = token_for("alice")

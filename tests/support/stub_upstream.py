@@ -37,6 +37,7 @@ class StubUpstream(LoopbackServer):
     canned: bytes = b""  # mode "canned": this gzip-encoded JSON body answers every request
     delay: float = 0.0  # seconds before every answer (a slow upstream)
     seen: list[Seen] = field(default_factory=list)
+    abandoned: int = 0  # requests whose connection the proxy closed before the delayed answer
 
     def __post_init__(self) -> None:
         LoopbackServer.__init__(self)
@@ -48,6 +49,8 @@ class StubUpstream(LoopbackServer):
         )
         if self.delay:
             await asyncio.sleep(self.delay)
+            if request.transport is None or request.transport.is_closing():
+                self.abandoned += 1
         if self.mode == "hang":
             await asyncio.sleep(3600)
         if self.mode == "unauthorized":

@@ -1,0 +1,386 @@
+"""Coalescing through the real proxy (docs/caching.md#coalescing): a slow recording TLS upstream on
+loopback receives identical concurrent requests once; scopes, hubs and encodings never share;
+overflow, disconnects, errors, scheduler slots, audit events and per-caller rule filtering."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from keycloak_emulator import ThreadedEmulatorServer
+from proxy.services import SERVICES
+from proxy_demo.certs import Pki
+from tests.support.hubs import hub_entry, hubs_config, hubs_environ
+from tests.support.proxy_server import ProxyServer, make_settings
+from tests.support.stub_upstream import StubUpstream
+
+pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+
+HUB = "moc"
+GPU = "DCGM_FI_DEV_GPU_UTIL"
+SCOPED = {"query": f'{GPU}{{cluster="nerc-ocp-prod",exported_namespace="team-a"}}'}
+DELAY = 0.6
+Reply = tuple[int, bytes]
+
+
+@pytest.fixture
+def stub(pki_factory: Callable[[], Pki]) -> Iterator[StubUpstream]:
+    """A recording TLS upstream answering every request after DELAY seconds."""
+    server = StubUpstream(pki_factory(), delay=DELAY).start()
+    yield server
+    server.stop()
+
+
+def _proxy(
+    tmp_path: Path, emulator: ThreadedEmulatorServer, entries: list[dict[str, Any]], **env: str
+) -> ProxyServer:
+    """A proxy for these hub entries (the first is the default hub), started."""
+    config = hubs_config(tmp_path, entries, default_hub=str(entries[0]["name"]))
+    return ProxyServer(make_settings(hubs_environ(emulator.base_url, config, **env))).start()
+
+
+def _seen(stub: StubUpstream, endpoint: str) -> int:
+    """Requests the stub received for one API endpoint."""
+    return sum(1 for s in stub.seen if s.path.endswith("/api/v1/" + endpoint))
+
+
+async def _together(
+    url: str, calls: list[tuple[str, dict[str, str]]], params: dict[str, str], cancel_after: float = 0.0
+) -> list[Reply | None]:
+    """One GET per (token, extra headers), all at once; with `cancel_after`, every caller hangs
+    up after that many seconds (None for those)."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+
+        async def one(token: str, extra: dict[str, str]) -> Reply:
+            headers = {"Authorization": f"Bearer {token}", **extra}
+            async with session.get(url, params=params, headers=headers) as r:
+                return r.status, await r.read()
+
+        tasks = [asyncio.create_task(one(token, extra)) for token, extra in calls]
+        if cancel_after:
+            await asyncio.sleep(cancel_after)
+            for task in tasks:
+                task.cancel()
+        done = await asyncio.gather(*tasks, return_exceptions=True)
+        return [d if isinstance(d, tuple) else None for d in done]
+
+
+def _metric(proxy: ProxyServer, name: str, labels: dict[str, str]) -> float:
+    """A sample of the proxy's /metrics (0 when absent)."""
+    text = requests.get(proxy.metrics_url + "/metrics", timeout=10).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0
+
+
+def _warm(proxy: ProxyServer, token: str, path: str = "/api/v1/query", **params: str) -> None:
+    """One request first, so that authentication and decisions are cached."""
+    r = requests.get(
+        proxy.base_url + path,
+        params=params or SCOPED,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+
+
+def _audit_events(proxy: ProxyServer, log: Path, count: int) -> list[dict[str, Any]]:
+    """The audit events with a request id once at least `count` were written."""
+    assert proxy.app is not None
+    writer = proxy.app[SERVICES].audit
+    assert writer is not None
+    deadline = time.monotonic() + 10
+    while not (writer.flush() and writer.written >= count) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    return [e for e in events if e.get("request_id")]
+
+
+def test_identical_concurrent_queries_reach_the_upstream_once(
+    stub: StubUpstream,
+    tmp_path: Path,
+    hubs_emulator_server: ThreadedEmulatorServer,
+    hubs_token_for: Callable[[str], str],
+) -> None:
+    """Ten identical queries at once: one upstream request, ten identical 200 answers, nine
+    counted as coalesced, and ten audit events (nine marked coalesced) with their forwarded text."""
+    log = tmp_path / "audit.log"
+    proxy = _proxy(tmp_path, hubs_emulator_server, [hub_entry(HUB, stub)], PROXY_AUDIT_LOG=str(log))
+    try:
+        token = hubs_token_for("alice")
+        _warm(proxy, token)
+        before = _metric(proxy, "prom_keycloak_proxy_coalesced_requests_total", {"hub": HUB})
+        replies = asyncio.run(_together(proxy.base_url + "/api/v1/query", [(token, {})] * 10, SCOPED))
+        after = _metric(proxy, "prom_keycloak_proxy_coalesced_requests_total", {"hub": HUB})
+        events = _audit_events(proxy, log, 11)
+    finally:
+        proxy.stop()
+    assert _seen(stub, "query") == 2  # the warm-up and one for the ten
+    assert len({r for r in replies}) == 1 and replies[0] is not None and replies[0][0] == 200
+    assert after - before == 9
+    burst = events[1:]
+    assert len(burst) == 10 and len({e["request_id"] for e in burst}) == 10
+    assert sorted(str(e["result_cache"]) for e in burst).count("coalesced") == 9
+    assert all(e["upstream_status"] == 200 and e["forwarded"] and e["subject"] for e in burst)
+
+
+def test_coalescing_off_sends_every_request(
+    stub: StubUpstream,
+    tmp_path: Path,
+    hubs_emulator_server: ThreadedEmulatorServer,
+    hubs_token_for: Callable[[str], str],
+) -> None:
+    """PROXY_COALESCE=false: identical concurrent queries are each sent upstream."""
+    proxy = _proxy(tmp_path, hubs_emulator_server, [hub_entry(HUB, stub)], PROXY_COALESCE="false")
+    try:
+        token = hubs_token_for("alice")
+        _warm(proxy, token)
+        replies = asyncio.run(_together(proxy.base_url + "/api/v1/query", [(token, {})] * 4, SCOPED))
+    finally:
+        proxy.stop()
+    assert [r[0] for r in replies if r is not None] == [200] * 4
+    assert _seen(stub, "query") == 5
+
+
+def test_different_scopes_and_encodings_are_sent_separately(
+    stub: StubUpstream,
+    tmp_path: Path,
+    hubs_emulator_server: ThreadedEmulatorServer,
+    hubs_token_for: Callable[[str], str],
+) -> None:
+    """The same original query from callers of different scopes, and from one caller with
+    different Accept-Encoding, are separate upstream requests (each forwarded text once)."""
+    proxy = _proxy(tmp_path, hubs_emulator_server, [hub_entry(HUB, stub)])
+    try:
+        alice, bob = hubs_token_for("alice"), hubs_token_for("bob")
+        for token in (alice, bob):
+            _warm(proxy, token, query=GPU)
+        calls = [
+            (alice, {"Accept-Encoding": "gzip"}),
+            (alice, {"Accept-Encoding": "gzip"}),
+            (alice, {"Accept-Encoding": "identity"}),
+            (bob, {"Accept-Encoding": "gzip"}),
+        ]
+        replies = asyncio.run(_together(proxy.base_url + "/api/v1/query", calls, {"query": GPU}))
+    finally:
+        proxy.stop()
+    assert [r[0] for r in replies if r is not None] == [200] * 4
+    burst = stub.seen[2:]
+    assert len(burst) == 3
+    forwarded = {(s.query, s.headers.get("Accept-Encoding")) for s in burst}
+    assert len(forwarded) == 3 and len({q for q, _ in forwarded}) == 2
+
+
+def test_the_same_forwarded_request_on_two_hubs_is_sent_for_each(
+    stub: StubUpstream,
+    tmp_path: Path,
+    hubs_emulator_server: ThreadedEmulatorServer,
+    hubs_token_for: Callable[[str], str],
+) -> None:
+    """Two hubs in front of the same upstream URL with the same credentials: a hub-wide caller's
+    identical query on both at once is sent once per hub, never shared across hubs."""
+    entries = [hub_entry(HUB, stub), hub_entry("innabox-dev", stub)]
+    proxy = _proxy(tmp_path, hubs_emulator_server, entries)
+    try:
+        frank = hubs_token_for("frank")
+        for hub in (HUB, "innabox-dev"):
+            _warm(proxy, frank, f"/{hub}/api/v1/query", query=GPU)
+
+        async def at_once() -> list[list[Reply | None]]:
+            return await asyncio.gather(
+                *(
+                    _together(f"{proxy.base_url}/{hub}/api/v1/query", [(frank, {})] * 2, {"query": GPU})
+                    for hub in (HUB, "innabox-dev")
+                )
+            )
+
+        replies = [r for rs in asyncio.run(at_once()) for r in rs]
+    finally:
+        proxy.stop()
+    assert [r[0] for r in replies if r is not None] == [200] * 4
+    burst = stub.seen[2:]
+    assert len(burst) == 2 and burst[0].query == burst[1].query
+
+
+def test_overflow_makes_followers_send_their_own_and_everyone_gets_the_whole_answer(
+    pki_factory: Callable[[], Pki],
+    tmp_path: Path,
+    hubs_emulator_server: ThreadedEmulatorServer,
+    hubs_token_for: Callable[[str], str],
+) -> None:
+    """A 1 MiB answer over a 64 KiB coalescing buffer: followers re-issue their own requests and
+    every caller gets the full, identical answer."""
+    stub = StubUpstream(pki_factory(), mode="big", big_mb=1, delay=DELAY).start()
+    proxy = _proxy(tmp_path, hubs_emulator_server, [hub_entry(HUB, stub)], PROXY_COALESCE_MAX_BYTES="65536")
+    try:
+        token = hubs_token_for("alice")
+        _warm(proxy, token)
+        replies = asyncio.run(_together(proxy.base_url + "/api/v1/query", [(token, {})] * 4, SCOPED))
+    finally:
+        proxy.stop()
+        stub.stop()
+    assert all(r is not None and r == (200, b"x" * (1 << 20)) for r in replies)
+    assert _seen(stub, "query") == 5
+
+
+def test_the_leader_hanging_up_leaves_the_followers_their_answer(
+    stub: StubUpstream,
+    tmp_path: Path,
+    hubs_emulator_server: ThreadedEmulatorServer,
+    hubs_token_for: Callable[[str], str],
+) -> None:
+    """The first caller disconnects mid-flight: the upstream request is not abandoned and the
+    caller who joined it gets the answer, from that one upstream request."""
+    proxy = _proxy(tmp_path, hubs_emulator_server, [hub_entry(HUB, stub)])
+    url = proxy.base_url + "/api/v1/query"
+    try:
+        token = hubs_token_for("alice")
+        _warm(proxy, token)
+
+        async def run() -> Reply | None:
+            leader = asyncio.create_task(_together(url, [(token, {})], SCOPED, cancel_after=DELAY / 2))
+            await asyncio.sleep(DELAY / 4)
+            follower = await _together(url, [(token, {})], SCOPED)
+            assert await leader == [None]
+            return follower[0]
+
+        reply = asyncio.run(run())
+    finally:
+        proxy.stop()
+    assert reply is not None and reply[0] == 200
+    assert _seen(stub, "query") == 2 and stub.abandoned == 0
+
+
+def test_the_upstream_request_is_abandoned_when_every_caller_hung_up(
+    stub: StubUpstream,
+    tmp_path: Path,
+    hubs_emulator_server: ThreadedEmulatorServer,
+    hubs_token_for: Callable[[str], str],
+) -> None:
+    """Three identical callers all disconnect: their one upstream request is cancelled (the
+    proxy closes its connection before the answer)."""
+    proxy = _proxy(tmp_path, hubs_emulator_server, [hub_entry(HUB, stub)])
+    try:
+        token = hubs_token_for("alice")
+        _warm(proxy, token)
+        replies = asyncio.run(
+            _together(proxy.base_url + "/api/v1/query", [(token, {})] * 3, SCOPED, cancel_after=DELAY / 3)
+        )
+        time.sleep(DELAY)
+    finally:
+        proxy.stop()
+    assert replies == [None] * 3
+    assert _seen(stub, "query") == 2 and stub.abandoned == 1
+
+
+def test_an_upstream_error_reaches_every_waiter(
+    pki_factory: Callable[[], Pki],
+    tmp_path: Path,
+    hubs_emulator_server: ThreadedEmulatorServer,
+    hubs_token_for: Callable[[str], str],
+) -> None:
+    """The upstream refusing the proxy's credentials: each of five identical callers gets the
+    502, from one upstream request."""
+    stub = StubUpstream(pki_factory(), mode="unauthorized", delay=DELAY).start()
+    proxy = _proxy(tmp_path, hubs_emulator_server, [hub_entry(HUB, stub)])
+    try:
+        token = hubs_token_for("alice")
+        replies = asyncio.run(_together(proxy.base_url + "/api/v1/query", [(token, {})] * 5, SCOPED))
+    finally:
+        proxy.stop()
+        stub.stop()
+    assert [r[0] for r in replies if r is not None] == [502] * 5
+    assert all(r is not None and b"credentials" in r[1] for r in replies)
+    assert _seen(stub, "query") == 1
+
+
+def test_followers_take_no_scheduler_slot(
+    stub: StubUpstream,
+    tmp_path: Path,
+    hubs_emulator_server: ThreadedEmulatorServer,
+    hubs_token_for: Callable[[str], str],
+) -> None:
+    """One slot per subject: ten identical queries of one subject at once are all answered from
+    one admission (nobody queued behind the leader)."""
+    proxy = _proxy(
+        tmp_path, hubs_emulator_server, [hub_entry(HUB, stub)], PROXY_MAX_CONCURRENT_PER_SUBJECT="1"
+    )
+    try:
+        token = hubs_token_for("alice")
+        _warm(proxy, token)
+        name = "prom_keycloak_proxy_scheduler_wait_seconds_count"
+        before = _metric(proxy, name, {"hub": HUB})
+        replies = asyncio.run(_together(proxy.base_url + "/api/v1/query", [(token, {})] * 10, SCOPED))
+        admissions = _metric(proxy, name, {"hub": HUB}) - before
+    finally:
+        proxy.stop()
+    assert [r[0] for r in replies if r is not None] == [200] * 10
+    assert admissions == 1
+    assert _seen(stub, "query") == 2
+
+
+def _rules_answer() -> bytes:
+    """A gzip `/api/v1/rules` answer with one alert per (cluster, namespace)."""
+    alerts = [
+        {"labels": {"alertname": "Hot", "cluster": c, "namespace": ns}, "state": "firing", "value": "1"}
+        for c, ns in (("nerc-ocp-prod", "team-a"), ("nerc-ocp-prod", "team-b"), ("nerc-ocp-test", "team-x"))
+    ]
+    rule = {
+        "name": "Hot",
+        "type": "alerting",
+        "query": "x > 0",
+        "labels": {},
+        "alerts": alerts,
+        "state": "firing",
+        "health": "ok",
+    }
+    doc = {
+        "status": "success",
+        "data": {"groups": [{"name": "g", "file": "r.yml", "interval": 30, "rules": [rule]}]},
+    }
+    return gzip.compress(json.dumps(doc).encode())
+
+
+def test_coalesced_rules_are_filtered_per_caller(
+    pki_factory: Callable[[], Pki],
+    tmp_path: Path,
+    hubs_emulator_server: ThreadedEmulatorServer,
+    hubs_token_for: Callable[[str], str],
+) -> None:
+    """Alice and bob ask for the rules at once: one upstream request, and each sees only the
+    alerts of their own scope."""
+    stub = StubUpstream(pki_factory(), mode="canned", canned=_rules_answer(), delay=DELAY).start()
+    proxy = _proxy(tmp_path, hubs_emulator_server, [hub_entry(HUB, stub)])
+    try:
+        alice, bob = hubs_token_for("alice"), hubs_token_for("bob")
+        for token in (alice, bob):
+            _warm(proxy, token, "/api/v1/rules", type="alert")
+        replies = asyncio.run(
+            _together(proxy.base_url + "/api/v1/rules", [(alice, {}), (bob, {}), (alice, {})], {})
+        )
+    finally:
+        proxy.stop()
+        stub.stop()
+    seen = []
+    for reply in replies:
+        assert reply is not None and reply[0] == 200
+        (rule,) = json.loads(reply[1])["data"]["groups"][0]["rules"]
+        seen.append([(a["labels"]["cluster"], a["labels"]["namespace"]) for a in rule["alerts"]])
+    assert seen == [
+        [("nerc-ocp-prod", "team-a")],
+        [("nerc-ocp-test", "team-x")],
+        [("nerc-ocp-prod", "team-a")],
+    ]
+    assert _seen(stub, "rules") == 3  # two warm-ups, then one for the three
