@@ -51,8 +51,9 @@ test: setup lint typecheck
 unit: setup lint typecheck
 	$(BIN)/pytest -q -n 2 tests/unit $(PYTEST_ARGS)
 
+# `make bench BENCH=dashboard` (or any comma-separated targets of `bench/run.py --only`)
 bench: setup
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(if $(BENCH),--only $(BENCH))
 
 soak: setup
 	$(BIN)/pytest -q -p no:xdist tests/reliability/test_soak.py --soak-duration=$(DURATION) -s

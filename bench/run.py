@@ -8,6 +8,9 @@ aiohttp pass-through of `bench/passthrough.py`, and the proxy (`prom-keycloak-pr
 several configurations. Load comes from `wrk` with `bench/load.lua` (POST form bodies, bearer
 token). Prints one table: requests/s, p50/p99, ratios against the pass-through and direct,
 Keycloak calls and proxy CPU seconds per 1,000 requests, peak RSS; then the issue's targets.
+Last, the dashboard replay of `bench/dashboard.py` (20 users × 20 panels, direct and through the
+results cache; its own data and Prometheus): `--only dashboard` (`make bench BENCH=dashboard`) runs
+it alone.
 
 Not a timed test: numbers depend on the machine and on whatever else runs on it.
 `python bench/run.py --help` lists the knobs (`--duration`, `--profile`, `--only`).
@@ -40,7 +43,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import large_realm  # noqa: E402
+from bench import dashboard, large_realm  # noqa: E402
 from bench.fairness import report as fairness_report  # noqa: E402
 from proxy.hubs import TOP_LEVEL_HUB_OPTIONS  # noqa: E402
 from proxy_demo.certs import Pki  # noqa: E402
@@ -131,8 +134,9 @@ def log(msg: str) -> None:
 
 
 def ensure_tools() -> None:
-    """Install `wrk` and `nginx-light` with apt-get when missing (as root)."""
-    missing = [pkg for tool, pkg in (("wrk", "wrk"), ("nginx", "nginx-light")) if not _which(tool)]
+    """Install `wrk`, `nginx-light` and `memcached` with apt-get when missing (as root)."""
+    tools = (("wrk", "wrk"), ("nginx", "nginx-light"), ("memcached", "memcached"))
+    missing = [pkg for tool, pkg in tools if not _which(tool)]
     if not missing:
         return
     if os.geteuid() != 0 or not shutil.which("apt-get"):
@@ -143,8 +147,9 @@ def ensure_tools() -> None:
     if subprocess.run(cmd, env=env, capture_output=True, check=False).returncode != 0:
         subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, check=False)
         subprocess.run(cmd, env=env, capture_output=True, check=True)
-    # the package may start a system nginx on :80; the bench never uses it
-    subprocess.run(["systemctl", "stop", "nginx"], capture_output=True, check=False)
+    # the packages may start a system nginx on :80 and memcached on :11211; the bench uses neither
+    for service in ("nginx", "memcached"):
+        subprocess.run(["systemctl", "stop", service], capture_output=True, check=False)
 
 
 def _which(tool: str) -> str | None:
@@ -568,6 +573,7 @@ class Bench:
 DIRECT, NGINX, PASS = "direct", "nginx", "aiohttp-pt"
 WARM, COLD, NOCACHE, WORKERS2 = "proxy-warm", "proxy-cold", "proxy-nocache", "proxy-warm-w2"
 LARGE = "large-realm"  # bench/large_realm.py: 5,000 project resources, Keycloak with a cost model
+DASHBOARD = "dashboard"  # bench/dashboard.py: 20 users × 20 panels, direct vs the results cache
 HUBS3 = "proxy-hubs3"
 NOAUDIT = "proxy-noaudit"
 FAIRNESS = "fairness"
@@ -821,6 +827,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     ensure_prometheus()
     workdir = Path(tempfile.mkdtemp(prefix="prom-keycloak-proxy-bench-"))
     load_before = os.getloadavg()
+    if only == {DASHBOARD}:  # needs none of the shared services: its own data, Prometheus and realm
+        try:
+            text = dashboard.run(workdir, log, _proxy_at)
+        finally:
+            if not args.keep:
+                shutil.rmtree(workdir, ignore_errors=True)
+        print(
+            f"\nprom-keycloak-proxy bench — {os.cpu_count()} CPUs, load average before"
+            f" {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}\n\n{text}"
+        )
+        print(f"\nbench took {time.monotonic() - began:.0f} s")
+        return 0
     try:
         with contextlib.ExitStack() as stack:
             bench = run_all(stack, workdir, args, only)
@@ -858,6 +876,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\nprofile of the warm proxy (panel, c=16):\n" + bench.profile_text)
     if bench.large_realm_text:
         print("\n" + bench.large_realm_text)
+    if bench.dashboard_text:
+        print("\n" + bench.dashboard_text)
     print(f"\nbench took {time.monotonic() - began:.0f} s")
     return 0
 
@@ -868,6 +888,7 @@ class FullBench(Bench):
     profile_text = ""
     large_realm_text = ""
     fairness_text = ""
+    dashboard_text = ""
 
 
 def passthrough_command(port: int, prom: PrometheusServer) -> list[str]:
@@ -1026,14 +1047,16 @@ def run_all(
         bench.large_realm_text = large_realm.run(
             workdir, log, lambda kc, logfile: _proxy_at(prom, kc, logfile)
         )
+    if want(DASHBOARD):
+        bench.dashboard_text = dashboard.run(workdir, log, _proxy_at)
     return bench
 
 
 @contextlib.contextmanager
-def _proxy_at(prom: PrometheusServer, kc_url: str, logfile: Path) -> Iterator[str]:
-    """The proxy with the bench settings against another Keycloak; yields its URL."""
+def _proxy_at(prom: PrometheusServer, kc_url: str, logfile: Path, **extra: str) -> Iterator[str]:
+    """The proxy with the bench settings (and `extra`) against another Keycloak; yields its URL."""
     port, mport = free_port(), free_port()
-    env = proxy_env(prom, kc_url, port, mport)
+    env = proxy_env(prom, kc_url, port, mport, **extra)
     with started([str(PROXY_BIN), "serve"], f"http://127.0.0.1:{mport}/readyz", logfile, env):
         yield f"http://127.0.0.1:{port}"
 

@@ -1,0 +1,285 @@
+"""The dashboard replay of `make bench` (`make bench BENCH=dashboard` runs it alone).
+
+20 users of the same project open a 20-panel GPU dashboard (6 h range, 30 s step) at the same
+time, then refresh it three times, each refresh moving the window by 30 s (Grafana's refresh,
+without the 30 s wait; the last window ends at the current step). Run directly against Prometheus
+and through the proxy with the results cache in process, in memcached (Debian `memcached` on
+loopback) and off; printed side by side: requests Prometheus served (its own
+`prometheus_http_requests_total`, nothing else queries it), end-to-end p50/p99 per load, the
+ratios to direct, Prometheus' CPU seconds, and whether every panel's answer has direct's shape.
+
+One Prometheus (mTLS, client certificate) serves both sides, over a generated GPU project of a
+few thousand series × 7.5 h (`bench/dashboard_data.py`), so its evaluation is a real cost. Each
+proxy configuration starts empty: the first load is the warm-up. The proxy keeps its default
+fair-use limits (64 upstream requests in flight, 8 per user). Not a timed test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psutil
+import yaml
+
+from bench.dashboard_data import CLUSTER, PROJECT, STEP, Written, backfill
+from bench.dashboard_load import PANELS, PER_USER, RANGE, Load, Replayer
+from keycloak_emulator import Emulator, EmulatorServer
+from proxy_demo.certs import Pki
+from proxy_demo.policy import DEMO_POLICY
+from proxy_demo.prometheus import PrometheusServer, ensure_prometheus, free_port
+
+USERS = 20
+REFRESHES = 3
+REALM, CLIENT = "nerc", "grafana"
+COUNTED = ('handler="/api/v1/query"', 'handler="/api/v1/query_range"')
+# the proxy's default fair-use limits, written out: run.py's proxy_env raises them for wrk
+DEFAULT_LIMITS = {"PROXY_MAX_UPSTREAM_CONCURRENCY": "64", "PROXY_MAX_CONCURRENT_PER_SUBJECT": "8"}
+
+Serve = Callable[..., AbstractContextManager[str]]  # (prom, kc_url, logfile, **env) -> proxy URL
+
+
+@dataclass
+class Run:
+    """One target's loads."""
+
+    name: str
+    loads: list[Load]
+    prom_cpu: list[float]
+
+
+def policy_file(workdir: Path) -> Path:
+    """The demo policies plus `USERS` viewers, each holding project team-a on nerc-ocp-prod."""
+    doc: dict[str, Any] = yaml.safe_load(DEMO_POLICY.read_text(encoding="utf-8"))
+    for i in range(USERS):
+        name = f"viewer-{i:02d}"
+        doc["users"].append(
+            {"username": name, "password": f"{name}-password", "email": f"{name}@example.org"}
+        )
+        doc["grants"].append({"user": name, "projects": {CLUSTER: [PROJECT]}})
+    path = workdir / "dashboard-policy.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@contextlib.contextmanager
+def memcached(workdir: Path) -> Iterator[str]:
+    """Debian `memcached` on loopback (no UDP); yields `host:port`."""
+    binary = shutil.which("memcached") or "/usr/bin/memcached"
+    port = free_port()
+    cmd = [binary, "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "512", "-I", "8m", "-t", "1"]
+    if os.geteuid() == 0:
+        cmd += ["-u", "root"]  # memcached refuses to run as root otherwise
+    with (workdir / "memcached.log").open("ab") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1) as s:
+                s.sendall(b"version\r\n")
+                if s.recv(64).startswith(b"VERSION"):
+                    break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"memcached did not start ({proc.poll()}), see {workdir}/memcached.log")
+            time.sleep(0.05)
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+class Upstream:
+    """Counts the queries Prometheus served, from its own `/metrics` (over mTLS)."""
+
+    def __init__(self, prom: PrometheusServer) -> None:
+        """Count on `prom`."""
+        self.url = f"{prom.base_url}/metrics"
+        self.ctx = prom.ssl_context()
+
+    async def __call__(self) -> int:
+        """`prometheus_http_requests_total` of the query and query_range handlers."""
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(self.url, ssl=self.ctx) as resp,
+        ):
+            text = await resp.text()
+        return sum(
+            int(float(line.rsplit(" ", 1)[1]))
+            for line in text.splitlines()
+            if line.startswith("prometheus_http_requests_total{") and any(c in line for c in COUNTED)
+        )
+
+
+async def replay(
+    base_url: str, tokens: list[str | None], ctx: ssl.SSLContext | None, prom: PrometheusServer
+) -> Run:
+    """The load and `REFRESHES` refreshes, the last window ending at the current step."""
+    proc = psutil.Process(prom.pid)
+    first_end = (int(time.time()) // STEP - REFRESHES) * STEP
+    loads, cpu = [], []
+    count = Upstream(prom)
+    async with Replayer(base_url, tokens, ctx) as replayer:
+        for i in range(REFRESHES + 1):
+            before = sum(proc.cpu_times()[:2])
+            label = "load" if i == 0 else f"refresh {i}"
+            loads.append(await replayer.load(label, first_end + i * STEP, count))
+            cpu.append(sum(proc.cpu_times()[:2]) - before)
+    return Run("", loads, cpu)
+
+
+def run(workdir: Path, log: Callable[[str], None], serve: Serve) -> str:
+    """Generate the data, start Prometheus, the emulator and memcached, replay every target."""
+    binaries = ensure_prometheus()
+    workdir = workdir / "dashboard"
+    prom_dir = workdir / "prometheus"
+    prom_dir.mkdir(parents=True)
+    log("dashboard: generating the GPU project's history and backfilling it")
+    began = time.monotonic()
+    written = backfill(binaries.promtool, prom_dir / "data", time.time(), workdir)
+    (prom_dir / ".backfilled").touch()  # PrometheusServer: the TSDB already holds the data
+    log(f"dashboard: {written.series} series, {written.samples} samples in {time.monotonic() - began:.0f} s")
+    prom = PrometheusServer(prom_dir, Pki(workdir / "pki"), [], rules=None)
+    prom.start()
+    emu = Emulator.from_files([policy_file(workdir)])
+    handle = EmulatorServer.start_in_thread(emu, host="127.0.0.1", port=0)
+    runs: list[Run] = []
+    try:
+        tokens: list[str | None] = [
+            emu.mint(REALM, {}, user=f"viewer-{i:02d}", client=CLIENT, lifetime=3600) for i in range(USERS)
+        ]
+        direct_ctx = prom.ssl_context()
+        log("dashboard: priming Prometheus (one user's dashboard, not measured)")
+        prime = Replayer(prom.base_url, [None], direct_ctx)
+        asyncio.run(_prime(prime, prom))
+        log("dashboard: direct")
+        runs.append(_named("direct", asyncio.run(replay(prom.base_url, [None] * USERS, direct_ctx, prom))))
+        hmac_key = secrets.token_hex(32)
+        configs: list[tuple[str, dict[str, str]]] = [
+            ("proxy cache=memory", {"PROXY_CACHE": "memory"}),
+            ("proxy cache=memcached", {"PROXY_CACHE": "memcached", "PROXY_CACHE_HMAC_KEY": hmac_key}),
+            ("proxy cache=off", {"PROXY_CACHE": "off"}),
+        ]
+        for name, env in configs:
+            log(f"dashboard: {name}")
+            with contextlib.ExitStack() as stack:
+                if env["PROXY_CACHE"] == "memcached":
+                    env = {**env, "PROXY_CACHE_ADDRESS": stack.enter_context(memcached(workdir))}
+                logfile = workdir / f"{name.replace(' ', '-').replace('=', '-')}.log"
+                url = stack.enter_context(serve(prom, handle.base_url, logfile, **DEFAULT_LIMITS, **env))
+                runs.append(_named(name, asyncio.run(replay(url, tokens, None, prom))))
+    finally:
+        handle.close()
+        prom.stop()
+    return render(runs, written)
+
+
+async def _prime(replayer: Replayer, prom: PrometheusServer) -> None:
+    """One unmeasured dashboard load straight at Prometheus."""
+    async with replayer:
+        await replayer.load("prime", (int(time.time()) // STEP - REFRESHES) * STEP, Upstream(prom))
+
+
+def _named(name: str, run: Run) -> Run:
+    run.name = name
+    return run
+
+
+def render(runs: list[Run], written: Written) -> str:
+    """The side-by-side table, the answers' check and the issue's targets."""
+    direct = runs[0]
+    lines = [
+        f"dashboard replay: {USERS} users × {len(PANELS)} panels of one project, {RANGE // 3600} h range at"
+        f" step {STEP} s ({RANGE // STEP + 1} points), ≤ {PER_USER} panels in flight per user, all users at"
+        f" once; a load, then {REFRESHES} refreshes (window +{STEP} s each)",
+        f"data: {written.series} series, {written.samples / 1e6:.2f} M samples (30 s grid,"
+        f" {(written.last - written.first) / 3600:.1f} h); upstream = queries Prometheus served;"
+        " ×dir = ratio to direct at the same load; prom CPU = Prometheus' CPU seconds",
+        "",
+        f"{'target':22} {'load':9} {'upstream':>8} {'×dir':>6} {'p50 ms':>8} {'×dir':>6} {'p99 ms':>8}"
+        f" {'×dir':>6} {'wall s':>7} {'prom CPU':>8} {'err':>4}",
+    ]
+    lines.append("-" * len(lines[-1]))
+    for run in runs:
+        for i, load in enumerate(run.loads):
+            d = direct.loads[i]
+            lines.append(
+                f"{run.name if i == 0 else '':22} {load.label:9} {load.upstream:8d}"
+                f" {_ratio(load.upstream, d.upstream)} {load.p50:8.1f} {_ratio(load.p50, d.p50)}"
+                f" {load.p(0.99):8.1f} {_ratio(load.p(0.99), d.p(0.99))} {load.wall:7.2f}"
+                f" {run.prom_cpu[i]:8.2f} {len(load.failures):4d}"
+            )
+    lines += ["", f"after warm-up (refreshes 1–{REFRESHES} together):"]
+    warm_direct = _warm(direct)
+    for run in runs:
+        warm = _warm(run)
+        lines.append(
+            f"  {run.name:22} upstream {warm.upstream:5d} ({_pct(warm.upstream, warm_direct.upstream)} of"
+            f" direct's)  p50 {warm.p50:7.1f} ms ({_ratio(warm.p50, warm_direct.p50).strip()}×)"
+            f"  p99 {warm.p(0.99):7.1f} ms ({_ratio(warm.p(0.99), warm_direct.p(0.99)).strip()}×)"
+        )
+    lines += ["", "answers (first user, every load): series and points per panel as direct's:"]
+    for run in runs[1:]:
+        lines.append(f"  {run.name:22} {_compare(run, direct)}")
+    failures = [f"{run.name} {load.label}: {f}" for run in runs for load in run.loads for f in load.failures]
+    if failures:
+        lines += ["failures (first 10):", *(f"  {f}" for f in failures[:10])]
+    lines += ["", "targets of issue #20 (same run):"]
+    for run in runs[1:]:
+        if "off" in run.name:
+            continue
+        warm = _warm(run)
+        ok = warm.upstream <= 0.10 * warm_direct.upstream
+        lines.append(
+            f"  [{'PASS' if ok else 'FAIL'}] {run.name}: upstream after warm-up ≤ 10 % of direct's:"
+            f" {warm.upstream} vs {warm_direct.upstream} ({_pct(warm.upstream, warm_direct.upstream)})"
+        )
+        ok = warm.p50 < warm_direct.p50
+        lines.append(
+            f"  [{'PASS' if ok else 'FAIL'}] {run.name}: p50 after warm-up below direct's:"
+            f" {warm.p50:.1f} ms vs {warm_direct.p50:.1f} ms"
+        )
+    return "\n".join(lines)
+
+
+def _warm(run: Run) -> Load:
+    """The refreshes of a run as one load."""
+    out = Load("refreshes")
+    for load in run.loads[1:]:
+        out.seconds += load.seconds
+        out.upstream += load.upstream
+        out.failures += load.failures
+    return out
+
+
+def _compare(run: Run, direct: Run) -> str:
+    """`same` or the panels whose (series, points) differ from direct's at the same load."""
+    differ = [
+        f"{load.label} panel {p + 1}: {load.shapes.get(p)} vs {d.shapes.get(p)}"
+        for load, d in zip(run.loads, direct.loads, strict=True)
+        for p in range(len(PANELS))
+        if load.shapes.get(p) != d.shapes.get(p)
+    ]
+    empty = [p + 1 for p, (series, _) in direct.loads[0].shapes.items() if series <= 0]
+    note = f" (direct's empty or failed panels: {empty})" if empty else ""
+    return ("same" if not differ else f"{len(differ)} differ: " + "; ".join(differ[:4])) + note
+
+
+def _ratio(a: float, b: float) -> str:
+    return f"{a / b:6.2f}" if b else "     -"
+
+
+def _pct(a: float, b: float) -> str:
+    return f"{100 * a / b:.1f} %" if b else "-"
