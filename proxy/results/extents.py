@@ -11,8 +11,8 @@ through `round(t * 1000)`.
 from __future__ import annotations
 
 import bisect
-import itertools
 import json
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +20,7 @@ from typing import Any
 Series = dict[str, Any]
 LabelKey = tuple[tuple[str, str], ...]
 _KINDS = ("values", "histograms")
+_MEMBERS = frozenset({"metric", *_KINDS})
 _FORMAT = 1  # encoding version of stored entries
 
 
@@ -109,45 +110,61 @@ def label_key(metric: dict[str, str]) -> LabelKey:
     return tuple(sorted(metric.items()))
 
 
-def _ms(t: Any) -> int:
-    if isinstance(t, bool) or not isinstance(t, int | float):
-        raise ValueError(f"bad sample timestamp {t!r}")
-    try:
-        return round(t * 1000)
-    except (OverflowError, ValueError) as bad:  # infinite or NaN
-        raise ValueError(f"bad sample timestamp {t!r}") from bad
+def _ms(point: list[Any]) -> int:
+    """A validated point's time in milliseconds."""
+    ms: int = round(point[0] * 1000)
+    return ms
+
+
+_MAX_SECONDS = 1e13  # beyond Prometheus' int64 milliseconds; also keeps NaN and ±Inf out
+
+
+def _checked_points(
+    points: Any, value_type: type, first_ms: int, last_ms: int, step_ms: int, strict: bool
+) -> list[Any]:
+    """`points` validated (grid times, strictly increasing), cut to [first, last]: the original
+    list when nothing is cut. `strict`: a point outside the range is an error."""
+    if type(points) is not list:
+        raise ValueError("points are not a list")
+    previous: float = -math.inf
+    lo = hi = 0  # the slice of points inside [first, last]; they are contiguous, times increasing
+    for i, p in enumerate(points):
+        # exact types: JSON gives list/str/dict/int/float only, and a bool is no timestamp
+        if type(p) is not list or len(p) != 2 or type(p[1]) is not value_type:
+            raise ValueError("a point is not [time, value]")
+        t = p[0]
+        if type(t) is int:
+            ms = t * 1000
+        elif type(t) is float and -_MAX_SECONDS < t < _MAX_SECONDS:
+            ms = round(t * 1000)
+        else:
+            raise ValueError(f"bad sample timestamp {t!r}")
+        if ms <= previous or (ms - first_ms) % step_ms:
+            raise ValueError("points off the step grid or out of order")
+        previous = ms
+        if ms < first_ms:
+            lo = i + 1
+        elif ms <= last_ms:
+            hi = i + 1
+        if strict and not first_ms <= ms <= last_ms:
+            raise ValueError("a point outside its extent")
+    if lo == 0 and hi == len(points):
+        return points
+    return points[lo:hi]
 
 
 def _check_series(s: Any, first_ms: int, last_ms: int, step_ms: int, strict: bool) -> Series | None:
     """A validated copy of one series with only its points in [first, last]; None when none are.
 
     `strict`: a point outside the range is an error instead of being dropped."""
-    if not isinstance(s, dict) or not isinstance(s.get("metric"), dict) or set(s) - {"metric", *_KINDS}:
+    if type(s) is not dict or type(s.get("metric")) is not dict or not s.keys() <= _MEMBERS:
         raise ValueError("a series is not {metric, values, histograms}")
     metric = s["metric"]
-    if not all(isinstance(k, str) and isinstance(v, str) for k, v in metric.items()):
+    if not all(type(k) is str and type(v) is str for k, v in metric.items()):
         raise ValueError("a label is not a string")
     out: Series = {"metric": metric}
-    for kind in _KINDS:
-        points = s.get(kind, [])
-        if not isinstance(points, list):
-            raise ValueError(f"{kind} is not a list")
-        kept = []
-        previous = None
-        for p in points:
-            if not isinstance(p, list) or len(p) != 2:
-                raise ValueError("a point is not [time, value]")
-            if not isinstance(p[1], str if kind == "values" else dict):
-                raise ValueError(f"a point of {kind} has a bad value")
-            t = _ms(p[0])
-            if (t - first_ms) % step_ms or (previous is not None and t <= previous):
-                raise ValueError("points off the step grid or out of order")
-            previous = t
-            if first_ms <= t <= last_ms:
-                kept.append(p)
-            elif strict:
-                raise ValueError("a point outside its extent")
-        if kept:
+    for kind, value_type in (("values", str), ("histograms", dict)):
+        if kind in s and (kept := _checked_points(s[kind], value_type, first_ms, last_ms, step_ms, strict)):
             out[kind] = kept
     return out if len(out) > 1 else None
 
@@ -170,8 +187,8 @@ def extent_from_answer(first_ms: int, last_ms: int, step_ms: int, result: list[S
 
 
 def _cut(points: list[Any], first_ms: int, last_ms: int) -> list[Any]:
-    lo = bisect.bisect_left(points, first_ms, key=lambda p: _ms(p[0]))
-    hi = bisect.bisect_right(points, last_ms, lo=lo, key=lambda p: _ms(p[0]))
+    lo = bisect.bisect_left(points, first_ms, key=_ms)
+    hi = bisect.bisect_right(points, last_ms, lo=lo, key=_ms)
     return points[lo:hi]
 
 
@@ -190,13 +207,18 @@ def trimmed(extent: Extent, first_ms: int, last_ms: int) -> list[Series]:
 
 def _overlay(group: list[Extent]) -> Extent:
     """One extent over the group's span; where extents overlap the later one's points win."""
-    parts: list[list[Series]] = []
+    parts: list[tuple[int, list[Series]]] = []
     for i, e in enumerate(group):
-        later = [(x.first_ms, x.last_ms) for x in group[i + 1 :]]
-        parts.append(_without(e.series, later) if later else e.series)
+        later = [
+            (x.first_ms, x.last_ms)
+            for x in group[i + 1 :]
+            if x.first_ms <= e.last_ms and e.first_ms <= x.last_ms
+        ]
+        parts.append((e.first_ms, _without(e.series, later) if later else e.series))
+    parts.sort(key=lambda part: part[0])  # mostly time order already: assemble then sorts nothing
     first = min(e.first_ms for e in group)
     last = max(e.last_ms for e in group)
-    return Extent(first, last, group[0].step_ms, assemble(parts))
+    return Extent(first, last, group[0].step_ms, assemble(series for _, series in parts))
 
 
 def _without(series: list[Series], spans: list[tuple[int, int]]) -> list[Series]:
@@ -204,7 +226,7 @@ def _without(series: list[Series], spans: list[tuple[int, int]]) -> list[Series]
     for s in series:
         kept: Series = {"metric": s["metric"]}
         for kind in _KINDS:
-            points = [p for p in s.get(kind, []) if not any(a <= _ms(p[0]) <= b for a, b in spans)]
+            points = [p for p in s.get(kind, []) if not any(a <= _ms(p) <= b for a, b in spans)]
             if points:
                 kept[kind] = points
         if len(kept) > 1:
@@ -234,17 +256,11 @@ def union(extents: Sequence[Extent], max_extents: int = 8) -> list[Extent]:
     return sorted(newest, key=lambda e: (e.first_ms, e.step_ms))
 
 
-def _points_in_order(points: list[Any]) -> list[Any]:
-    times = [_ms(p[0]) for p in points]
-    if all(a < b for a, b in itertools.pairwise(times)):
-        return points
-    return [p for _, p in sorted(zip(times, points, strict=True), key=lambda tp: tp[0])]
-
-
 def assemble(parts: Iterable[list[Series]]) -> list[Series]:
     """One matrix from consecutive, non-overlapping parts: series joined by label set, points in
     time order, series in Prometheus' order (so the result equals the upstream's own answer)."""
     joined: dict[LabelKey, Series] = {}
+    unordered: set[tuple[LabelKey, str]] = set()  # joins whose parts came out of time order
     for part in parts:
         for s in part:
             key = label_key(s["metric"])
@@ -253,15 +269,20 @@ def assemble(parts: Iterable[list[Series]]) -> list[Series]:
                 joined[key] = into = {"metric": s["metric"]}
             for kind in _KINDS:
                 if points := s.get(kind):
-                    into.setdefault(kind, []).extend(points)
+                    have = into.get(kind)
+                    if have is None:
+                        into[kind] = list(points)
+                        continue
+                    if _ms(points[0]) <= _ms(have[-1]):
+                        unordered.add((key, kind))
+                    have.extend(points)
     out: list[Series] = []
     for key in sorted(joined):
         s = joined[key]
-        # the upstream's member order: metric, values, histograms
-        ordered: Series = {"metric": s["metric"]}
+        ordered: Series = {"metric": s["metric"]}  # the upstream's member order
         for kind in _KINDS:
             if kind in s:
-                ordered[kind] = _points_in_order(s[kind])
+                ordered[kind] = sorted(s[kind], key=_ms) if (key, kind) in unordered else s[kind]
         out.append(ordered)
     return out
 

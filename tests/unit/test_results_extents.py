@@ -323,6 +323,28 @@ def test_extent_from_answer_keeps_json_values_and_drops_points_outside() -> None
     assert trimmed(e, 0, 1) == []
 
 
+@PROPERTY
+@given(grids(), st.data())
+def test_extent_from_a_wider_answer_keeps_exactly_the_points_inside(
+    drawn: tuple[Grid, int], data: st.DataObject
+) -> None:
+    """Points before and after the extent are dropped (series left empty too), nothing inside is."""
+    grid, _ = drawn
+    step = grid.step_ms
+    truth = data.draw(truths(grid))
+    first, last = data.draw(spans(grid.start_ms, grid.end_ms, step))
+    wide = extent_from_answer(first, last, step, answer(truth, grid.start_ms, grid.end_ms))
+    assert wide == Extent(first, last, step, answer(truth, first, last))
+    assert (
+        trimmed(
+            extent_from_answer(grid.start_ms, grid.end_ms, step, answer(truth, grid.start_ms, grid.end_ms)),
+            first,
+            last,
+        )
+        == wide.series
+    )
+
+
 @pytest.mark.parametrize(
     "result",
     [
