@@ -28,6 +28,7 @@ from proxy.durations import parse_duration
 from proxy.filewatch import Secret
 from proxy.hubs import HubConfig, check_url, hub_problems, hub_warnings
 from proxy.naming import check_part
+from proxy.results.checks import cache_problems, cache_warnings
 from proxy.settings_sources import (
     ENV_PREFIX,
     ConfigError,
@@ -334,6 +335,8 @@ def load_settings(
     if settings is not None:
         settings._secret_files.update(load.files)
         load.warnings.extend(hub_warnings(settings))
+        load.problems.extend(cache_problems(settings))
+        load.warnings.extend(cache_warnings(settings))
     load.problems.extend(tls_problems(load.raw, settings.hubs if settings is not None else ()))
     for message in load.warnings:
         (warn or sources.print_warning)(message)

@@ -75,6 +75,8 @@ def tls_problems(raw: Mapping[str, Any], hubs: Sequence[HubConfig]) -> list[str]
         pair_problem(
             "PROXY_PROMETHEUS_TLS_CERT", _path(raw, "prometheus_tls_cert"), _path(raw, "prometheus_tls_key")
         ),
+        ca_problem("PROXY_CACHE_CA_CERT", _path(raw, "cache_ca_cert")),
+        pair_problem("PROXY_CACHE_TLS_CERT", _path(raw, "cache_tls_cert"), _path(raw, "cache_tls_key")),
     ]
     for i, hub in enumerate(hubs):
         where = f"hubs[{i}] ({hub.name})"

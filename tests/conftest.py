@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.support.soak_plugin",
     "tests.support.logscan",
     "tests.support.cachestack",
+    "tests.support.cacheservers",
 ]

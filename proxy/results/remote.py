@@ -21,9 +21,9 @@ import aiomcache
 from aiomcache.pool import Connection, MemcachePool
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.connection import Connection as RedisConnection
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.credentials import CredentialProvider
-from redis.retry import Retry
 
 from proxy.results.sealed import SharedBackend
 from proxy.settings_sources import split_host_port

@@ -6,12 +6,13 @@ import asyncio
 import hashlib
 import os
 import zlib
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from proxy import metrics
-from proxy.config import Settings, load_settings
+from proxy.config import ConfigError, Settings, load_settings
 from proxy.results import sealed
 from proxy.results.backends import ENTRY_OVERHEAD, MemoryBackend, build_backend
 from proxy.results.sealed import SharedBackend, seal, stored_key, unseal
@@ -189,3 +190,75 @@ async def test_shared_backend_bounds_every_call_by_the_timeout() -> None:
     store.delay, store.fail = 0.0, True
     assert await backend.get(b"k") is None
     assert errors("t_slow", "error") == 1
+
+
+def config_problems(environ: dict[str, str]) -> str:
+    """The configuration problems `environ` (on top of the required options) gives, as one text."""
+    with pytest.raises(ConfigError) as info:
+        load_settings({}, BASE | environ, warn=lambda _: None)
+    return "\n".join(info.value.problems)
+
+
+@pytest.mark.parametrize("kind", ["memcached", "redis"])
+def test_shared_backend_needs_address_and_hmac_key(kind: str) -> None:
+    """memcached/redis without `cache_address` and `cache_hmac_key`: exit-2 problems naming both."""
+    text = config_problems({"PROXY_CACHE": kind})
+    assert f"PROXY_CACHE_ADDRESS: required with PROXY_CACHE={kind}" in text
+    assert f"PROXY_CACHE_HMAC_KEY: required with PROXY_CACHE={kind}" in text
+
+
+def test_short_hmac_key_and_bad_address_are_refused() -> None:
+    """An HMAC key under 32 bytes and an address that is not host:port are problems."""
+    text = config_problems(
+        {"PROXY_CACHE": "redis", "PROXY_CACHE_ADDRESS": "redis", "PROXY_CACHE_HMAC_KEY": "k" * 31}
+    )
+    assert "PROXY_CACHE_HMAC_KEY: at least 32 bytes, got 31" in text
+    assert "PROXY_CACHE_ADDRESS: expected host:port" in text
+
+
+def test_options_that_would_be_ignored_are_refused(tmp_path: Path) -> None:
+    """A password for memcached, or cache TLS files without PROXY_CACHE_TLS, would give false safety."""
+    text = config_problems(
+        {
+            "PROXY_CACHE": "memcached",
+            "PROXY_CACHE_ADDRESS": "127.0.0.1:11211",
+            "PROXY_CACHE_HMAC_KEY": "k" * 32,
+            "PROXY_CACHE_PASSWORD": "pw",
+            "PROXY_CACHE_TLS_SERVER_NAME": "cache.example",
+        }
+    )
+    assert "memcached authenticates clients by TLS client certificate" in text
+    assert "PROXY_CACHE_TLS_SERVER_NAME: only used with PROXY_CACHE_TLS=true" in text
+
+
+def test_cache_tls_files_are_loaded_at_start(tmp_path: Path) -> None:
+    """A cache CA bundle that holds no certificate is a start-up problem, like the upstream's."""
+    bogus = tmp_path / "ca.pem"
+    bogus.write_text("not a certificate\n")
+    text = config_problems(
+        {
+            "PROXY_CACHE": "redis",
+            "PROXY_CACHE_ADDRESS": "127.0.0.1:6379",
+            "PROXY_CACHE_HMAC_KEY": "k" * 32,
+            "PROXY_CACHE_TLS": "true",
+            "PROXY_CACHE_CA_CERT": str(bogus),
+        }
+    )
+    assert f"PROXY_CACHE_CA_CERT: {bogus} holds no usable CA certificate" in text
+
+
+@pytest.mark.parametrize(
+    ("environ", "warned"),
+    [
+        ({"PROXY_CACHE": "memcached"}, "without a client certificate"),
+        ({"PROXY_CACHE": "redis"}, "without a password or client certificate"),
+        ({"PROXY_CACHE": "redis", "PROXY_CACHE_PASSWORD": "pw"}, None),
+    ],
+)
+def test_unauthenticated_shared_cache_is_warned_about(environ: dict[str, str], warned: str | None) -> None:
+    """A shared cache anyone can read is allowed (entries stay sealed) but warned about at start."""
+    heard: list[str] = []
+    given = {"PROXY_CACHE_ADDRESS": "127.0.0.1:6379", "PROXY_CACHE_HMAC_KEY": "k" * 32} | environ
+    load_settings({}, BASE | given, warn=heard.append)
+    assert [w for w in heard if "read cached answers" in w] == ([] if warned is None else heard[-1:])
+    assert warned is None or warned in heard[-1]
