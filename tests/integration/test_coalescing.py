@@ -384,3 +384,26 @@ def test_coalesced_rules_are_filtered_per_caller(
         [("nerc-ocp-prod", "team-a")],
     ]
     assert _seen(stub, "rules") == 3  # two warm-ups, then one for the three
+
+
+def test_every_follower_gets_its_warnings_spliced_once(
+    stub: StubUpstream,
+    tmp_path: Path,
+    hubs_emulator_server: ThreadedEmulatorServer,
+    hubs_token_for: Callable[[str], str],
+) -> None:
+    """A narrowed query with a warning, three callers at once: one upstream request, and every
+    answer (the leader's streamed one and the followers' buffered ones) carries the warning once."""
+    proxy = _proxy(tmp_path, hubs_emulator_server, [hub_entry(HUB, stub)])
+    named_drop = {"query": f'{GPU}{{exported_namespace=~"team-a|team-b"}}'}
+    try:
+        token = hubs_token_for("alice")
+        _warm(proxy, token, **named_drop)
+        replies = asyncio.run(_together(proxy.base_url + "/api/v1/query", [(token, {})] * 3, named_drop))
+    finally:
+        proxy.stop()
+    for reply in replies:
+        assert reply is not None and reply[0] == 200
+        doc = json.loads(reply[1])
+        assert doc["status"] == "success" and len(doc["warnings"]) == 1 and "team-b" in doc["warnings"][0]
+    assert _seen(stub, "query") == 2

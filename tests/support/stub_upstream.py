@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import ssl
 from dataclasses import dataclass, field
 
@@ -12,6 +13,11 @@ from proxy_demo.certs import Pki
 from tests.support.loopback import LoopbackServer
 
 BIG_CHUNK = b"x" * (1024 * 1024)
+
+
+def _compact(doc: object) -> str:
+    """JSON without spaces, as Prometheus encodes it."""
+    return json.dumps(doc, separators=(",", ":"))
 
 
 @dataclass
@@ -72,6 +78,7 @@ class StubUpstream(LoopbackServer):
         return web.json_response(
             {"status": "success", "data": {"resultType": "vector", "result": []}},
             headers={"Set-Cookie": "upstream=secret", "WWW-Authenticate": "Basic"},
+            dumps=_compact,  # as Prometheus writes it (the warnings splicer expects its envelope)
         )
 
     def add_routes(self, app: web.Application) -> None:

@@ -371,3 +371,25 @@ async def test_streamed_upstream_error_status_is_shared() -> None:
         answers = await asyncio.gather(*calls)
     assert origin.seen == 1
     assert answers == [(503, b'{"status":"error"}')] * 3
+
+
+async def test_streamed_overflow_paces_the_upstream_read_by_the_leader() -> None:
+    """Past the bound the flight holds no more than the bound (plus one chunk) unread by a slow
+    leader: the upstream read waits for the leader instead of buffering the whole answer."""
+    body = bytes(range(256)) * 4096  # 1 MiB
+    held: list[int] = []
+
+    async def slow_reader(answer: Answer) -> tuple[int, bytes]:
+        got = bytearray()
+        async for chunk in answer.chunks():
+            got += chunk
+            held.append(answer._flight.size if answer._flight is not None else 0)
+            await asyncio.sleep(0.001)
+        return answer.status, bytes(got)
+
+    async with Origin(body, chunk=16 * 1024) as origin, aiohttp.ClientSession() as session:
+        coalescer = Coalescer(True, 64 * 1024)
+        origin.gate.set()
+        reply = await coalescer.stream(b"k", lambda: session.get(origin.url), slow_reader)
+    assert reply == (200, body)
+    assert max(held) <= 64 * 1024 + 64 * 1024, max(held)
