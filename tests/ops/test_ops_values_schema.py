@@ -27,6 +27,9 @@ BAD_VALUES: dict[str, dict[str, Any]] = {
     "root pod": {"podSecurityContext": {"runAsNonRoot": False}},
     "client secret in config": {"config": {"auth_client_secret": "x"}},
     "upstream token in config": {"config": {"prometheus_token": "x"}},
+    "cache HMAC key in config": {"config": {"cache_hmac_key": "x" * 32}},
+    "unknown cache backend": {"config": {"cache": "etcd"}},
+    "cache address without port": {"config": {"cache_address": "redis.cache.svc"}},
     "listen address in config": {"config": {"listen": "0.0.0.0:1"}},
     "unknown enforce mode": {"config": {"enforce_mode": "allow"}},
     "bad duration": {"config": {"authz_cache_ttl": "one minute"}},
@@ -87,6 +90,11 @@ def test_config_schema_lists_exactly_the_proxy_options() -> None:
         "tls_cert",
         "auth_ca_cert",
         "prometheus_tls_server_name",
+        "cache_password",  # resultsCache.* mounts these from a Secret
+        "cache_hmac_key",
+        "cache_ca_cert",
+        "cache_tls_cert",
+        "cache_tls_key",
         "hubs",  # YAML only: the chart's own `hubs:` value renders it
         "default_hub",
     }

@@ -85,6 +85,9 @@ crash-loop with exit code 2). */}}
 {{- if not (include "prom-keycloak-proxy.hasAuthSecret" .) }}{{ $missing = append $missing "auth.existingSecret (or auth.clientSecret)" }}{{ end }}
 {{- if and .Values.ingress.enabled (not .Values.ingress.host) }}{{ $missing = append $missing "ingress.host (ingress.enabled is true)" }}{{ end }}
 {{- if and .Values.tls.enabled (not .Values.tls.existingSecret) }}{{ $missing = append $missing "tls.existingSecret (tls.enabled is true)" }}{{ end }}
+{{- $cache := toString (default "" .Values.config.cache) }}
+{{- if and (has $cache (list "memcached" "redis")) (not .Values.config.cache_address) }}{{ $missing = append $missing (printf "config.cache_address (config.cache is %s)" $cache) }}{{ end }}
+{{- if and (has $cache (list "memcached" "redis")) (not .Values.resultsCache.existingSecret) }}{{ $missing = append $missing (printf "resultsCache.existingSecret with the HMAC key (config.cache is %s)" $cache) }}{{ end }}
 {{- if $missing }}
 {{- fail (printf "missing required values: %s (see the chart README, \"What you need first\")" (join ", " $missing)) }}
 {{- end }}
