@@ -16,6 +16,7 @@ from proxy.audit import hook as audit
 from proxy.bodies import CHUNK
 from proxy.coalesce import Answer
 from proxy.fanout import BranchAnswer, merge, run_branches
+from proxy.results.cache import Lookup, ResultsCache, caller_refuses_cache, note_outcome
 from proxy.results.key import request_key
 from proxy.splice import WarningSplicer
 from proxy.upstream import Upstream, UpstreamRequest
@@ -40,14 +41,23 @@ async def forward_planned(
     forward: promql.Forward,
     build: Build,
     admission: Callable[[], AbstractAsyncContextManager[None]],
+    results: tuple[ResultsCache, Lookup] | None = None,
 ) -> web.StreamResponse:
-    """Send `forward` upstream inside one admission: fanned out and merged, or streamed."""
+    """Send `forward` upstream inside one admission: fanned out and merged, answered by the
+    results cache (`results`: the cache and what it needs to know of the query), or streamed."""
     if forward.fan_out:
         async with admission():
             return await _fan_out(request, upstream, forward, build)
-    return await forward_with_warnings(
-        request, upstream, build(forward.texts[0]), forward.warnings, admission
-    )
+    built = build(forward.texts[0])
+    if results is not None:
+        cache, lookup = results
+        reason = "no-cache" if caller_refuses_cache(request) else cache.applies(built, lookup)
+        if reason is None:
+            out = await cache.answer(request, upstream, built, lookup, forward.warnings, admission)
+            if out is not None:
+                return out
+        note_outcome("bypass")
+    return await forward_with_warnings(request, upstream, built, forward.warnings, admission)
 
 
 async def forward_with_warnings(

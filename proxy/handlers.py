@@ -27,6 +27,7 @@ from proxy.steps import (
     holdings_or_refuse,
     query_requests,
     refuse_if_holding_nothing,
+    results_lookup,
     route_path,
     scoped_plan,
     visible_metric_names,
@@ -60,7 +61,10 @@ async def query(request: web.Request, route: Route) -> web.StreamResponse:
         lambda held, mode: promql.plan_query(analysis, held, mode, route.endpoint),
     )  # fmt: skip
     build = query_requests(request, route, params, svc.settings.prometheus_timeout, planned.fan_out)
-    return await forward_planned(request, svc.upstream, planned, build, lambda: admitted(svc, ctx, identity))
+    results = results_lookup(svc, route, analysis)
+    return await forward_planned(
+        request, svc.upstream, planned, build, lambda: admitted(svc, ctx, identity), results
+    )
 
 
 async def selectors(request: web.Request, route: Route) -> web.StreamResponse:

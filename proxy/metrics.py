@@ -73,6 +73,12 @@ UPSTREAM_SECONDS = Histogram(
     buckets=LATENCY_BUCKETS,
     registry=REGISTRY,
 )
+RESULTS_CACHE_REQUESTS = Counter(
+    "prom_keycloak_proxy_results_cache_requests_total",
+    "Query requests by what the results cache did: hit, partial, miss, bypass, off (docs/caching.md)",
+    ["hub", "result"],
+    registry=REGISTRY,
+)
 QUERY_REJECTIONS = Counter(
     "prom_keycloak_proxy_query_rejections_total",
     "Queries refused before authorization, by reason (limit name, syntax).",

@@ -20,6 +20,8 @@ from proxy.context import RequestContext
 from proxy.hubs import Hub, default_hub_of, hubs_of
 from proxy.keycloak_client import KeycloakClient
 from proxy.promql.scope import Holdings, LabelModel
+from proxy.results.backends import build_backend
+from proxy.results.cache import ResultsCache
 from proxy.scheduler import Scheduler
 from proxy.upstream import Upstream
 
@@ -78,6 +80,8 @@ class Services:
     authorizers: tuple[Authorizer, ...] = ()
     # The audit writer (None: PROXY_AUDIT_LOG=off), installed by `proxy.audit.setup.install`.
     audit: AuditWriter | None = None
+    # The results cache (docs/caching.md), shared by every hub (its keys name the hub); None: off.
+    results: ResultsCache | None = None
 
     def upstreams(self) -> list[Upstream]:
         """Every hub's upstream, once."""
@@ -107,6 +111,8 @@ class Services:
             await upstream.close()
         if self.keycloak_session is not None:
             await self.keycloak_session.close()
+        if self.results is not None:
+            await self.results.close()
 
 
 SERVICES = web.AppKey("services", Services)
@@ -171,6 +177,12 @@ def _authorizers(settings: Settings, kc: KeycloakClient, hubs: tuple[Hub, ...]) 
     return views
 
 
+def results_of(settings: Settings) -> ResultsCache | None:
+    """The results cache on its configured backend; None when `PROXY_CACHE=off`."""
+    backend = build_backend(settings)
+    return None if backend is None else ResultsCache(settings, backend)
+
+
 def build_services(settings: Settings) -> Services:
     """Construct the real services (sessions are opened in `Services.start`): one upstream and
     one authorizer view per hub, everything else shared."""
@@ -194,6 +206,7 @@ def build_services(settings: Settings) -> Services:
         metric_names=MetricNames(settings.authz_cache_ttl),
         keycloak_session=kc_session,
         authorizers=tuple({id(v.authorizer): v.authorizer for v in authz.values()}.values()),
+        results=results_of(settings),
     )
     if len(hubs) > 1:
         root.by_hub = {

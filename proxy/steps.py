@@ -24,6 +24,7 @@ from proxy.params import RequestParams
 from proxy.promql.analyse import reach_of_selectors
 from proxy.promql.scope import Holdings
 from proxy.promql.selectors import SelectorReach
+from proxy.results.cache import Lookup, ResultsCache, note_outcome
 from proxy.results.key import request_key
 from proxy.services import Services
 from proxy.upstream import UpstreamRequest
@@ -195,6 +196,18 @@ def query_requests(
         return UpstreamRequest(request.method, path, (*caps.cap_timeout(url, cap), *pinned), form)
 
     return build
+
+
+def results_lookup(
+    svc: Services, route: Route, analysis: promql.Analysis
+) -> tuple[ResultsCache, Lookup] | None:
+    """The results cache and what it needs of the query, for the routes it serves (docs/caching.md)."""
+    if route.endpoint not in ("query", "query_range"):
+        return None
+    if svc.results is None:
+        note_outcome("off")
+        return None
+    return svc.results, Lookup(analysis.trees, route.endpoint)
 
 
 def with_matches(

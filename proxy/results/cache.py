@@ -1,0 +1,408 @@
+"""The results cache between verify and the upstream (docs/caching.md).
+
+A step-aligned `query_range` is answered from stored pieces (one per day-long bucket of its step
+grid) plus what the upstream adds for the missing stretches; an instant query whose whole reach is
+older than the freshness window is stored whole. Only raw upstream answers are stored (200,
+`success`, no `warnings`/`infos`); the caller's warnings are added per caller after the cache.
+Anything else — or any doubt — forwards the caller's request unchanged, uncached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from aiohttp import web
+from multidict import CIMultiDict
+
+from proxy import caps, context, errors, lookback, metrics
+from proxy.audit import hook as audit
+from proxy.bodies import read_bounded
+from proxy.coalesce import Admission, Whole
+from proxy.config import Settings
+from proxy.promql import nodes as n
+from proxy.results.backends import Backend
+from proxy.results.extents import (
+    Extent,
+    Grid,
+    Piece,
+    assemble,
+    decode_extents,
+    encode_extents,
+    extent_from_answer,
+    grid_of,
+    missing,
+    pieces,
+    trimmed,
+    union,
+)
+from proxy.results.key import request_key
+from proxy.upstream import Upstream, UpstreamRequest
+
+log = structlog.get_logger(__name__)
+
+# Parameters a range request varies itself (the pieces are keyed without them) and that make an
+# answer unfit to share (per-execution statistics).
+RANGE_BOUNDS = frozenset({"start", "end"})
+UNSHARED = frozenset({"stats"})
+# Missing stretches of one request fetched at once (one admission holds them all).
+FETCH_CONCURRENCY = 4
+
+
+class Uncacheable(Exception):
+    """An upstream answer the cache may not store or assemble from: forward the request as is."""
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """What the handler knows that the cache needs: the query's parsed trees and the route."""
+
+    trees: tuple[n.Expr, ...]
+    endpoint: str  # "query" | "query_range"
+
+
+def _ms(value: str | None, parse: Callable[[str], float | None]) -> int | None:
+    if value is None:
+        return None
+    seconds = parse(value)
+    if seconds is None or seconds != seconds or abs(seconds) > 1e13:  # NaN, absurd
+        return None
+    return round(seconds * 1000)
+
+
+def _param(built: UpstreamRequest, name: str) -> str | None:
+    values = [v for k, v in (*built.query, *(built.form or ())) if k == name]
+    return values[0] if len(values) == 1 else None
+
+
+def _with_bounds(built: UpstreamRequest, first_ms: int, last_ms: int) -> UpstreamRequest:
+    """`built` asking for the grid points [first, last] only (start/end where they were sent)."""
+
+    def swap(pairs: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+        values = {"start": _seconds(first_ms), "end": _seconds(last_ms)}
+        return tuple((k, values.get(k, v)) for k, v in pairs)
+
+    form = swap(built.form) if built.form is not None else None
+    return UpstreamRequest(built.method, built.path, swap(built.query), form)
+
+
+def _seconds(ms: int) -> str:
+    whole, frac = divmod(ms, 1000)
+    return f"{whole}.{frac:03d}" if frac else str(whole)
+
+
+def caller_refuses_cache(request: web.Request) -> bool:
+    """`Cache-Control: no-cache` (or `no-store`) from the caller: answer from the upstream."""
+    value = request.headers.get("Cache-Control", "").lower()
+    return "no-cache" in value or "no-store" in value
+
+
+class ResultsCache:
+    """Answers cacheable queries from the backend and the upstream together (docs/caching.md)."""
+
+    def __init__(self, settings: Settings, backend: Backend) -> None:
+        """`backend` stores the entries (identical upstream fetches are shared by the upstream's
+        coalescer)."""
+        self._backend = backend
+        self._freshness_ms = round(settings.cache_max_freshness * 1000)
+        self._split_ms = round(settings.cache_split_interval * 1000)
+        self._max_item = settings.cache_max_item_bytes
+        self.clock: Callable[[], float] = time.time
+
+    async def close(self) -> None:
+        """Close the backend's connections."""
+        await self._backend.close()
+
+    def applies(self, built: UpstreamRequest, lookup: Lookup) -> str | None:
+        """Why this request is not answered from the cache (None: it is)."""
+        if any(_param(built, name) is not None for name in UNSHARED):
+            return "stats"
+        reason = lookback.cache_bypass(lookup.trees)
+        if reason is not None:
+            return reason
+        if lookup.endpoint == "query_range":
+            grid = self._grid(built)
+            if grid is None:
+                return "not step-aligned"
+            if self._storable_until(lookup, grid.step_ms) < grid.start_ms:
+                return "fresh"
+            return None
+        at = _ms(_param(built, "time"), caps.parse_time)
+        if at is None or lookback.newest_touch_ms(lookup.trees, at) > self._now_ms() - self._freshness_ms:
+            return "fresh"
+        return None
+
+    async def answer(
+        self,
+        request: web.Request,
+        upstream: Upstream,
+        built: UpstreamRequest,
+        lookup: Lookup,
+        warnings: Sequence[str],
+        admission: Admission,
+    ) -> web.StreamResponse | None:
+        """The answer from the cache (and the upstream for what it lacks); None when the request
+        must be forwarded as it is (an answer the cache may not use)."""
+        audit.note_forwarding()
+        try:
+            if lookup.endpoint == "query_range":
+                doc, outcome = await self._range(request, upstream, built, lookup, admission)
+            else:
+                doc, outcome = await self._instant(request, upstream, built, lookup, admission)
+        except Uncacheable as exc:
+            log.debug("results_cache_uncacheable", reason=str(exc))
+            return None
+        note_outcome(outcome)
+        if warnings:
+            doc = {**doc, "warnings": [*doc.get("warnings", ()), *warnings]}
+        body = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        out = web.Response(body=body, content_type="application/json")
+        if len(body) > 1024:
+            out.enable_compression()  # as the caller accepts (Accept-Encoding)
+        audit.note_bytes(len(body))
+        return out
+
+    # ------------------------------------------------------------------ range queries
+
+    def _now_ms(self) -> int:
+        return round(self.clock() * 1000)
+
+    def _grid(self, built: UpstreamRequest) -> Grid | None:
+        start = _ms(_param(built, "start"), caps.parse_time)
+        end = _ms(_param(built, "end"), caps.parse_time)
+        step = _ms(_param(built, "step"), caps.parse_step)
+        if start is None or end is None or step is None:
+            return None
+        return grid_of(start, end, step)
+
+    def _storable_until(self, lookup: Lookup, step_ms: int) -> int:
+        """The last evaluation time whose answer reads nothing newer than now − freshness."""
+        bound = self._now_ms() - self._freshness_ms
+        # offsets only move reads back (negative ones bypass): newest(t) = t − lag
+        lag = -lookback.newest_touch_ms(lookup.trees, 0)
+        return bound + max(lag, 0)
+
+    async def _range(
+        self,
+        request: web.Request,
+        upstream: Upstream,
+        built: UpstreamRequest,
+        lookup: Lookup,
+        admission: Admission,
+    ) -> tuple[dict[str, Any], str]:
+        grid = self._grid(built)
+        if grid is None:
+            raise Uncacheable("not step-aligned")
+        base = request_key(upstream, built, {}, drop=RANGE_BOUNDS)
+        parts = pieces(grid, self._split_ms)
+        keys = [base + b"|" + str(piece.bucket).encode() for piece in parts]
+        stored = await asyncio.gather(*(self._extents(key) for key in keys))
+        wanted = [
+            (piece, missing(piece, grid.step_ms, have)) for piece, have in zip(parts, stored, strict=True)
+        ]
+        stretches = _joined([gap for _, gaps in wanted for gap in gaps], grid.step_ms)
+        fetched: list[Extent] = []
+        if stretches:
+            async with SharedAdmission(admission) as shared:
+                fetched = await self._fetch_all(request, upstream, built, stretches, shared.take)
+        await self._store(parts, keys, stored, fetched, lookup, grid.step_ms)
+        held = [extent for have in stored for extent in have]
+        series = assemble(_consecutive([*held, *fetched], grid))
+        doc = {"status": "success", "data": {"resultType": "matrix", "result": series}}
+        return doc, _outcome(len(stretches), len(held))
+
+    async def _extents(self, key: bytes) -> list[Extent]:
+        raw = await self._backend.get(key)
+        if raw is None:
+            return []
+        try:
+            return decode_extents(raw)
+        except ValueError:
+            log.warning("results_cache_entry_unreadable")
+            return []
+
+    async def _fetch_all(
+        self,
+        request: web.Request,
+        upstream: Upstream,
+        built: UpstreamRequest,
+        stretches: Sequence[tuple[int, int]],
+        admission: Admission,
+    ) -> list[Extent]:
+        gate = asyncio.Semaphore(FETCH_CONCURRENCY)
+        step = _ms(_param(built, "step"), caps.parse_step) or 0
+
+        async def one(first: int, last: int) -> Extent:
+            async with gate:
+                doc = await self._fetch(request, upstream, _with_bounds(built, first, last), admission)
+            data = doc.get("data")
+            if not isinstance(data, dict) or data.get("resultType") != "matrix":
+                raise Uncacheable("not a matrix")
+            result = data.get("result")
+            if not isinstance(result, list):
+                raise Uncacheable("no result list")
+            try:
+                return extent_from_answer(first, last, step, result)
+            except ValueError as exc:
+                raise Uncacheable("an answer off its grid") from exc
+
+        return list(await asyncio.gather(*(one(first, last) for first, last in stretches)))
+
+    async def _fetch(
+        self, request: web.Request, upstream: Upstream, built: UpstreamRequest, admission: Admission
+    ) -> dict[str, Any]:
+        """One upstream answer the cache may use (coalesced with identical ones in flight: a
+        follower takes no admission)."""
+        headers: CIMultiDict[str] = upstream.headers_for(request, built.form is not None)
+        headers.popall("Accept", None)
+        headers.popall("Accept-Encoding", None)
+        headers["Accept-Encoding"] = "identity"
+        key = request_key(upstream, built, {}, extra=["cache"])
+
+        async def fetch() -> Whole:
+            response = await upstream.send(built, headers)
+            try:
+                body = await read_bounded(response, self._max_item)
+            except errors.UpstreamUnavailable as exc:
+                raise Uncacheable("too large") from exc
+            return Whole(response.status, CIMultiDict(), body)
+
+        whole = await upstream.coalescer.whole(key, fetch, admission)
+        audit.note_upstream(whole.status)
+        if whole.status != 200:
+            raise Uncacheable(f"status {whole.status}")
+        try:
+            doc = json.loads(whole.body)
+        except ValueError as exc:
+            raise Uncacheable("not JSON") from exc
+        if not isinstance(doc, dict) or doc.get("status") != "success":
+            raise Uncacheable("not a success")
+        if doc.get("warnings") or doc.get("infos"):
+            raise Uncacheable("warnings")
+        return doc
+
+    async def _store(
+        self,
+        parts: Sequence[Piece],
+        keys: Sequence[bytes],
+        stored: Sequence[list[Extent]],
+        fetched: Sequence[Extent],
+        lookup: Lookup,
+        step_ms: int,
+    ) -> None:
+        """Add what was fetched (and is old enough) to each piece's entry."""
+        if not fetched:
+            return
+        until = self._storable_until(lookup, step_ms) // step_ms * step_ms  # onto the (aligned) grid
+        for piece, key, have in zip(parts, keys, stored, strict=True):
+            last = min(piece.last_ms, until)
+            new = [
+                extent_from_answer(lo, hi, step_ms, trimmed(e, lo, hi))
+                for e in fetched
+                if (lo := max(e.first_ms, piece.first_ms)) <= (hi := min(e.last_ms, last))
+            ]
+            if new:
+                await self._backend.set(key, encode_extents(union([*have, *new])))
+
+    # ------------------------------------------------------------------ instant queries
+
+    async def _instant(
+        self,
+        request: web.Request,
+        upstream: Upstream,
+        built: UpstreamRequest,
+        lookup: Lookup,
+        admission: Admission,
+    ) -> tuple[dict[str, Any], str]:
+        key = request_key(upstream, built, {})
+        raw = await self._backend.get(key)
+        if raw is not None:
+            try:
+                doc = json.loads(raw)
+                if isinstance(doc, dict):
+                    return doc, "hit"
+            except ValueError:
+                log.warning("results_cache_entry_unreadable")
+        doc = await self._fetch(request, upstream, built, admission)
+        await self._backend.set(key, json.dumps(doc, separators=(",", ":")).encode("utf-8"))
+        return doc, "miss"
+
+
+class SharedAdmission:
+    """The request's one admission, taken when its first fetch that is not a coalesced follower
+    needs it and held until every fetch of the request is done (concurrent fetches of one request
+    never take two)."""
+
+    def __init__(self, admission: Admission) -> None:
+        """Share `admission` between the fetches of one request."""
+        self._admission = admission
+        self._stack = AsyncExitStack()
+        self._lock = asyncio.Lock()
+        self._held = False
+
+    async def __aenter__(self) -> SharedAdmission:
+        """Nothing is taken yet."""
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        """Give the admission back, if it was taken."""
+        await self._stack.aclose()
+
+    @asynccontextmanager
+    async def take(self) -> AsyncIterator[None]:
+        """Hold the shared admission for a block (taking it the first time)."""
+        async with self._lock:
+            if not self._held:
+                await self._stack.enter_async_context(self._admission())
+                self._held = True
+        yield
+
+
+def _outcome(fetches: int, held: int) -> str:
+    if not fetches:
+        return "hit"
+    return "partial" if held else "miss"
+
+
+def _joined(gaps: Sequence[tuple[int, int]], step_ms: int) -> list[tuple[int, int]]:
+    """Missing stretches in time order, adjacent ones (across piece boundaries) asked at once."""
+    out: list[tuple[int, int]] = []
+    for first, last in sorted(gaps):
+        if out and first <= out[-1][1] + step_ms:
+            out[-1] = (out[-1][0], max(out[-1][1], last))
+        else:
+            out.append((first, last))
+    return out
+
+
+def _consecutive(extents: Sequence[Extent], grid: Grid) -> list[list[dict[str, Any]]]:
+    """The request's grid points, each taken once, from extents that may overlap."""
+    parts: list[list[dict[str, Any]]] = []
+    covered = grid.start_ms - grid.step_ms
+    for extent in sorted(extents, key=lambda e: (e.first_ms, -e.last_ms)):
+        first = max(extent.first_ms, covered + grid.step_ms)
+        last = min(extent.last_ms, grid.end_ms)
+        if first > last:
+            continue
+        if first > covered + grid.step_ms:
+            raise Uncacheable("a stretch was not covered")  # never expected: fall back, never guess
+        parts.append(trimmed(extent, first, last))
+        covered = last
+    if covered < grid.end_ms:
+        raise Uncacheable("a stretch was not covered")  # never expected: fall back, never guess
+    return parts
+
+
+def note_outcome(outcome: str) -> None:
+    """Put what the results cache did on the request's log line and audit event, and count it."""
+    ctx = context.current()
+    if ctx is None:
+        return
+    ctx.result_cache = outcome
+    metrics.RESULTS_CACHE_REQUESTS.labels(ctx.hub, outcome).inc()
