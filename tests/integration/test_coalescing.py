@@ -20,8 +20,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from keycloak_emulator import ThreadedEmulatorServer
 from proxy.services import SERVICES
 from proxy_demo.certs import Pki
+from proxy_demo.prometheus import PrometheusServer
+from tests.support.faults import FaultProxy
 from tests.support.hubs import hub_entry, hubs_config, hubs_environ
 from tests.support.proxy_server import ProxyServer, make_settings
+from tests.support.stack import ProxyFactory, TokenFor
 from tests.support.stub_upstream import StubUpstream
 
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
@@ -407,3 +410,30 @@ def test_every_follower_gets_its_warnings_spliced_once(
         doc = json.loads(reply[1])
         assert doc["status"] == "success" and len(doc["warnings"]) == 1 and "team-b" in doc["warnings"][0]
     assert _seen(stub, "query") == 2
+
+
+@pytest.mark.prometheus
+def test_coalesced_answers_from_the_real_prometheus_equal_a_single_request(
+    proxy_factory: ProxyFactory, token_for: TokenFor, prometheus: PrometheusServer
+) -> None:
+    """The real Prometheus (mTLS, slowed by a fault proxy): eight identical range queries at once
+    get one answer between them (seven coalesced), equal to the same query asked alone."""
+    slow = FaultProxy(prometheus.port).start()
+    slow.set("latency", delay=0.3)
+    try:
+        proxy = proxy_factory(PROXY_CACHE="off", PROXY_PROMETHEUS_BASE_URL=f"https://{slow.url}")
+        token = token_for("alice")
+        end = int(time.time()) // 60 * 60
+        params = {**SCOPED, "start": str(end - 3600), "end": str(end), "step": "60"}
+        url = proxy.base_url + "/api/v1/query_range"
+        _warm(proxy, token, "/api/v1/query_range", **params)
+        before = _metric(proxy, "prom_keycloak_proxy_coalesced_requests_total", {})
+        replies = asyncio.run(_together(url, [(token, {})] * 8, params))
+        coalesced = _metric(proxy, "prom_keycloak_proxy_coalesced_requests_total", {}) - before
+        alone = asyncio.run(_together(url, [(token, {})], params))[0]
+    finally:
+        slow.stop()
+    assert alone is not None and alone[0] == 200
+    assert json.loads(alone[1])["data"]["result"], "the answer has series"
+    assert replies == [alone] * 8
+    assert coalesced == 7
