@@ -25,7 +25,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.credentials import CredentialProvider
 
-from proxy.results.sealed import SharedBackend
+from proxy.results.sealed import SharedBackend, TooLarge
 from proxy.settings_sources import split_host_port
 
 if TYPE_CHECKING:
@@ -36,9 +36,10 @@ if TYPE_CHECKING:
 
 # Connections per worker process to the shared store; more requests wait (within cache_timeout).
 POOL_SIZE = 16
-# memcached's default largest item (`-I 1m`); a larger sealed value is counted `too_large`.
-MEMCACHED_MAX_VALUE = 1 << 20
-REDIS_MAX_VALUE = 64 << 20
+# Largest sealed value sent at all (memcached refuses items over its `-I`, 1 MiB by default: that
+# refusal is counted `too_large` too; Redis keeps values up to 512 MiB).
+MAX_VALUE = 64 << 20
+TOO_LARGE = "SERVER_ERROR object too large"
 
 
 def tls_context(settings: Settings) -> ssl.SSLContext | None:
@@ -83,8 +84,13 @@ class MemcachedStore:
         return value
 
     async def set(self, key: bytes, value: bytes, ttl: int) -> None:
-        """Store `value` under `key` for `ttl` seconds."""
-        await self._client.set(key, value, exptime=ttl)
+        """Store `value` under `key` for `ttl` seconds; TooLarge when memcached refuses its size."""
+        try:
+            await self._client.set(key, value, exptime=ttl)
+        except aiomcache.exceptions.ClientException as exc:
+            if TOO_LARGE in str(exc):  # aiomcache keeps the server's reply only in its message
+                raise TooLarge from exc
+            raise
 
     async def close(self) -> None:
         """Close the pooled connections."""
@@ -175,15 +181,13 @@ def shared_backend(settings: Settings) -> SharedBackend:
     timeout = settings.cache_timeout
     if settings.cache == "memcached":
         store: MemcachedStore | RedisStore = MemcachedStore(host, port, ctx, server_name)
-        limit = MEMCACHED_MAX_VALUE
     else:
         credentials = None
         if settings.cache_password is not None:
             credentials = _SecretCredentials(settings.cache_username, settings.secret("cache_password"))
         store = RedisStore(host, port, ctx, server_name, credentials, timeout)
-        limit = REDIS_MAX_VALUE
     return SharedBackend(
-        settings.cache, store, secret, ttl=settings.cache_ttl, timeout=timeout, max_value_bytes=limit
+        settings.cache, store, secret, ttl=settings.cache_ttl, timeout=timeout, max_value_bytes=MAX_VALUE
     )
 
 

@@ -36,6 +36,10 @@ _LEN = struct.Struct(">I")
 LOG_INTERVAL = 60.0
 
 
+class TooLarge(Exception):
+    """The store refused a value as larger than it keeps (memcached's `-I`, 1 MiB by default)."""
+
+
 class Store(Protocol):
     """A shared store's raw operations on stored keys and values (they may raise)."""
 
@@ -143,6 +147,8 @@ class SharedBackend:
                 await self._store.set(stored_key(key), stored, self._ttl)
         except TimeoutError:
             self._failed(self.counts.timeout, "timeout", "set")
+        except TooLarge:
+            self.counts.too_large.inc()
         except Exception as exc:
             self._failed(self.counts.error, type(exc).__name__, "set")
 
@@ -160,4 +166,4 @@ class SharedBackend:
             log.info("results_cache_close_failed", backend=self.name, reason=type(exc).__name__)
 
 
-__all__ = ["PREFIX", "SharedBackend", "Store", "seal", "stored_key", "unseal"]
+__all__ = ["PREFIX", "SharedBackend", "Store", "TooLarge", "seal", "stored_key", "unseal"]

@@ -248,3 +248,16 @@ async def test_a_timed_out_call_leaves_no_stale_reply_for_the_next(
     reader._timeout = 5.0
     for i, key in enumerate(keys):
         assert await reader.get(key) == big + bytes([i])
+
+
+async def test_memcached_refusing_a_large_value_is_counted_too_large(
+    memcached_server: CacheServer, opened: Any
+) -> None:
+    """A value over memcached's item size (`-I`, 1 MiB here): not stored, counted, next call works."""
+    backend = opened(memcached_settings(memcached_server))
+    before = (errors("memcached", "too_large"), errors("memcached", "error"))
+    key = FULL_KEY + os.urandom(8).hex().encode()
+    await backend.set(key, os.urandom(2 << 20))  # incompressible: > 1 MiB stored
+    assert await backend.get(key) is None
+    assert (errors("memcached", "too_large"), errors("memcached", "error")) == (before[0] + 1, before[1])
+    await round_trip(backend)
