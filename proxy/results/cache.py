@@ -73,7 +73,9 @@ def _ms(value: str | None, parse: Callable[[str], float | None]) -> int | None:
     seconds = parse(value)
     if seconds is None or seconds != seconds or abs(seconds) > 1e13:  # NaN, absurd
         return None
-    return round(seconds * 1000)
+    ms = round(seconds * 1000)
+    # Prometheus truncates below a millisecond; such a request is not cached rather than guessed.
+    return ms if abs(seconds * 1000 - ms) < 1e-3 else None
 
 
 def _param(built: UpstreamRequest, name: str) -> str | None:

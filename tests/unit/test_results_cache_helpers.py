@@ -51,3 +51,21 @@ def test_seconds_are_printed_exactly() -> None:
         "1.500",
         "1700000000.001",
     ]
+
+
+@pytest.mark.parametrize(
+    ("value", "ms"),
+    [
+        ("1700000000", 1_700_000_000_000),
+        ("1.5", 1_500),
+        ("2026-12-06T00:00:00Z", 1_796_515_200_000),
+        ("1.0005", None),
+        ("x", None),
+        ("NaN", None),
+    ],
+)
+def test_times_to_milliseconds(value: str, ms: int | None) -> None:
+    """Times become whole milliseconds; sub-millisecond or unreadable times are not cached."""
+    from proxy import caps
+
+    assert cache._ms(value, caps.parse_time) == ms
