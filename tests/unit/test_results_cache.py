@@ -108,6 +108,12 @@ def synthetic() -> Iterator[Synthetic]:
     server.stop()
 
 
+def body_of(out: web.StreamResponse) -> Any:
+    """The decoded JSON body of an answer the cache built."""
+    assert isinstance(out, web.Response) and isinstance(out.body, bytes)
+    return json.loads(out.body)
+
+
 @dataclass
 class Harness:
     """A ResultsCache on the in-process backend, its upstream and a clock fixed at NOW."""
@@ -137,8 +143,7 @@ class Harness:
         out = await self.cache.answer(request, self.upstream, built, lookup, (), no_admission)
         if out is None:
             return None, "forwarded"
-        assert isinstance(out, web.Response) and out.body is not None
-        return json.loads(bytes(out.body)), None
+        return body_of(out), None
 
 
 @pytest_asyncio.fixture
@@ -261,8 +266,7 @@ async def test_old_instant_queries_are_cached_and_fresh_ones_bypass(
     first = await harness.cache.answer(request, harness.upstream, old, lookup, (), no_admission)
     second = await harness.cache.answer(request, harness.upstream, old, lookup, ("narrowed",), no_admission)
     assert first is not None and second is not None and len(synthetic.asked) == 1
-    assert isinstance(second, web.Response) and second.body is not None
-    assert json.loads(bytes(second.body))["warnings"] == ["narrowed"]
+    assert body_of(second)["warnings"] == ["narrowed"]
     fresh = UpstreamRequest("GET", "/api/v1/query", (("query", "up"), ("time", str(NOW - 60))))
     assert harness.cache.applies(fresh, lookup) == "fresh"
     assert (
