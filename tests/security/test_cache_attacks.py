@@ -1,0 +1,577 @@
+"""Results cache and coalescing red-team rows on the real stack (docs/caching.md).
+
+The cache stores raw upstream answers keyed by the forwarded request, so it must never hand one
+scope's or one hub's answer to another, never keep an answer it may not keep (errors, warnings,
+fresh data, `PROXY_CACHE=off`, `Cache-Control: no-cache`), and the per-caller filters of rules,
+alerts and metadata must still run after a shared (coalesced) upstream answer. Judged only through
+HTTP: answers compared with Prometheus asked directly, a recording relay counting what reaches
+the upstream (and replacing its answers), and the outcome counter on the metrics port.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from keycloak_emulator import ThreadedEmulatorServer
+from proxy_demo.dataset import Series
+from proxy_demo.prometheus import PrometheusServer
+from tests.support.cachedata import COUNTER, GAUGE
+from tests.support.cachestack import (
+    GENEROUS,
+    RANGE,
+    CacheData,
+    RelayFactory,
+    ask,
+    delta,
+    direct,
+    forwarded,
+    outcomes,
+    seconds,
+    versioned,
+)
+from tests.support.hubs import FIRST_HUB, SECOND_HUB, hub_entry, hubs_config, hubs_environ
+from tests.support.identities import GRANTS, auth_header
+from tests.support.oracle import Grant, diff_results, visible, visible_series
+from tests.support.proxy_server import ProxyServer, free_port, make_settings
+from tests.support.stack import ProxyFactory, TokenFor
+from tests.support.stub_upstream import Seen
+
+pytestmark = pytest.mark.prometheus
+
+DAY_MS = 86_400_000
+HOUR_MS = 3_600_000
+FRESHNESS_MS = 600_000
+SCOPED = ("alice", "bob", "carol", "researcher-team-a")  # four different scopes on hub moc
+SCOPE_QUERIES = (f"sum by (cluster, namespace) (rate({COUNTER}[5m]))", GAUGE)
+
+
+def _old_window(built_at: float, step_ms: int = 300_000) -> dict[str, str]:
+    """An aligned range well outside the freshness window, over a midnight of the cache dataset."""
+    midnight = int(built_at * 1000) // DAY_MS * DAY_MS - DAY_MS
+    start = midnight - 6 * HOUR_MS
+    return {"start": seconds(start), "end": seconds(start + 12 * HOUR_MS), "step": str(step_ms // 1000)}
+
+
+def _data(r: requests.Response) -> dict[str, Any]:
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    assert doc["status"] == "success", doc
+    return dict(doc["data"])
+
+
+def _assert_same(got: Mapping[str, Any], expected: Mapping[str, Any], what: str) -> None:
+    diffs = diff_results(got, expected)
+    assert not diffs, f"{what}: {diffs[:10]}"
+
+
+def _keys(data: Mapping[str, Any]) -> set[tuple[tuple[str, str], ...]]:
+    return {tuple(sorted(item["metric"].items())) for item in data["result"]}
+
+
+# ------------------------------------------------------------------------------- scopes and hubs
+
+
+@pytest.mark.parametrize("order", ["forward", "reverse"])
+@pytest.mark.parametrize("query", SCOPE_QUERIES)
+def test_scopes_never_share_an_entry(
+    cache_series: CacheData,
+    cache_prometheus: PrometheusServer,
+    proxy_factory: ProxyFactory,
+    token_for: TokenFor,
+    order: str,
+    query: str,
+) -> None:
+    """Four scopes ask one query, cold then warm, either order: each gets exactly its own series."""
+    proxy = proxy_factory(cache_prometheus, PROXY_CACHE="memory", **GENEROUS)
+    callers = SCOPED if order == "forward" else tuple(reversed(SCOPED))
+    params = {"query": query, **_old_window(cache_series.built_at)}
+    hub_wide = _data(ask(proxy, auth_header("dave", token_for), RANGE, params))
+    before = outcomes(proxy)
+    for _ in ("cold", "warm"):
+        for who in callers:
+            auth = auth_header(who, token_for)
+            got = _data(ask(proxy, auth, RANGE, params))
+            assert got["result"], f"{who} sees some series"
+            status, expected = direct(
+                cache_prometheus, RANGE, {**params, "query": forwarded(proxy, auth, query)[0]}
+            )
+            assert status == 200
+            _assert_same(got, expected["data"], who)
+            for item in got["result"]:
+                assert visible(item["metric"], GRANTS[who]), (who, item["metric"])
+            if query == GAUGE:  # a plain selector: exactly the hub-wide answer's visible series
+                mine = [i for i in hub_wide["result"] if visible(i["metric"], GRANTS[who])]
+                _assert_same(got, {"resultType": "matrix", "result": mine}, f"{who} vs hub-wide")
+    seen = delta(before, outcomes(proxy))
+    assert seen["hit"] >= len(callers), seen  # the warm round was served from the cache
+
+
+@pytest.fixture(scope="module")
+def hubs_cache_proxy(
+    tmp_path_factory: pytest.TempPathFactory,
+    prometheus: PrometheusServer,
+    second_hub_prometheus: PrometheusServer,
+    hubs_emulator_server: ThreadedEmulatorServer,
+) -> Iterator[ProxyServer]:
+    """One proxy with the in-process cache serving moc and innabox-dev (both have a `nerc-ocp-prod`)."""
+    config = hubs_config(
+        tmp_path_factory.mktemp("cache-hubs"),
+        [hub_entry(FIRST_HUB, prometheus), hub_entry(SECOND_HUB, second_hub_prometheus)],
+        default_hub=FIRST_HUB,
+    )
+    env = hubs_environ(hubs_emulator_server.base_url, config, PROXY_CACHE="memory")
+    server = ProxyServer(make_settings(env)).start()
+    yield server
+    server.stop()
+
+
+HUB_ROWS = (
+    ("frank", "sum by (cluster, exported_namespace) (DCGM_FI_DEV_GPU_UTIL)"),
+    ("frank", 'DCGM_FI_DEV_GPU_UTIL{cluster="nerc-ocp-prod"}'),
+    ("researcher-team-a", 'DCGM_FI_DEV_GPU_UTIL{cluster="nerc-ocp-prod",exported_namespace="team-a"}'),
+)
+
+
+@pytest.mark.parametrize("order", ["moc-first", "innabox-first"])
+@pytest.mark.parametrize(("who", "query"), HUB_ROWS)
+def test_hubs_never_share_an_entry(
+    hubs_cache_proxy: ProxyServer,
+    hubs_token_for: Callable[[str], str],
+    prometheus: PrometheusServer,
+    second_hub_prometheus: PrometheusServer,
+    who: str,
+    query: str,
+    order: str,
+) -> None:
+    """The same forwarded text on two hubs (same cluster name) gets each hub's own answer, cold and warm."""
+    upstreams = {FIRST_HUB: prometheus, SECOND_HUB: second_hub_prometheus}
+    hubs = [FIRST_HUB, SECOND_HUB] if order == "moc-first" else [SECOND_HUB, FIRST_HUB]
+    auth = auth_header(who, hubs_token_for)
+    # a window of its own per row and order (a cold start), old enough to be cached
+    now = int(time.time() * 1000) // 60_000 * 60_000
+    shift = (HUB_ROWS.index((who, query)) * 2 + hubs.index(FIRST_HUB)) * 60_000
+    params = {
+        "query": query,
+        "start": seconds(now - 90 * 60_000 - shift),
+        "end": seconds(now - 20 * 60_000),
+        "step": "60",
+    }
+    texts = {hub: forwarded(hubs_cache_proxy, auth, query, base=f"/{hub}") for hub in hubs}
+    assert texts[FIRST_HUB] == texts[SECOND_HUB] and len(texts[FIRST_HUB]) == 1, texts
+    before = outcomes(hubs_cache_proxy)
+    answers: dict[str, dict[str, Any]] = {}
+    for _ in ("cold", "warm"):
+        for hub in hubs:
+            got = _data(ask(hubs_cache_proxy, auth, RANGE, params, base=f"/{hub}"))
+            status, expected = direct(upstreams[hub], RANGE, {**params, "query": texts[hub][0]})
+            assert status == 200
+            _assert_same(got, expected["data"], f"{who} on {hub}")
+            answers[hub] = got
+    assert answers[FIRST_HUB]["result"] and answers[SECOND_HUB]["result"]
+    assert diff_results(answers[FIRST_HUB], answers[SECOND_HUB]), "the hubs' data differ"
+    after = outcomes(hubs_cache_proxy)
+    for hub in hubs:
+        assert delta(before, after, hub)["hit"] >= 1, (hub, delta(before, after, hub))
+
+
+# ------------------------------------------------------------------ what must never be kept
+
+
+def _versions(data: Mapping[str, Any]) -> set[int]:
+    return {int(v) for item in data["result"] for _, v in item["values"]}
+
+
+def _counting(extra: Mapping[str, Any] | None = None) -> Callable[[Seen, int, bytes], tuple[int, bytes]]:
+    """A relay rewrite: every range answer's values become the number of range requests so far."""
+    count = [0]
+
+    def rewrite(seen: Seen, status: int, body: bytes) -> tuple[int, bytes]:
+        if seen.path != RANGE:
+            return status, body
+        count[0] += 1
+        return versioned(seen, status, body, count[0], **(extra or {}))
+
+    return rewrite
+
+
+@pytest.fixture
+def relayed(
+    cache_prometheus: PrometheusServer, relay_factory: RelayFactory, proxy_factory: ProxyFactory
+) -> Callable[..., tuple[ProxyServer, Any]]:
+    """A proxy (`PROXY_*` overrides) before a relay (`Relay` options) to the cache dataset."""
+
+    def make(relay: Mapping[str, Any] | None = None, **env: str) -> tuple[ProxyServer, Any]:
+        upstream = relay_factory(cache_prometheus, **(relay or {}))
+        proxy = proxy_factory(
+            cache_prometheus, **{"PROXY_CACHE": "memory", **GENEROUS, **upstream.env(), **env}
+        )
+        return proxy, upstream
+
+    return make
+
+
+def test_no_cache_header_reaches_the_upstream(
+    cache_series: CacheData, relayed: Callable[..., tuple[ProxyServer, Any]], token_for: TokenFor
+) -> None:
+    """A repeat is a hit (the upstream sees nothing); `Cache-Control: no-cache` goes to the upstream again."""
+    proxy, relay = relayed({"rewrite": _counting()})
+    auth = auth_header("alice", token_for)
+    params = {"query": GAUGE, **_old_window(cache_series.built_at)}
+    first = _data(ask(proxy, auth, RANGE, params))
+    sent = relay.count()
+    assert sent >= 1 and _versions(first)
+    again = _data(ask(proxy, auth, RANGE, params))
+    assert relay.count() == sent and again == first  # served from the cache
+    fresh = _data(ask(proxy, auth, RANGE, params, headers={"Cache-Control": "no-cache"}))
+    assert relay.count() > sent
+    assert min(_versions(fresh)) > max(_versions(first)), "no-cache answer came from the upstream"
+
+
+def test_cache_off_never_caches(
+    cache_series: CacheData, relayed: Callable[..., tuple[ProxyServer, Any]], token_for: TokenFor
+) -> None:
+    """With `PROXY_CACHE=off` every repeat reaches the upstream and no outcome is a hit."""
+    proxy, relay = relayed({"rewrite": _counting()}, PROXY_CACHE="off")
+    auth = auth_header("alice", token_for)
+    params = {"query": GAUGE, **_old_window(cache_series.built_at)}
+    before = outcomes(proxy)
+    newest = 0
+    for i in range(3):
+        got = _data(ask(proxy, auth, RANGE, params))
+        assert relay.count() == i + 1
+        assert min(_versions(got)) > newest
+        newest = max(_versions(got))
+    seen = delta(before, outcomes(proxy))
+    assert seen["hit"] == 0 and seen["partial"] == 0, seen
+
+
+class BadWhileOn:
+    """A relay rewrite answering range requests badly (`kind`) while `on`, versioned otherwise."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind, self.on = kind, True
+        self._good = _counting()
+
+    def __call__(self, seen: Seen, status: int, body: bytes) -> tuple[int, bytes]:
+        """The rewritten answer."""
+        if seen.path != RANGE or not self.on:
+            return self._good(seen, status, body)
+        if self.kind == "503":
+            return 503, b"upstream overloaded"
+        if self.kind == "422":
+            doc = {"status": "error", "errorType": "execution", "error": "query timed out"}
+            return 422, json.dumps(doc).encode()
+        note = "metric might not be a counter" if self.kind == "infos" else "partial answer"
+        return versioned(seen, status, body, 0, **{self.kind: [note]})
+
+
+@pytest.mark.parametrize("kind", ["503", "422", "warnings", "infos"])
+def test_errors_and_warnings_are_never_cached(
+    cache_series: CacheData, relayed: Callable[..., tuple[ProxyServer, Any]], token_for: TokenFor, kind: str
+) -> None:
+    """A non-200 or warnings/infos answer is passed on but not kept: the next ask reaches the upstream."""
+    bad = BadWhileOn(kind)
+    proxy, relay = relayed({"rewrite": bad})
+    auth = auth_header("dave", token_for)
+    params = {"query": GAUGE, **_old_window(cache_series.built_at, 600_000)}
+    first = ask(proxy, auth, RANGE, params)
+    bad.on = False
+    if kind in ("503", "422"):
+        assert first.status_code >= 400, first.text
+    else:
+        assert first.status_code == 200 and _versions(first.json()["data"]) == {0}, first.text
+        if kind == "warnings":
+            assert "partial answer" in first.json()["warnings"], "the upstream's warning reaches the caller"
+    sent = relay.count()
+    second = _data(ask(proxy, auth, RANGE, params))
+    assert relay.count() > sent and 0 not in _versions(second), "the bad answer was not kept"
+    sent = relay.count()
+    assert _data(ask(proxy, auth, RANGE, params)) == second and relay.count() == sent  # the good one is
+
+
+def test_fresh_points_come_from_the_upstream(
+    relayed: Callable[..., tuple[ProxyServer, Any]], token_for: TokenFor
+) -> None:
+    """Points newer than now − freshness are fetched again on every ask, never served from the cache."""
+    proxy, relay = relayed({"rewrite": _counting()})
+    auth = auth_header("alice", token_for)
+    now = int(time.time() * 1000)
+    start = (now - 40 * 60_000) // 60_000 * 60_000
+    params = {"query": GAUGE, "start": seconds(start), "end": seconds(now), "step": "60"}
+    first = _data(ask(proxy, auth, RANGE, params))
+    sent_first = relay.count()
+    assert sent_first >= 1
+    second = _data(ask(proxy, auth, RANGE, params))
+    fresh = [int(v) for item in second["result"] for t, v in item["values"] if t * 1000 > now - FRESHNESS_MS]
+    assert fresh and min(fresh) > sent_first, "fresh points were re-read from the upstream"
+    assert first["result"]
+
+
+# ------------------------------------------------------- filters after a shared upstream answer
+
+
+def _demo_metadata(series: list[Series]) -> bytes:
+    names = sorted({s.name for s in series})
+    data = {n: [{"type": "gauge", "help": f"{n} help", "unit": ""}] for n in names}
+    return json.dumps({"status": "success", "data": data}).encode()
+
+
+def _alert_keys(alerts: list[dict[str, Any]]) -> list[tuple[tuple[str, str], ...]]:
+    return sorted(tuple(sorted(a["labels"].items())) for a in alerts)
+
+
+FILTERED = ("/api/v1/rules", "/api/v1/alerts", "/api/v1/metadata")
+FILTER_CALLERS = ("alice", "bob", "carol", "dave")
+
+
+def test_rules_alerts_metadata_filtered_after_a_shared_answer(
+    prometheus: PrometheusServer,
+    demo_series: list[Series],
+    relay_factory: RelayFactory,
+    proxy_factory: ProxyFactory,
+    token_for: TokenFor,
+) -> None:
+    """Four scopes asking rules/alerts/metadata at once share upstream answers, each sees only its own."""
+    canned = _demo_metadata(demo_series)
+
+    def rewrite(seen: Seen, status: int, body: bytes) -> tuple[int, bytes]:
+        return (200, canned) if seen.path == "/api/v1/metadata" else (status, body)
+
+    relay = relay_factory(prometheus, delay=0.5, rewrite=rewrite)
+    proxy = proxy_factory(prometheus, PROXY_CACHE="memory", **GENEROUS, **relay.env())
+    auths = {who: auth_header(who, token_for) for who in FILTER_CALLERS}
+    for who in FILTER_CALLERS:  # visible metric names are looked up (and kept) per caller first
+        _data(ask(proxy, auths[who], "/api/v1/metadata", {"metric": "no_such_metric"}))
+    sent = {path: relay.count(path) for path in FILTERED}
+    answers: dict[tuple[str, str, int], requests.Response] = {}
+    gate = threading.Barrier(len(FILTERED) * len(FILTER_CALLERS) * 2)
+
+    def one(path: str, who: str, i: int) -> None:
+        gate.wait(timeout=30)
+        answers[(path, who, i)] = ask(proxy, auths[who], path, {})
+
+    threads = [
+        threading.Thread(target=one, args=(path, who, i))
+        for path in FILTERED
+        for who in FILTER_CALLERS
+        for i in range(2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    upstream_alerts = prometheus.api("/api/v1/alerts")["alerts"]
+    for (path, who, _), r in sorted(answers.items()):
+        grant: Grant = GRANTS[who]
+        data = _data(r)
+        if path == "/api/v1/alerts":
+            expected = [a for a in upstream_alerts if visible(a["labels"], grant)]
+            assert _alert_keys(data["alerts"]) == _alert_keys(expected), who
+        elif path == "/api/v1/rules":
+            rules = [rule for group in data["groups"] for rule in group["rules"]]
+            assert rules, who
+            for rule in rules:
+                assert all(visible(a["labels"], grant) for a in rule.get("alerts", [])), (who, rule["name"])
+                if not grant.hub_wide:
+                    assert rule["type"] == "alerting", (who, rule["name"])
+        else:
+            names = {s.name for s in visible_series(demo_series, grant)}
+            assert set(data) == names, (who, set(data) ^ names)
+    assert len(answers) == len(threads)
+    for path in FILTERED:
+        shared = relay.count(path) - sent[path]
+        assert shared < len(FILTER_CALLERS) * 2, f"{path}: {shared} upstream requests for 8 concurrent asks"
+
+
+# ------------------------------------------------------------------ forged shared-cache entries
+
+
+class SharedCache:
+    """A Debian memcached or redis-server on a loopback port, spoken to with its plain text protocol."""
+
+    def __init__(self, kind: str, workdir: Any) -> None:
+        self.kind, self.port = kind, free_port()
+        if kind == "memcached":
+            cmd = ["memcached", *f"-l 127.0.0.1 -p {self.port} -U 0 -m 64 -u nobody".split()]
+        else:
+            cmd = ["redis-server", *f"--bind 127.0.0.1 --port {self.port} --appendonly no".split()]
+            cmd += ["--save", "", "--dir", str(workdir)]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    @property
+    def address(self) -> str:
+        """host:port for `PROXY_CACHE_ADDRESS`."""
+        return f"127.0.0.1:{self.port}"
+
+    def _talk(self, payload: bytes, until: bytes) -> bytes:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            s.sendall(payload)
+            out = b""
+            while not out.endswith(until):
+                chunk = s.recv(1 << 16)
+                if not chunk:
+                    break
+                out += chunk
+            return out
+
+    def keys(self) -> list[bytes]:
+        """Every key stored now."""
+        if self.kind == "memcached":
+            dump = self._talk(b"lru_crawler metadump all\r\n", b"END\r\n")
+            return [line.split(b" ")[0][4:] for line in dump.split(b"\r\n") if line.startswith(b"key=")]
+        reply = self._resp(b"KEYS", b"*")
+        return list(reply)
+
+    def overwrite(self, key: bytes, value: bytes) -> None:
+        """Store `value` under `key` (an attacker who reaches the shared cache)."""
+        if self.kind == "memcached":
+            head = b"set %s 0 0 %d\r\n" % (key, len(value))
+            assert self._talk(head + value + b"\r\n", b"\r\n") == b"STORED\r\n"
+        else:
+            assert self._resp(b"SET", key, value) == b"OK"
+
+    def read(self, key: bytes) -> bytes:
+        """The value stored under `key`."""
+        if self.kind == "memcached":
+            raw = self._talk(b"get %s\r\n" % key, b"END\r\n")
+            head, _, rest = raw.partition(b"\r\n")
+            return rest[: int(head.split(b" ")[3])]
+        value = self._resp(b"GET", key)
+        assert isinstance(value, bytes)
+        return value
+
+    def _resp(self, *parts: bytes) -> Any:
+        command = b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            s.sendall(command)
+            reader = s.makefile("rb")
+            return _read_resp(reader)
+
+    def stop(self) -> None:
+        """Terminate the server."""
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+def _read_resp(reader: Any) -> Any:
+    line = reader.readline().rstrip(b"\r\n")
+    kind, rest = line[:1], line[1:]
+    if kind == b"+":
+        return rest
+    if kind == b"-":
+        raise AssertionError(rest)
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        return None if n < 0 else reader.read(n + 2)[:-2]
+    return [_read_resp(reader) for _ in range(int(rest))]
+
+
+@pytest.fixture(params=["memcached", "redis"])
+def shared_cache(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[SharedCache]:
+    """A memcached or Redis server of its own for one test."""
+    server = SharedCache(request.param, tmp_path)
+    yield server
+    server.stop()
+
+
+def _stored(cache: SharedCache) -> list[bytes]:
+    """The shared cache's keys, waiting briefly for a write that may finish after the answer."""
+    deadline = time.monotonic() + 3
+    while not (keys := cache.keys()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return keys
+
+
+def _forged_count(proxy: ProxyServer, backend: str) -> float:
+    text = requests.get(f"{proxy.metrics_url}/metrics", timeout=10).text
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        if family.name == "prom_keycloak_proxy_results_cache_errors":
+            for sample in family.samples:
+                if sample.labels.get("backend") == backend and sample.labels.get("kind") == "forged":
+                    total += sample.value
+    return total
+
+
+def test_entries_sealed_with_another_key_are_ignored(
+    cache_series: CacheData,
+    cache_prometheus: PrometheusServer,
+    relay_factory: RelayFactory,
+    proxy_factory: ProxyFactory,
+    token_for: TokenFor,
+    shared_cache: SharedCache,
+) -> None:
+    """Proxies sharing a cache under different HMAC keys never serve each other's entries (forged)."""
+    relay = relay_factory(cache_prometheus, rewrite=_counting())
+    common = {
+        **GENEROUS,
+        **relay.env(),
+        "PROXY_CACHE": shared_cache.kind,
+        "PROXY_CACHE_ADDRESS": shared_cache.address,
+    }
+    mine = proxy_factory(cache_prometheus, **common, PROXY_CACHE_HMAC_KEY="k" * 32)
+    theirs = proxy_factory(cache_prometheus, **common, PROXY_CACHE_HMAC_KEY="x" * 32)
+    auth = auth_header("alice", token_for)
+    params = {"query": GAUGE, **_old_window(cache_series.built_at)}
+    first = _data(ask(mine, auth, RANGE, params))
+    sent = relay.count()
+    assert _stored(shared_cache), "the answer was stored in the shared cache"
+    assert _data(ask(mine, auth, RANGE, params)) == first and relay.count() == sent  # a hit
+    forged = _forged_count(mine, shared_cache.kind)
+    other = _data(ask(theirs, auth, RANGE, params))
+    assert relay.count() > sent and not _versions(other) & _versions(first), "another key's entry was used"
+    assert _forged_count(mine, shared_cache.kind) > forged
+    sent = relay.count()
+    again = _data(ask(mine, auth, RANGE, params))
+    assert not _versions(again) & _versions(other), "an entry sealed by the other key was served"
+
+
+def test_tampered_entries_are_ignored(
+    cache_series: CacheData,
+    cache_prometheus: PrometheusServer,
+    relay_factory: RelayFactory,
+    proxy_factory: ProxyFactory,
+    token_for: TokenFor,
+    shared_cache: SharedCache,
+) -> None:
+    """Stored values altered in place (one byte, or garbage) are misses: the upstream answers again."""
+    relay = relay_factory(cache_prometheus, rewrite=_counting())
+    env = {**GENEROUS, **relay.env(), "PROXY_CACHE": shared_cache.kind}
+    proxy = proxy_factory(
+        cache_prometheus, **env, PROXY_CACHE_ADDRESS=shared_cache.address, PROXY_CACHE_HMAC_KEY="k" * 32
+    )
+    auth = auth_header("bob", token_for)
+    params = {"query": f"sum by (namespace) (rate({COUNTER}[5m]))", **_old_window(cache_series.built_at)}
+    first = _data(ask(proxy, auth, RANGE, params))
+    for round_ in ("flip", "garbage"):
+        keys = _stored(shared_cache)
+        assert keys, "the answer was stored in the shared cache"
+        for key in keys:
+            value = shared_cache.read(key)
+            forged = value[:-1] + bytes([value[-1] ^ 1]) if round_ == "flip" else b"\x00" * len(value)
+            shared_cache.overwrite(key, forged)
+        sent = relay.count()
+        got = _data(ask(proxy, auth, RANGE, params))
+        assert relay.count() > sent, f"{round_}: a tampered entry was served"
+        assert [i["metric"] for i in got["result"]] == [i["metric"] for i in first["result"]]
