@@ -298,3 +298,19 @@ def test_cached_instants_equal_the_upstream(
     checker.same("alice", query, INSTANT, {"query": query, "time": seconds(old)})
     assert delta(mid, outcomes(cache_proxy))["hit"] == 1
     assert delta(before, outcomes(cache_proxy))["hit"] > 1
+
+
+def test_hits_are_encoded_as_each_caller_accepts(
+    cache_series: CacheData, cache_proxy: ProxyServer, checker: Checker, token_for: TokenFor
+) -> None:
+    """A hit stored from a gzip caller's ask reaches an identity-only caller uncompressed, same data."""
+    query = f"max_over_time({GAUGE}[1h])"
+    start = (int(cache_series.built_at * 1000) - 2 * DAY_MS) // 600_000 * 600_000
+    params = Window(start, start + 30 * HOUR_MS, "600").params(query)
+    auth = auth_header("alice", token_for)
+    gzip = ask(cache_proxy, auth, RANGE, params, headers={"Accept-Encoding": "gzip"})
+    before = outcomes(cache_proxy)
+    plain = ask(cache_proxy, auth, RANGE, params, headers={"Accept-Encoding": "identity"})
+    assert delta(before, outcomes(cache_proxy))["hit"] == 1
+    assert plain.status_code == 200 and plain.headers.get("Content-Encoding", "identity") == "identity"
+    assert plain.json()["data"] == gzip.json()["data"] == checker.same("alice", query, RANGE, params)
