@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +27,7 @@ from keycloak_emulator import ThreadedEmulatorServer
 from proxy_demo.dataset import Series
 from proxy_demo.prometheus import PrometheusServer
 from tests.support.cachedata import COUNTER, GAUGE
+from tests.support.cacheservers import CacheServer, memcached
 from tests.support.cachestack import (
     GENEROUS,
     RANGE,
@@ -397,30 +399,25 @@ def test_rules_alerts_metadata_filtered_after_a_shared_answer(
 
 
 class SharedCache:
-    """A Debian memcached or redis-server on a loopback port, spoken to with its plain text protocol."""
+    """A memcached or Redis of `tests.support.cacheservers` that an attacker reaches with its plain protocol.
 
-    def __init__(self, kind: str, workdir: Any) -> None:
-        self.kind, self.port = kind, free_port()
+    Redis runs without the ACL user of the shared `redis()` server here: the attacker may list keys.
+    """
+
+    def __init__(self, kind: str, workdir: Path) -> None:
         if kind == "memcached":
-            cmd = ["memcached", *f"-l 127.0.0.1 -p {self.port} -U 0 -m 64 -u nobody".split()]
+            self.server = memcached()
         else:
-            cmd = ["redis-server", *f"--bind 127.0.0.1 --port {self.port} --appendonly no".split()]
-            cmd += ["--save", "", "--dir", str(workdir)]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+            port = free_port()
+            argv = ["redis-server", *f"--bind 127.0.0.1 --port {port} --appendonly no".split()]
+            self.server = CacheServer("redis", [*argv, "--save", "", "--dir", str(workdir)], port)
+        self.server.start()
+        self.kind, self.port = kind, self.server.port
 
     @property
     def address(self) -> str:
         """host:port for `PROXY_CACHE_ADDRESS`."""
-        return f"127.0.0.1:{self.port}"
+        return self.server.address
 
     def _talk(self, payload: bytes, until: bytes) -> bytes:
         with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
@@ -437,7 +434,8 @@ class SharedCache:
         """Every key stored now."""
         if self.kind == "memcached":
             dump = self._talk(b"lru_crawler metadump all\r\n", b"END\r\n")
-            return [line.split(b" ")[0][4:] for line in dump.split(b"\r\n") if line.startswith(b"key=")]
+            lines = [line for line in dump.split(b"\r\n") if line.startswith(b"key=")]
+            return [urllib.parse.unquote_to_bytes(line.split(b" ")[0][4:]) for line in lines]
         reply = self._resp(b"KEYS", b"*")
         return list(reply)
 
@@ -468,8 +466,7 @@ class SharedCache:
 
     def stop(self) -> None:
         """Terminate the server."""
-        self.proc.terminate()
-        self.proc.wait(timeout=10)
+        self.server.stop()
 
 
 def _read_resp(reader: Any) -> Any:
@@ -488,7 +485,7 @@ def _read_resp(reader: Any) -> Any:
 
 
 @pytest.fixture(params=["memcached", "redis"])
-def shared_cache(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[SharedCache]:
+def shared_cache(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SharedCache]:
     """A memcached or Redis server of its own for one test."""
     server = SharedCache(request.param, tmp_path)
     yield server
