@@ -1,6 +1,6 @@
 """The shared results-cache stores: memcached (aiomcache) and Redis (redis.asyncio).
 
-Authentication (docs/caching.md#shared-backends):
+Authentication (docs/caching.md#backends):
 - memcached: TLS with a client certificate that memcached verifies (`memcached -Z -o
   ssl_verify_mode=2,ssl_ca_cert=…`) is the authentication: memcached's own SASL works only on
   its binary protocol, which aiomcache (text protocol) does not speak.

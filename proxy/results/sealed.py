@@ -2,7 +2,7 @@
 
 Anyone who can write to a shared cache could otherwise serve any answer to every tenant, and two
 full keys could share a stored key (a hash collision, or a key truncated by the store). So
-(docs/caching.md#shared-backends):
+(docs/caching.md#backends):
 
 - the stored key is `pkp1:` + sha256(full key) in hex (memcached keys are at most 250 bytes);
 - the stored value is `HMAC-SHA256(cache_hmac_key, len ‖ full key ‖ payload) ‖ len ‖ full key ‖

@@ -20,14 +20,30 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from proxy.config import Settings, load_settings
 from proxy_demo.certs import Pki
 from tests.support.proxy_server import free_port
 
+# The options every configuration needs (a single hub), for settings built by backend tests.
+REQUIRED_ENV = {
+    "PROXY_PROMETHEUS_BASE_URL": "https://thanos.example:9091/api/metrics/v1/default",
+    "PROXY_AUTH_BASE_URL": "https://keycloak.example",
+    "PROXY_AUTH_REALM": "nerc",
+    "PROXY_AUTH_CLIENT_ID": "prom-keycloak-proxy",
+    "PROXY_AUTH_CLIENT_SECRET": "s3cret",
+    "PROXY_ACM_HUB": "moc",
+}
 REDIS_USER = "proxy"
 REDIS_PASSWORD = "redis-test-password-0123456789"  # a test value, never a real secret
+
+
+def cache_settings(environ: dict[str, str] | None = None, **flags: Any) -> Settings:
+    """Settings with the required options, `environ` (`PROXY_*`) and `flags`; warnings dropped."""
+    return load_settings(flags, REQUIRED_ENV | (environ or {}), warn=lambda _: None)
 
 
 @dataclass

@@ -7,31 +7,18 @@ import hashlib
 import os
 import zlib
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from proxy import metrics
-from proxy.config import ConfigError, Settings, load_settings
+from proxy.config import ConfigError, load_settings
 from proxy.results import sealed
 from proxy.results.backends import ENTRY_OVERHEAD, MemoryBackend, build_backend
 from proxy.results.sealed import SharedBackend, seal, stored_key, unseal
+from tests.support.cacheservers import REQUIRED_ENV, cache_settings
 
 SECRET = b"k" * 32
 MIB = 1 << 20
-BASE = {
-    "PROXY_PROMETHEUS_BASE_URL": "https://thanos.example:9091/api/metrics/v1/default",
-    "PROXY_AUTH_BASE_URL": "https://keycloak.example",
-    "PROXY_AUTH_REALM": "nerc",
-    "PROXY_AUTH_CLIENT_ID": "prom-keycloak-proxy",
-    "PROXY_AUTH_CLIENT_SECRET": "s3cret",
-    "PROXY_ACM_HUB": "moc",
-}
-
-
-def settings(**flags: Any) -> Settings:
-    """Settings with the required options and `flags`."""
-    return load_settings(flags, BASE)
 
 
 def sample(name: str, **labels: str) -> float:
@@ -100,8 +87,8 @@ async def test_memory_entries_expire_after_the_ttl() -> None:
 
 def test_build_backend_follows_the_cache_option() -> None:
     """`PROXY_CACHE=off` builds no backend; the default is the in-process one with its bounds."""
-    assert build_backend(settings(cache="off")) is None
-    backend = build_backend(settings(cache_max_bytes=2 * MIB))
+    assert build_backend(cache_settings(cache="off")) is None
+    backend = build_backend(cache_settings(cache_max_bytes=2 * MIB))
     assert isinstance(backend, MemoryBackend) and backend.name == "memory"
     assert backend._entries.maxsize == 2 * MIB
 
@@ -195,7 +182,7 @@ async def test_shared_backend_bounds_every_call_by_the_timeout() -> None:
 def config_problems(environ: dict[str, str]) -> str:
     """The configuration problems `environ` (on top of the required options) gives, as one text."""
     with pytest.raises(ConfigError) as info:
-        load_settings({}, BASE | environ, warn=lambda _: None)
+        cache_settings(environ)
     return "\n".join(info.value.problems)
 
 
@@ -259,6 +246,6 @@ def test_unauthenticated_shared_cache_is_warned_about(environ: dict[str, str], w
     """A shared cache anyone can read is allowed (entries stay sealed) but warned about at start."""
     heard: list[str] = []
     given = {"PROXY_CACHE_ADDRESS": "127.0.0.1:6379", "PROXY_CACHE_HMAC_KEY": "k" * 32} | environ
-    load_settings({}, BASE | given, warn=heard.append)
+    load_settings({}, REQUIRED_ENV | given, warn=heard.append)
     assert [w for w in heard if "read cached answers" in w] == ([] if warned is None else heard[-1:])
     assert warned is None or warned in heard[-1]

@@ -14,29 +14,20 @@ import pytest
 from redis.asyncio import Redis
 
 from proxy import metrics
-from proxy.config import Settings, load_settings
+from proxy.config import Settings
 from proxy.results.backends import build_backend
 from proxy.results.sealed import SharedBackend, seal, stored_key
 from proxy_demo.certs import Pki
-from tests.support.cacheservers import REDIS_PASSWORD, REDIS_USER, CacheServer
+from tests.support.cacheservers import REDIS_PASSWORD, REDIS_USER, CacheServer, cache_settings
 
 HMAC_KEY = "an-hmac-key-for-tests-0123456789abcdef"
-BASE = {
-    "PROXY_PROMETHEUS_BASE_URL": "https://thanos.example:9091/api/metrics/v1/default",
-    "PROXY_AUTH_BASE_URL": "https://keycloak.example",
-    "PROXY_AUTH_REALM": "nerc",
-    "PROXY_AUTH_CLIENT_ID": "prom-keycloak-proxy",
-    "PROXY_AUTH_CLIENT_SECRET": "s3cret",
-    "PROXY_ACM_HUB": "moc",
-    "PROXY_CACHE_HMAC_KEY": HMAC_KEY,
-}
 FULL_KEY = b"v1\x00hub-a\x00https://thanos/api/metrics/v1/default\x00GET\x00/api/v1/query_range\x00q=up"
 ANSWER = b'{"status":"success","data":{"resultType":"matrix","result":[]}}' * 50
 
 
 def settings(**flags: Any) -> Settings:
     """Settings with the required options, the test HMAC key and `flags`."""
-    return load_settings(flags, BASE, warn=lambda _: None)
+    return cache_settings({"PROXY_CACHE_HMAC_KEY": HMAC_KEY}, **flags)
 
 
 def errors(backend: str, kind: str) -> float:
