@@ -18,126 +18,86 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import secrets
-import shutil
-import socket
 import ssl
-import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import psutil
-import yaml
 
-from bench.dashboard_data import CLUSTER, PROJECT, STEP, Written, backfill
+from bench.dashboard_data import STEP, Written, backfill
 from bench.dashboard_load import PANELS, PER_USER, RANGE, Load, Replayer
-from keycloak_emulator import Emulator, EmulatorServer
+from bench.dashboard_stack import (
+    Upstream,
+    cpu_seconds,
+    emulator,
+    memcached,
+    mint,
+    outcomes,
+    policy_file,
+    viewer,
+)
 from proxy_demo.certs import Pki
-from proxy_demo.policy import DEMO_POLICY
-from proxy_demo.prometheus import PrometheusServer, ensure_prometheus, free_port
+from proxy_demo.prometheus import PrometheusServer, ensure_prometheus
 
 USERS = 20
 REFRESHES = 3
-REALM, CLIENT = "nerc", "grafana"
-COUNTED = ('handler="/api/v1/query"', 'handler="/api/v1/query_range"')
 # the proxy's default fair-use limits, written out: run.py's proxy_env raises them for wrk
 DEFAULT_LIMITS = {"PROXY_MAX_UPSTREAM_CONCURRENCY": "64", "PROXY_MAX_CONCURRENT_PER_SUBJECT": "8"}
 
-Serve = Callable[..., AbstractContextManager[str]]  # (prom, kc_url, logfile, **env) -> proxy URL
+
+@dataclass(frozen=True)
+class Served:
+    """A running proxy: its URL, its metrics URL and its process id."""
+
+    url: str
+    metrics_url: str
+    pid: int
+
+
+Serve = Callable[..., AbstractContextManager[Served]]  # (prom, kc_url, logfile, **env) -> Served
 
 
 @dataclass
 class Run:
-    """One target's loads."""
+    """One target's loads, with Prometheus' (and the proxy's) CPU seconds and cache outcomes."""
 
     name: str
-    loads: list[Load]
-    prom_cpu: list[float]
-
-
-def policy_file(workdir: Path) -> Path:
-    """The demo policies plus `USERS` viewers, each holding project team-a on nerc-ocp-prod."""
-    doc: dict[str, Any] = yaml.safe_load(DEMO_POLICY.read_text(encoding="utf-8"))
-    for i in range(USERS):
-        name = f"viewer-{i:02d}"
-        doc["users"].append(
-            {"username": name, "password": f"{name}-password", "email": f"{name}@example.org"}
-        )
-        doc["grants"].append({"user": name, "projects": {CLUSTER: [PROJECT]}})
-    path = workdir / "dashboard-policy.yaml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
-    return path
-
-
-@contextlib.contextmanager
-def memcached(workdir: Path) -> Iterator[str]:
-    """Debian `memcached` on loopback (no UDP); yields `host:port`."""
-    binary = shutil.which("memcached") or "/usr/bin/memcached"
-    port = free_port()
-    cmd = [binary, "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "512", "-I", "8m", "-t", "1"]
-    if os.geteuid() == 0:
-        cmd += ["-u", "root"]  # memcached refuses to run as root otherwise
-    with (workdir / "memcached.log").open("ab") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1) as s:
-                s.sendall(b"version\r\n")
-                if s.recv(64).startswith(b"VERSION"):
-                    break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"memcached did not start ({proc.poll()}), see {workdir}/memcached.log")
-            time.sleep(0.05)
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-class Upstream:
-    """Counts the queries Prometheus served, from its own `/metrics` (over mTLS)."""
-
-    def __init__(self, prom: PrometheusServer) -> None:
-        """Count on `prom`."""
-        self.url = f"{prom.base_url}/metrics"
-        self.ctx = prom.ssl_context()
-
-    async def __call__(self) -> int:
-        """`prometheus_http_requests_total` of the query and query_range handlers."""
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(self.url, ssl=self.ctx) as resp,
-        ):
-            text = await resp.text()
-        return sum(
-            int(float(line.rsplit(" ", 1)[1]))
-            for line in text.splitlines()
-            if line.startswith("prometheus_http_requests_total{") and any(c in line for c in COUNTED)
-        )
+    loads: list[Load] = field(default_factory=list)
+    prom_cpu: list[float] = field(default_factory=list)
+    proxy_cpu: list[float] = field(default_factory=list)
+    outcomes: list[Counter[str]] = field(default_factory=list)
 
 
 async def replay(
-    base_url: str, tokens: list[str | None], ctx: ssl.SSLContext | None, prom: PrometheusServer
+    name: str,
+    base_url: str,
+    tokens: list[str | None],
+    ctx: ssl.SSLContext | None,
+    prom: PrometheusServer,
+    proxy: Served | None = None,
 ) -> Run:
     """The load and `REFRESHES` refreshes, the last window ending at the current step."""
-    proc = psutil.Process(prom.pid)
+    prom_proc = psutil.Process(prom.pid)
+    proxy_proc = psutil.Process(proxy.pid) if proxy else None
     first_end = (int(time.time()) // STEP - REFRESHES) * STEP
-    loads, cpu = [], []
+    run = Run(name)
     count = Upstream(prom)
     async with Replayer(base_url, tokens, ctx) as replayer:
         for i in range(REFRESHES + 1):
-            before = sum(proc.cpu_times()[:2])
+            cpu = cpu_seconds(prom_proc), cpu_seconds(proxy_proc)
+            seen = await outcomes(proxy.metrics_url) if proxy else Counter[str]()
             label = "load" if i == 0 else f"refresh {i}"
-            loads.append(await replayer.load(label, first_end + i * STEP, count))
-            cpu.append(sum(proc.cpu_times()[:2]) - before)
-    return Run("", loads, cpu)
+            run.loads.append(await replayer.load(label, first_end + i * STEP, count))
+            run.prom_cpu.append(cpu_seconds(prom_proc) - cpu[0])
+            if proxy:
+                run.proxy_cpu.append(cpu_seconds(proxy_proc) - cpu[1])
+                run.outcomes.append(await outcomes(proxy.metrics_url) - seen)
+    return run
 
 
 def run(workdir: Path, log: Callable[[str], None], serve: Serve) -> str:
@@ -152,20 +112,17 @@ def run(workdir: Path, log: Callable[[str], None], serve: Serve) -> str:
     (prom_dir / ".backfilled").touch()  # PrometheusServer: the TSDB already holds the data
     log(f"dashboard: {written.series} series, {written.samples} samples in {time.monotonic() - began:.0f} s")
     prom = PrometheusServer(prom_dir, Pki(workdir / "pki"), [], rules=None)
-    prom.start()
-    emu = Emulator.from_files([policy_file(workdir)])
-    handle = EmulatorServer.start_in_thread(emu, host="127.0.0.1", port=0)
     runs: list[Run] = []
-    try:
-        tokens: list[str | None] = [
-            emu.mint(REALM, {}, user=f"viewer-{i:02d}", client=CLIENT, lifetime=3600) for i in range(USERS)
-        ]
+    with contextlib.ExitStack() as stack:
+        prom.start()
+        stack.callback(prom.stop)
+        kc_url = stack.enter_context(emulator(policy_file(workdir, USERS), workdir))
+        tokens: list[str | None] = [mint(kc_url, viewer(i)) for i in range(USERS)]
         direct_ctx = prom.ssl_context()
         log("dashboard: priming Prometheus (one user's dashboard, not measured)")
-        prime = Replayer(prom.base_url, [None], direct_ctx)
-        asyncio.run(_prime(prime, prom))
+        asyncio.run(_prime(Replayer(prom.base_url, [None], direct_ctx), prom))
         log("dashboard: direct")
-        runs.append(_named("direct", asyncio.run(replay(prom.base_url, [None] * USERS, direct_ctx, prom))))
+        runs.append(asyncio.run(replay("direct", prom.base_url, [None] * USERS, direct_ctx, prom)))
         hmac_key = secrets.token_hex(32)
         configs: list[tuple[str, dict[str, str]]] = [
             ("proxy cache=memory", {"PROXY_CACHE": "memory"}),
@@ -174,15 +131,12 @@ def run(workdir: Path, log: Callable[[str], None], serve: Serve) -> str:
         ]
         for name, env in configs:
             log(f"dashboard: {name}")
-            with contextlib.ExitStack() as stack:
+            with contextlib.ExitStack() as inner:
                 if env["PROXY_CACHE"] == "memcached":
-                    env = {**env, "PROXY_CACHE_ADDRESS": stack.enter_context(memcached(workdir))}
+                    env = {**env, "PROXY_CACHE_ADDRESS": inner.enter_context(memcached(workdir))}
                 logfile = workdir / f"{name.replace(' ', '-').replace('=', '-')}.log"
-                url = stack.enter_context(serve(prom, handle.base_url, logfile, **DEFAULT_LIMITS, **env))
-                runs.append(_named(name, asyncio.run(replay(url, tokens, None, prom))))
-    finally:
-        handle.close()
-        prom.stop()
+                served = inner.enter_context(serve(prom, kc_url, logfile, **DEFAULT_LIMITS, **env))
+                runs.append(asyncio.run(replay(name, served.url, tokens, None, prom, served)))
     return render(runs, written)
 
 
@@ -190,11 +144,6 @@ async def _prime(replayer: Replayer, prom: PrometheusServer) -> None:
     """One unmeasured dashboard load straight at Prometheus."""
     async with replayer:
         await replayer.load("prime", (int(time.time()) // STEP - REFRESHES) * STEP, Upstream(prom))
-
-
-def _named(name: str, run: Run) -> Run:
-    run.name = name
-    return run
 
 
 def render(runs: list[Run], written: Written) -> str:
@@ -206,10 +155,11 @@ def render(runs: list[Run], written: Written) -> str:
         f" once; a load, then {REFRESHES} refreshes (window +{STEP} s each)",
         f"data: {written.series} series, {written.samples / 1e6:.2f} M samples (30 s grid,"
         f" {(written.last - written.first) / 3600:.1f} h); upstream = queries Prometheus served;"
-        " ×dir = ratio to direct at the same load; prom CPU = Prometheus' CPU seconds",
+        " ×dir = ratio to direct at the same load; CPU = CPU seconds of Prometheus / the proxy;"
+        " outcomes = the proxy's results-cache outcomes, coalesced requests and cache errors",
         "",
         f"{'target':22} {'load':9} {'upstream':>8} {'×dir':>6} {'p50 ms':>8} {'×dir':>6} {'p99 ms':>8}"
-        f" {'×dir':>6} {'wall s':>7} {'prom CPU':>8} {'err':>4}",
+        f" {'×dir':>6} {'wall s':>7} {'prom CPU':>8} {'prx CPU':>7} {'err':>4}  outcomes",
     ]
     lines.append("-" * len(lines[-1]))
     for run in runs:
@@ -219,7 +169,8 @@ def render(runs: list[Run], written: Written) -> str:
                 f"{run.name if i == 0 else '':22} {load.label:9} {load.upstream:8d}"
                 f" {_ratio(load.upstream, d.upstream)} {load.p50:8.1f} {_ratio(load.p50, d.p50)}"
                 f" {load.p(0.99):8.1f} {_ratio(load.p(0.99), d.p(0.99))} {load.wall:7.2f}"
-                f" {run.prom_cpu[i]:8.2f} {len(load.failures):4d}"
+                f" {run.prom_cpu[i]:8.2f} {_at(run.proxy_cpu, i)} {len(load.failures):4d}"
+                f"  {_outcomes(run, i)}"
             )
     lines += ["", f"after warm-up (refreshes 1–{REFRESHES} together):"]
     warm_direct = _warm(direct)
@@ -275,6 +226,16 @@ def _compare(run: Run, direct: Run) -> str:
     empty = [p + 1 for p, (series, _) in direct.loads[0].shapes.items() if series <= 0]
     note = f" (direct's empty or failed panels: {empty})" if empty else ""
     return ("same" if not differ else f"{len(differ)} differ: " + "; ".join(differ[:4])) + note
+
+
+def _at(values: list[float], i: int) -> str:
+    return f"{values[i]:7.2f}" if i < len(values) else "      -"
+
+
+def _outcomes(run: Run, i: int) -> str:
+    if i >= len(run.outcomes):
+        return ""
+    return " ".join(f"{k} {v}" for k, v in sorted(run.outcomes[i].items()) if v) or "-"
 
 
 def _ratio(a: float, b: float) -> str:

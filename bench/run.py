@@ -829,7 +829,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_before = os.getloadavg()
     if only == {DASHBOARD}:  # needs none of the shared services: its own data, Prometheus and realm
         try:
-            text = dashboard.run(workdir, log, _proxy_at)
+            text = dashboard.run(workdir, log, _serve(args.proxy_src))
         finally:
             if not args.keep:
                 shutil.rmtree(workdir, ignore_errors=True)
@@ -1048,17 +1048,38 @@ def run_all(
             workdir, log, lambda kc, logfile: _proxy_at(prom, kc, logfile)
         )
     if want(DASHBOARD):
-        bench.dashboard_text = dashboard.run(workdir, log, _proxy_at)
+        bench.dashboard_text = dashboard.run(workdir, log, _serve(args.proxy_src))
     return bench
 
 
 @contextlib.contextmanager
-def _proxy_at(prom: PrometheusServer, kc_url: str, logfile: Path, **extra: str) -> Iterator[str]:
-    """The proxy with the bench settings (and `extra`) against another Keycloak; yields its URL."""
+def _proxy_at(prom: PrometheusServer, kc_url: str, logfile: Path) -> Iterator[str]:
+    """The proxy with the bench settings against another Keycloak; yields its URL."""
+    with _proxy_process(prom, kc_url, logfile) as served:
+        yield served.url
+
+
+@contextlib.contextmanager
+def _proxy_process(
+    prom: PrometheusServer, kc_url: str, logfile: Path, **extra: str
+) -> Iterator[dashboard.Served]:
+    """The proxy with the bench settings and `extra` against another Keycloak: URLs and pid."""
     port, mport = free_port(), free_port()
     env = proxy_env(prom, kc_url, port, mport, **extra)
-    with started([str(PROXY_BIN), "serve"], f"http://127.0.0.1:{mport}/readyz", logfile, env):
-        yield f"http://127.0.0.1:{port}"
+    with started([str(PROXY_BIN), "serve"], f"http://127.0.0.1:{mport}/readyz", logfile, env) as proc:
+        yield dashboard.Served(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{mport}/metrics", proc.pid)
+
+
+def _serve(proxy_src: Path | None) -> dashboard.Serve:
+    """`_proxy_process`, running the proxy from `proxy_src` (PYTHONPATH) when given."""
+    src = {} if proxy_src is None else {"PYTHONPATH": str(proxy_src.resolve())}
+
+    def serve(
+        prom: PrometheusServer, kc_url: str, logfile: Path, **extra: str
+    ) -> contextlib.AbstractContextManager[dashboard.Served]:
+        return _proxy_process(prom, kc_url, logfile, **src, **extra)
+
+    return serve
 
 
 def _cprofile(bench: Bench, prom: PrometheusServer, kc_url: str, seconds: float) -> str:
