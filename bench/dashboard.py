@@ -4,12 +4,14 @@
 time, then refresh it three times, each refresh moving the window by 30 s (Grafana's refresh,
 without the 30 s wait; the last window ends at the current step). Run directly against Prometheus
 and through the proxy with the results cache in process, in memcached (Debian `memcached` on
-loopback) and off; printed side by side: requests Prometheus served (its own
+loopback, the tests' server) and off; printed side by side: requests Prometheus served (its own
 `prometheus_http_requests_total`, nothing else queries it), end-to-end p50/p99 per load, the
-ratios to direct, Prometheus' CPU seconds, and whether every panel's answer has direct's shape.
+ratios to direct, Prometheus' and the proxy's CPU seconds, the proxy's cache outcomes (its metrics
+port) and whether every panel's answer has direct's shape. The Keycloak emulator runs in its own
+process with the demo realm plus 20 viewers holding the project.
 
 One Prometheus (mTLS, client certificate) serves both sides, over a generated GPU project of a
-few thousand series × 7.5 h (`bench/dashboard_data.py`), so its evaluation is a real cost. Each
+thousand series × 8 h (`bench/dashboard_data.py`), so its evaluation is a real cost. Each
 proxy configuration starts empty: the first load is the warm-up. The proxy keeps its default
 fair-use limits (64 upstream requests in flight, 8 per user). Not a timed test.
 """
@@ -133,7 +135,7 @@ def run(workdir: Path, log: Callable[[str], None], serve: Serve) -> str:
             log(f"dashboard: {name}")
             with contextlib.ExitStack() as inner:
                 if env["PROXY_CACHE"] == "memcached":
-                    env = {**env, "PROXY_CACHE_ADDRESS": inner.enter_context(memcached(workdir))}
+                    env = {**env, "PROXY_CACHE_ADDRESS": inner.enter_context(memcached())}
                 logfile = workdir / f"{name.replace(' ', '-').replace('=', '-')}.log"
                 served = inner.enter_context(serve(prom, kc_url, logfile, **DEFAULT_LIMITS, **env))
                 runs.append(asyncio.run(replay(name, served.url, tokens, None, prom, served)))

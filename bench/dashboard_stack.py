@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +21,7 @@ import yaml
 from bench.dashboard_data import CLUSTER, PROJECT
 from proxy_demo.policy import DEMO_POLICY
 from proxy_demo.prometheus import PrometheusServer, free_port
+from tests.support import cacheservers
 
 REALM, CLIENT = "nerc", "grafana"
 EMULATOR_BIN = Path(sys.executable).parent / "keycloak-emulator"
@@ -103,25 +101,13 @@ def mint(kc_url: str, user: str) -> str:
 
 
 @contextlib.contextmanager
-def memcached(workdir: Path) -> Iterator[str]:
-    """Debian `memcached` on loopback with its defaults (64 MB, 1 MB items), no UDP; `host:port`."""
-    binary = shutil.which("memcached") or "/usr/bin/memcached"
-    port = free_port()
-    cmd = [binary, "-l", "127.0.0.1", "-p", str(port), "-U", "0"]
-    if os.geteuid() == 0:
-        cmd += ["-u", "root"]  # memcached refuses to run as root otherwise
-    with _process(cmd, workdir / "memcached.log", lambda: _memcached_up(port), "memcached"):
-        yield f"127.0.0.1:{port}"
-
-
-def _memcached_up(port: int) -> bool:
-    """True when memcached answers `version`."""
+def memcached() -> Iterator[str]:
+    """Debian `memcached` on loopback, plain (the tests' server); yields `host:port`."""
+    server = cacheservers.memcached().start()
     try:
-        with socket.create_connection(("127.0.0.1", port), 1) as s:
-            s.sendall(b"version\r\n")
-            return s.recv(64).startswith(b"VERSION")
-    except OSError:
-        return False
+        yield server.address
+    finally:
+        server.stop()
 
 
 class Upstream:
