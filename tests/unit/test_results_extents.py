@@ -86,7 +86,7 @@ def answer(truth: Truth, first_ms: int, last_ms: int) -> list[dict[str, Any]]:
 
 LABEL_SETS = st.dictionaries(
     st.sampled_from(["__name__", "a", "b", "Z", "job", "ü"]),
-    st.sampled_from(["x", "y", "xy", "1", "é"]),
+    st.sampled_from(["x", "y", "xy", "1", "é", "ｚ", "😀"]),
     max_size=3,
 )
 HISTOGRAM = st.builds(
@@ -254,6 +254,36 @@ def test_stored_extents_plus_fetched_gaps_reproduce_the_upstream_answer(
     got = assemble(parts)
     assert got == expected
     assert json.dumps(got) == json.dumps(expected)
+
+
+# the order Prometheus 2.42 gave these label sets in a range query's matrix (the integration test
+# tests/integration/test_results_extents_prometheus.py checks it against the real server)
+PROMETHEUS_ORDER: list[dict[str, str]] = [
+    {"Z": "x", "__name__": "m"},
+    {"Z": "x", "__name__": "m", "a": "1"},
+    {"__name__": "m"},
+    {"__name__": "m", "_x": "1"},
+    {"__name__": "m", "a": "1"},
+    {"__name__": "m", "a": "1", "aa": "0"},
+    {"__name__": "m", "a": "1", "b": "0"},
+    {"__name__": "m", "a": "10"},
+    {"__name__": "m", "a": "1_"},
+    {"__name__": "m", "a": "2"},
+    {"__name__": "m", "a": 'q"uo\\te'},
+    {"__name__": "m", "a": "é"},
+    {"__name__": "m", "a": "Ω"},
+    {"__name__": "m", "a": "ｚ"},
+    {"__name__": "m", "a": "😀"},
+    {"__name__": "m", "b": "0"},
+]
+
+
+@given(st.permutations(PROMETHEUS_ORDER), st.integers(0, len(PROMETHEUS_ORDER)))
+def test_assemble_orders_series_as_prometheus_does(shuffled: list[dict[str, str]], cut: int) -> None:
+    """Series in any order, split over two parts, come out in the order Prometheus gives them."""
+    parts = [[{"metric": m, "values": [[0, "1"]]} for m in shuffled[:cut]]]
+    parts.append([{"metric": m, "values": [[1, "1"]]} for m in shuffled[cut:]])
+    assert [s["metric"] for s in assemble(parts)] == PROMETHEUS_ORDER
 
 
 @PROPERTY
