@@ -1,6 +1,7 @@
 """Coalescing through the real proxy (docs/caching.md#coalescing): a slow recording TLS upstream on
 loopback receives identical concurrent requests once; scopes, hubs and encodings never share;
-overflow, disconnects, errors, scheduler slots, audit events and per-caller rule filtering."""
+overflow, disconnects, errors, scheduler slots, audit events and per-caller rule filtering; and
+the real Prometheus behind a slow link."""
 
 from __future__ import annotations
 
@@ -32,24 +33,53 @@ pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExce
 HUB = "moc"
 GPU = "DCGM_FI_DEV_GPU_UTIL"
 SCOPED = {"query": f'{GPU}{{cluster="nerc-ocp-prod",exported_namespace="team-a"}}'}
+QUERY = "/api/v1/query"
 DELAY = 0.6
 Reply = tuple[int, bytes]
+Calls = list[tuple[str, dict[str, str]]]
+Stubs = Callable[..., StubUpstream]
+Proxies = Callable[..., ProxyServer]
 
 
 @pytest.fixture
-def stub(pki_factory: Callable[[], Pki]) -> Iterator[StubUpstream]:
-    """A recording TLS upstream answering every request after DELAY seconds."""
-    server = StubUpstream(pki_factory(), delay=DELAY).start()
-    yield server
-    server.stop()
+def stubs(pki_factory: Callable[[], Pki]) -> Iterator[Stubs]:
+    """Recording TLS upstreams answering every request after DELAY seconds (StubUpstream
+    options as keywords); all stopped after the test."""
+    started: list[StubUpstream] = []
+
+    def make(**options: Any) -> StubUpstream:
+        server = StubUpstream(pki_factory(), **{"delay": DELAY, **options}).start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
 
 
-def _proxy(
-    tmp_path: Path, emulator: ThreadedEmulatorServer, entries: list[dict[str, Any]], **env: str
-) -> ProxyServer:
-    """A proxy for these hub entries (the first is the default hub), started."""
-    config = hubs_config(tmp_path, entries, default_hub=str(entries[0]["name"]))
-    return ProxyServer(make_settings(hubs_environ(emulator.base_url, config, **env))).start()
+@pytest.fixture
+def stub(stubs: Stubs) -> StubUpstream:
+    """One slow recording upstream answering an empty vector."""
+    return stubs()
+
+
+@pytest.fixture
+def proxies(tmp_path: Path, hubs_emulator_server: ThreadedEmulatorServer) -> Iterator[Proxies]:
+    """Proxies in front of stubs: `make(stub, **env)` for hub moc alone, `make(*stubs, hubs=…)`
+    for one hub per name; all stopped after the test."""
+    started: list[ProxyServer] = []
+
+    def make(*upstreams: StubUpstream, hubs: tuple[str, ...] = (HUB,), **env: str) -> ProxyServer:
+        entries = [hub_entry(name, upstream) for name, upstream in zip(hubs, upstreams, strict=True)]
+        config = hubs_config(tmp_path, entries, default_hub=hubs[0])
+        environ = hubs_environ(hubs_emulator_server.base_url, config, **env)
+        server = ProxyServer(make_settings(environ)).start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        server.stop()
 
 
 def _seen(stub: StubUpstream, endpoint: str) -> int:
@@ -58,7 +88,7 @@ def _seen(stub: StubUpstream, endpoint: str) -> int:
 
 
 async def _together(
-    url: str, calls: list[tuple[str, dict[str, str]]], params: dict[str, str], cancel_after: float = 0.0
+    url: str, calls: Calls, params: dict[str, str], cancel_after: float = 0.0
 ) -> list[Reply | None]:
     """One GET per (token, extra headers), all at once; with `cancel_after`, every caller hangs
     up after that many seconds (None for those)."""
@@ -78,6 +108,18 @@ async def _together(
         return [d if isinstance(d, tuple) else None for d in done]
 
 
+def _burst(
+    proxy: ProxyServer,
+    token: str,
+    count: int,
+    params: dict[str, str] = SCOPED,
+    path: str = QUERY,
+    cancel_after: float = 0.0,
+) -> list[Reply | None]:
+    """`count` identical GETs of one caller at once."""
+    return asyncio.run(_together(proxy.base_url + path, [(token, {})] * count, params, cancel_after))
+
+
 def _metric(proxy: ProxyServer, name: str, labels: dict[str, str]) -> float:
     """A sample of the proxy's /metrics (0 when absent)."""
     text = requests.get(proxy.metrics_url + "/metrics", timeout=10).text
@@ -88,7 +130,7 @@ def _metric(proxy: ProxyServer, name: str, labels: dict[str, str]) -> float:
     return 0.0
 
 
-def _warm(proxy: ProxyServer, token: str, path: str = "/api/v1/query", **params: str) -> None:
+def _warm(proxy: ProxyServer, token: str, path: str = QUERY, **params: str) -> None:
     """One request first, so that authentication and decisions are cached."""
     r = requests.get(
         proxy.base_url + path,
@@ -111,75 +153,57 @@ def _audit_events(proxy: ProxyServer, log: Path, count: int) -> list[dict[str, A
     return [e for e in events if e.get("request_id")]
 
 
+def _statuses(replies: list[Reply | None]) -> list[int | None]:
+    """Each caller's status (None: hung up)."""
+    return [r[0] if r is not None else None for r in replies]
+
+
 def test_identical_concurrent_queries_reach_the_upstream_once(
-    stub: StubUpstream,
-    tmp_path: Path,
-    hubs_emulator_server: ThreadedEmulatorServer,
-    hubs_token_for: Callable[[str], str],
+    stub: StubUpstream, proxies: Proxies, tmp_path: Path, hubs_token_for: TokenFor
 ) -> None:
     """Ten identical queries at once: one upstream request, ten identical 200 answers, nine
     counted as coalesced, and ten audit events (nine marked coalesced) with their forwarded text."""
     log = tmp_path / "audit.log"
-    proxy = _proxy(tmp_path, hubs_emulator_server, [hub_entry(HUB, stub)], PROXY_AUDIT_LOG=str(log))
-    try:
-        token = hubs_token_for("alice")
-        _warm(proxy, token)
-        before = _metric(proxy, "prom_keycloak_proxy_coalesced_requests_total", {"hub": HUB})
-        replies = asyncio.run(_together(proxy.base_url + "/api/v1/query", [(token, {})] * 10, SCOPED))
-        after = _metric(proxy, "prom_keycloak_proxy_coalesced_requests_total", {"hub": HUB})
-        events = _audit_events(proxy, log, 11)
-    finally:
-        proxy.stop()
+    proxy = proxies(stub, PROXY_AUDIT_LOG=str(log))
+    token = hubs_token_for("alice")
+    _warm(proxy, token)
+    before = _metric(proxy, "prom_keycloak_proxy_coalesced_requests_total", {"hub": HUB})
+    replies = _burst(proxy, token, 10)
+    after = _metric(proxy, "prom_keycloak_proxy_coalesced_requests_total", {"hub": HUB})
+    events = _audit_events(proxy, log, 11)
     assert _seen(stub, "query") == 2  # the warm-up and one for the ten
-    assert len({r for r in replies}) == 1 and replies[0] is not None and replies[0][0] == 200
+    assert len(set(replies)) == 1 and _statuses(replies) == [200] * 10
     assert after - before == 9
     burst = events[1:]
     assert len(burst) == 10 and len({e["request_id"] for e in burst}) == 10
-    assert sorted(str(e["result_cache"]) for e in burst).count("coalesced") == 9
+    assert [e["result_cache"] for e in burst].count("coalesced") == 9
     assert all(e["upstream_status"] == 200 and e["forwarded"] and e["subject"] for e in burst)
 
 
 def test_coalescing_off_sends_every_request(
-    stub: StubUpstream,
-    tmp_path: Path,
-    hubs_emulator_server: ThreadedEmulatorServer,
-    hubs_token_for: Callable[[str], str],
+    stub: StubUpstream, proxies: Proxies, hubs_token_for: TokenFor
 ) -> None:
     """PROXY_COALESCE=false: identical concurrent queries are each sent upstream."""
-    proxy = _proxy(tmp_path, hubs_emulator_server, [hub_entry(HUB, stub)], PROXY_COALESCE="false")
-    try:
-        token = hubs_token_for("alice")
-        _warm(proxy, token)
-        replies = asyncio.run(_together(proxy.base_url + "/api/v1/query", [(token, {})] * 4, SCOPED))
-    finally:
-        proxy.stop()
-    assert [r[0] for r in replies if r is not None] == [200] * 4
+    proxy = proxies(stub, PROXY_COALESCE="false")
+    token = hubs_token_for("alice")
+    _warm(proxy, token)
+    assert _statuses(_burst(proxy, token, 4)) == [200] * 4
     assert _seen(stub, "query") == 5
 
 
 def test_different_scopes_and_encodings_are_sent_separately(
-    stub: StubUpstream,
-    tmp_path: Path,
-    hubs_emulator_server: ThreadedEmulatorServer,
-    hubs_token_for: Callable[[str], str],
+    stub: StubUpstream, proxies: Proxies, hubs_token_for: TokenFor
 ) -> None:
     """The same original query from callers of different scopes, and from one caller with
     different Accept-Encoding, are separate upstream requests (each forwarded text once)."""
-    proxy = _proxy(tmp_path, hubs_emulator_server, [hub_entry(HUB, stub)])
-    try:
-        alice, bob = hubs_token_for("alice"), hubs_token_for("bob")
-        for token in (alice, bob):
-            _warm(proxy, token, query=GPU)
-        calls = [
-            (alice, {"Accept-Encoding": "gzip"}),
-            (alice, {"Accept-Encoding": "gzip"}),
-            (alice, {"Accept-Encoding": "identity"}),
-            (bob, {"Accept-Encoding": "gzip"}),
-        ]
-        replies = asyncio.run(_together(proxy.base_url + "/api/v1/query", calls, {"query": GPU}))
-    finally:
-        proxy.stop()
-    assert [r[0] for r in replies if r is not None] == [200] * 4
+    proxy = proxies(stub)
+    alice, bob = hubs_token_for("alice"), hubs_token_for("bob")
+    for token in (alice, bob):
+        _warm(proxy, token, query=GPU)
+    gzipped, plain = {"Accept-Encoding": "gzip"}, {"Accept-Encoding": "identity"}
+    calls = [(alice, gzipped), (alice, gzipped), (alice, plain), (bob, gzipped)]
+    replies = asyncio.run(_together(proxy.base_url + QUERY, calls, {"query": GPU}))
+    assert _statuses(replies) == [200] * 4
     burst = stub.seen[2:]
     assert len(burst) == 3
     forwarded = {(s.query, s.headers.get("Accept-Encoding")) for s in burst}
@@ -187,150 +211,101 @@ def test_different_scopes_and_encodings_are_sent_separately(
 
 
 def test_the_same_forwarded_request_on_two_hubs_is_sent_for_each(
-    stub: StubUpstream,
-    tmp_path: Path,
-    hubs_emulator_server: ThreadedEmulatorServer,
-    hubs_token_for: Callable[[str], str],
+    stub: StubUpstream, proxies: Proxies, hubs_token_for: TokenFor
 ) -> None:
     """Two hubs in front of the same upstream URL with the same credentials: a hub-wide caller's
     identical query on both at once is sent once per hub, never shared across hubs."""
-    entries = [hub_entry(HUB, stub), hub_entry("innabox-dev", stub)]
-    proxy = _proxy(tmp_path, hubs_emulator_server, entries)
-    try:
-        frank = hubs_token_for("frank")
-        for hub in (HUB, "innabox-dev"):
-            _warm(proxy, frank, f"/{hub}/api/v1/query", query=GPU)
+    hubs = (HUB, "innabox-dev")
+    proxy = proxies(stub, stub, hubs=hubs)
+    frank = hubs_token_for("frank")
+    for hub in hubs:
+        _warm(proxy, frank, f"/{hub}{QUERY}", query=GPU)
 
-        async def at_once() -> list[list[Reply | None]]:
-            return await asyncio.gather(
-                *(
-                    _together(f"{proxy.base_url}/{hub}/api/v1/query", [(frank, {})] * 2, {"query": GPU})
-                    for hub in (HUB, "innabox-dev")
-                )
-            )
+    async def at_once() -> list[list[Reply | None]]:
+        calls: Calls = [(frank, {})] * 2
+        return await asyncio.gather(
+            *(_together(f"{proxy.base_url}/{hub}{QUERY}", calls, {"query": GPU}) for hub in hubs)
+        )
 
-        replies = [r for rs in asyncio.run(at_once()) for r in rs]
-    finally:
-        proxy.stop()
-    assert [r[0] for r in replies if r is not None] == [200] * 4
+    replies = [r for rs in asyncio.run(at_once()) for r in rs]
+    assert _statuses(replies) == [200] * 4
     burst = stub.seen[2:]
     assert len(burst) == 2 and burst[0].query == burst[1].query
 
 
 def test_overflow_makes_followers_send_their_own_and_everyone_gets_the_whole_answer(
-    pki_factory: Callable[[], Pki],
-    tmp_path: Path,
-    hubs_emulator_server: ThreadedEmulatorServer,
-    hubs_token_for: Callable[[str], str],
+    stubs: Stubs, proxies: Proxies, hubs_token_for: TokenFor
 ) -> None:
     """A 1 MiB answer over a 64 KiB coalescing buffer: followers re-issue their own requests and
     every caller gets the full, identical answer."""
-    stub = StubUpstream(pki_factory(), mode="big", big_mb=1, delay=DELAY).start()
-    proxy = _proxy(tmp_path, hubs_emulator_server, [hub_entry(HUB, stub)], PROXY_COALESCE_MAX_BYTES="65536")
-    try:
-        token = hubs_token_for("alice")
-        _warm(proxy, token)
-        replies = asyncio.run(_together(proxy.base_url + "/api/v1/query", [(token, {})] * 4, SCOPED))
-    finally:
-        proxy.stop()
-        stub.stop()
-    assert all(r is not None and r == (200, b"x" * (1 << 20)) for r in replies)
+    stub = stubs(mode="big", big_mb=1)
+    proxy = proxies(stub, PROXY_COALESCE_MAX_BYTES="65536")
+    token = hubs_token_for("alice")
+    _warm(proxy, token)
+    assert _burst(proxy, token, 4) == [(200, b"x" * (1 << 20))] * 4
     assert _seen(stub, "query") == 5
 
 
 def test_the_leader_hanging_up_leaves_the_followers_their_answer(
-    stub: StubUpstream,
-    tmp_path: Path,
-    hubs_emulator_server: ThreadedEmulatorServer,
-    hubs_token_for: Callable[[str], str],
+    stub: StubUpstream, proxies: Proxies, hubs_token_for: TokenFor
 ) -> None:
     """The first caller disconnects mid-flight: the upstream request is not abandoned and the
     caller who joined it gets the answer, from that one upstream request."""
-    proxy = _proxy(tmp_path, hubs_emulator_server, [hub_entry(HUB, stub)])
-    url = proxy.base_url + "/api/v1/query"
-    try:
-        token = hubs_token_for("alice")
-        _warm(proxy, token)
+    proxy = proxies(stub)
+    url = proxy.base_url + QUERY
+    token = hubs_token_for("alice")
+    _warm(proxy, token)
 
-        async def run() -> Reply | None:
-            leader = asyncio.create_task(_together(url, [(token, {})], SCOPED, cancel_after=DELAY / 2))
-            await asyncio.sleep(DELAY / 4)
-            follower = await _together(url, [(token, {})], SCOPED)
-            assert await leader == [None]
-            return follower[0]
+    async def run() -> Reply | None:
+        leader = asyncio.create_task(_together(url, [(token, {})], SCOPED, cancel_after=DELAY / 2))
+        await asyncio.sleep(DELAY / 4)
+        follower = await _together(url, [(token, {})], SCOPED)
+        assert await leader == [None]
+        return follower[0]
 
-        reply = asyncio.run(run())
-    finally:
-        proxy.stop()
+    reply = asyncio.run(run())
     assert reply is not None and reply[0] == 200
     assert _seen(stub, "query") == 2 and stub.abandoned == 0
 
 
 def test_the_upstream_request_is_abandoned_when_every_caller_hung_up(
-    stub: StubUpstream,
-    tmp_path: Path,
-    hubs_emulator_server: ThreadedEmulatorServer,
-    hubs_token_for: Callable[[str], str],
+    stub: StubUpstream, proxies: Proxies, hubs_token_for: TokenFor
 ) -> None:
     """Three identical callers all disconnect: their one upstream request is cancelled (the
     proxy closes its connection before the answer)."""
-    proxy = _proxy(tmp_path, hubs_emulator_server, [hub_entry(HUB, stub)])
-    try:
-        token = hubs_token_for("alice")
-        _warm(proxy, token)
-        replies = asyncio.run(
-            _together(proxy.base_url + "/api/v1/query", [(token, {})] * 3, SCOPED, cancel_after=DELAY / 3)
-        )
-        time.sleep(DELAY)
-    finally:
-        proxy.stop()
-    assert replies == [None] * 3
+    proxy = proxies(stub)
+    token = hubs_token_for("alice")
+    _warm(proxy, token)
+    assert _burst(proxy, token, 3, cancel_after=DELAY / 3) == [None] * 3
+    time.sleep(DELAY)
     assert _seen(stub, "query") == 2 and stub.abandoned == 1
 
 
 def test_an_upstream_error_reaches_every_waiter(
-    pki_factory: Callable[[], Pki],
-    tmp_path: Path,
-    hubs_emulator_server: ThreadedEmulatorServer,
-    hubs_token_for: Callable[[str], str],
+    stubs: Stubs, proxies: Proxies, hubs_token_for: TokenFor
 ) -> None:
     """The upstream refusing the proxy's credentials: each of five identical callers gets the
     502, from one upstream request."""
-    stub = StubUpstream(pki_factory(), mode="unauthorized", delay=DELAY).start()
-    proxy = _proxy(tmp_path, hubs_emulator_server, [hub_entry(HUB, stub)])
-    try:
-        token = hubs_token_for("alice")
-        replies = asyncio.run(_together(proxy.base_url + "/api/v1/query", [(token, {})] * 5, SCOPED))
-    finally:
-        proxy.stop()
-        stub.stop()
-    assert [r[0] for r in replies if r is not None] == [502] * 5
+    stub = stubs(mode="unauthorized")
+    replies = _burst(proxies(stub), hubs_token_for("alice"), 5)
+    assert _statuses(replies) == [502] * 5
     assert all(r is not None and b"credentials" in r[1] for r in replies)
     assert _seen(stub, "query") == 1
 
 
 def test_followers_take_no_scheduler_slot(
-    stub: StubUpstream,
-    tmp_path: Path,
-    hubs_emulator_server: ThreadedEmulatorServer,
-    hubs_token_for: Callable[[str], str],
+    stub: StubUpstream, proxies: Proxies, hubs_token_for: TokenFor
 ) -> None:
     """One slot per subject: ten identical queries of one subject at once are all answered from
     one admission (nobody queued behind the leader)."""
-    proxy = _proxy(
-        tmp_path, hubs_emulator_server, [hub_entry(HUB, stub)], PROXY_MAX_CONCURRENT_PER_SUBJECT="1"
-    )
-    try:
-        token = hubs_token_for("alice")
-        _warm(proxy, token)
-        name = "prom_keycloak_proxy_scheduler_wait_seconds_count"
-        before = _metric(proxy, name, {"hub": HUB})
-        replies = asyncio.run(_together(proxy.base_url + "/api/v1/query", [(token, {})] * 10, SCOPED))
-        admissions = _metric(proxy, name, {"hub": HUB}) - before
-    finally:
-        proxy.stop()
-    assert [r[0] for r in replies if r is not None] == [200] * 10
-    assert admissions == 1
+    proxy = proxies(stub, PROXY_MAX_CONCURRENT_PER_SUBJECT="1")
+    token = hubs_token_for("alice")
+    _warm(proxy, token)
+    name = "prom_keycloak_proxy_scheduler_wait_seconds_count"
+    before = _metric(proxy, name, {"hub": HUB})
+    replies = _burst(proxy, token, 10)
+    assert _metric(proxy, name, {"hub": HUB}) - before == 1
+    assert _statuses(replies) == [200] * 10
     assert _seen(stub, "query") == 2
 
 
@@ -357,55 +332,37 @@ def _rules_answer() -> bytes:
 
 
 def test_coalesced_rules_are_filtered_per_caller(
-    pki_factory: Callable[[], Pki],
-    tmp_path: Path,
-    hubs_emulator_server: ThreadedEmulatorServer,
-    hubs_token_for: Callable[[str], str],
+    stubs: Stubs, proxies: Proxies, hubs_token_for: TokenFor
 ) -> None:
     """Alice and bob ask for the rules at once: one upstream request, and each sees only the
     alerts of their own scope."""
-    stub = StubUpstream(pki_factory(), mode="canned", canned=_rules_answer(), delay=DELAY).start()
-    proxy = _proxy(tmp_path, hubs_emulator_server, [hub_entry(HUB, stub)])
-    try:
-        alice, bob = hubs_token_for("alice"), hubs_token_for("bob")
-        for token in (alice, bob):
-            _warm(proxy, token, "/api/v1/rules", type="alert")
-        replies = asyncio.run(
-            _together(proxy.base_url + "/api/v1/rules", [(alice, {}), (bob, {}), (alice, {})], {})
-        )
-    finally:
-        proxy.stop()
-        stub.stop()
+    stub = stubs(mode="canned", canned=_rules_answer())
+    proxy = proxies(stub)
+    alice, bob = hubs_token_for("alice"), hubs_token_for("bob")
+    for token in (alice, bob):
+        _warm(proxy, token, "/api/v1/rules", type="alert")
+    calls: Calls = [(alice, {}), (bob, {}), (alice, {})]
+    replies = asyncio.run(_together(proxy.base_url + "/api/v1/rules", calls, {}))
     seen = []
     for reply in replies:
         assert reply is not None and reply[0] == 200
         (rule,) = json.loads(reply[1])["data"]["groups"][0]["rules"]
         seen.append([(a["labels"]["cluster"], a["labels"]["namespace"]) for a in rule["alerts"]])
-    assert seen == [
-        [("nerc-ocp-prod", "team-a")],
-        [("nerc-ocp-test", "team-x")],
-        [("nerc-ocp-prod", "team-a")],
-    ]
+    prod_a, test_x = [("nerc-ocp-prod", "team-a")], [("nerc-ocp-test", "team-x")]
+    assert seen == [prod_a, test_x, prod_a]
     assert _seen(stub, "rules") == 3  # two warm-ups, then one for the three
 
 
 def test_every_follower_gets_its_warnings_spliced_once(
-    stub: StubUpstream,
-    tmp_path: Path,
-    hubs_emulator_server: ThreadedEmulatorServer,
-    hubs_token_for: Callable[[str], str],
+    stub: StubUpstream, proxies: Proxies, hubs_token_for: TokenFor
 ) -> None:
     """A narrowed query with a warning, three callers at once: one upstream request, and every
     answer (the leader's streamed one and the followers' buffered ones) carries the warning once."""
-    proxy = _proxy(tmp_path, hubs_emulator_server, [hub_entry(HUB, stub)])
+    proxy = proxies(stub)
     named_drop = {"query": f'{GPU}{{exported_namespace=~"team-a|team-b"}}'}
-    try:
-        token = hubs_token_for("alice")
-        _warm(proxy, token, **named_drop)
-        replies = asyncio.run(_together(proxy.base_url + "/api/v1/query", [(token, {})] * 3, named_drop))
-    finally:
-        proxy.stop()
-    for reply in replies:
+    token = hubs_token_for("alice")
+    _warm(proxy, token, **named_drop)
+    for reply in _burst(proxy, token, 3, named_drop):
         assert reply is not None and reply[0] == 200
         doc = json.loads(reply[1])
         assert doc["status"] == "success" and len(doc["warnings"]) == 1 and "team-b" in doc["warnings"][0]
@@ -425,12 +382,11 @@ def test_coalesced_answers_from_the_real_prometheus_equal_a_single_request(
         token = token_for("alice")
         end = int(time.time()) // 60 * 60
         params = {**SCOPED, "start": str(end - 3600), "end": str(end), "step": "60"}
-        url = proxy.base_url + "/api/v1/query_range"
         _warm(proxy, token, "/api/v1/query_range", **params)
         before = _metric(proxy, "prom_keycloak_proxy_coalesced_requests_total", {})
-        replies = asyncio.run(_together(url, [(token, {})] * 8, params))
+        replies = _burst(proxy, token, 8, params, "/api/v1/query_range")
         coalesced = _metric(proxy, "prom_keycloak_proxy_coalesced_requests_total", {}) - before
-        alone = asyncio.run(_together(url, [(token, {})], params))[0]
+        (alone,) = _burst(proxy, token, 1, params, "/api/v1/query_range")
     finally:
         slow.stop()
     assert alone is not None and alone[0] == 200
