@@ -7,8 +7,8 @@ Authentication (docs/caching.md#backends):
 - Redis: ACL user name and password (`cache_username`, `cache_password`, the password re-read
   from its `_FILE` when it changes), over TLS with an optional client certificate.
 
-The certificate files are read when the first connection is made; a rotated client certificate
-is picked up by a restart (unlike the upstream's, which is reloaded in place).
+The CA bundle and client certificate are re-read when they change on disk (checked at most every
+`cert_reload_interval`, like the upstream's): new connections use the new files.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import ssl
 from typing import TYPE_CHECKING, Any
 
 import aiomcache
+import structlog
 from aiomcache.pool import Connection, MemcachePool
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.connection import Connection as RedisConnection
@@ -25,6 +26,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.credentials import CredentialProvider
 
+from proxy.filewatch import FileWatch
 from proxy.results.sealed import SharedBackend, TooLarge
 from proxy.settings_sources import split_host_port
 
@@ -34,6 +36,8 @@ if TYPE_CHECKING:
     from proxy.config import Settings
     from proxy.filewatch import Secret
 
+log = structlog.get_logger(__name__)
+
 # Connections per worker process to the shared store; more requests wait (within cache_timeout).
 POOL_SIZE = 16
 # Largest sealed value sent at all (memcached refuses items over its `-I`, 1 MiB by default: that
@@ -42,15 +46,43 @@ MAX_VALUE = 64 << 20
 TOO_LARGE = "SERVER_ERROR object too large"
 
 
-def tls_context(settings: Settings) -> ssl.SSLContext | None:
-    """The client TLS context for the shared cache, or None without `cache_tls`."""
-    if not settings.cache_tls:
-        return None
-    ca = settings.cache_ca_cert
-    ctx = ssl.create_default_context(cafile=str(ca) if ca else None)
-    if settings.cache_tls_cert and settings.cache_tls_key:
-        ctx.load_cert_chain(str(settings.cache_tls_cert), str(settings.cache_tls_key))
-    return ctx
+class TLSFiles:
+    """The shared cache's client TLS context, its files re-read when they change on disk."""
+
+    def __init__(self, settings: Settings) -> None:
+        """Load the CA bundle and the client certificate now (checked at start by `load_settings`)."""
+        self._ca = settings.cache_ca_cert
+        self._pair = (settings.cache_tls_cert, settings.cache_tls_key)
+        self.ctx = ssl.create_default_context(cafile=str(self._ca) if self._ca else None)
+        self._load_pair()
+        self._watch = FileWatch((self._ca, *self._pair), settings.cert_reload_interval)
+
+    def _load_pair(self) -> None:
+        """Load the client certificate and key into the context, when configured."""
+        cert, key = self._pair
+        if cert is not None and key is not None:
+            self.ctx.load_cert_chain(str(cert), str(key))
+
+    def refresh(self) -> None:
+        """Reload changed files into the context (new handshakes use them); keep it on failure."""
+        stamp = self._watch.changed()
+        if stamp is None:
+            return
+        try:
+            if self._ca is not None:
+                # Adds the new bundle's CAs: the old ones stay trusted until the next restart.
+                self.ctx.load_verify_locations(cafile=str(self._ca))
+            self._load_pair()
+        except (OSError, ssl.SSLError) as exc:
+            log.error("results_cache_tls_reload_failed", error=str(exc))
+            return
+        self._watch.accept(stamp)
+        log.info("results_cache_tls_reloaded")
+
+
+def tls_files(settings: Settings) -> TLSFiles | None:
+    """The shared cache's TLS files, or None without `cache_tls`."""
+    return TLSFiles(settings) if settings.cache_tls else None
 
 
 class _Pool(MemcachePool):
@@ -70,21 +102,26 @@ class _Pool(MemcachePool):
 class MemcachedStore:
     """Raw get/set on memcached over aiomcache (text protocol), TLS when configured."""
 
-    def __init__(self, host: str, port: int, ctx: ssl.SSLContext | None, server_name: str | None) -> None:
+    def __init__(self, host: str, port: int, tls: TLSFiles | None, server_name: str | None) -> None:
         """A lazily connecting pool to `host:port`."""
         conn_args: Mapping[str, Any] | None = None
-        if ctx is not None:
-            conn_args = {"ssl": ctx, "server_hostname": server_name or host}
+        if tls is not None:
+            conn_args = {"ssl": tls.ctx, "server_hostname": server_name or host}
+        self._tls = tls
         self._client = aiomcache.Client(host, port, pool_size=POOL_SIZE, pool_minsize=1)
         self._client._pool = _Pool(host, port, minsize=1, maxsize=POOL_SIZE, conn_args=conn_args)
 
     async def get(self, key: bytes) -> bytes | None:
         """The value stored under `key`, or None."""
+        if self._tls is not None:
+            self._tls.refresh()
         value: bytes | None = await self._client.get(key)
         return value
 
     async def set(self, key: bytes, value: bytes, ttl: int) -> None:
         """Store `value` under `key` for `ttl` seconds; TooLarge when memcached refuses its size."""
+        if self._tls is not None:
+            self._tls.refresh()
         try:
             await self._client.set(key, value, exptime=ttl)
         except aiomcache.exceptions.ClientException as exc:
@@ -136,15 +173,16 @@ class RedisStore:
         self,
         host: str,
         port: int,
-        ctx: ssl.SSLContext | None,
+        tls: TLSFiles | None,
         server_name: str | None,
         credentials: CredentialProvider | None,
         timeout: float,
     ) -> None:
         """A lazily connecting pool to `host:port`."""
         extra: dict[str, Any] = {}
-        if ctx is not None:
-            extra = {"connection_class": _TLSConnection, "tls": ctx, "server_name": server_name or host}
+        self._tls = tls
+        if tls is not None:
+            extra = {"connection_class": _TLSConnection, "tls": tls.ctx, "server_name": server_name or host}
         pool = BlockingConnectionPool(
             host=host,
             port=port,
@@ -160,11 +198,15 @@ class RedisStore:
 
     async def get(self, key: bytes) -> bytes | None:
         """The value stored under `key`, or None."""
+        if self._tls is not None:
+            self._tls.refresh()
         value = await self._client.get(key)
         return value if isinstance(value, bytes) else None  # no decode_responses: always bytes
 
     async def set(self, key: bytes, value: bytes, ttl: int) -> None:
         """Store `value` under `key` for `ttl` seconds."""
+        if self._tls is not None:
+            self._tls.refresh()
         await self._client.set(key, value, ex=ttl)
 
     async def close(self) -> None:
@@ -176,19 +218,19 @@ def shared_backend(settings: Settings) -> SharedBackend:
     """The memcached or Redis backend `settings` configure (validated by `load_settings`)."""
     host, port = split_host_port(settings.cache_address)
     secret = (settings.secret("cache_hmac_key").get() or "").encode()
-    ctx = tls_context(settings)
+    tls = tls_files(settings)
     server_name = settings.cache_tls_server_name
     timeout = settings.cache_timeout
     if settings.cache == "memcached":
-        store: MemcachedStore | RedisStore = MemcachedStore(host, port, ctx, server_name)
+        store: MemcachedStore | RedisStore = MemcachedStore(host, port, tls, server_name)
     else:
         credentials = None
         if settings.cache_password is not None:
             credentials = _SecretCredentials(settings.cache_username, settings.secret("cache_password"))
-        store = RedisStore(host, port, ctx, server_name, credentials, timeout)
+        store = RedisStore(host, port, tls, server_name, credentials, timeout)
     return SharedBackend(
         settings.cache, store, secret, ttl=settings.cache_ttl, timeout=timeout, max_value_bytes=MAX_VALUE
     )
 
 
-__all__ = ["MemcachedStore", "RedisStore", "shared_backend", "tls_context"]
+__all__ = ["MemcachedStore", "RedisStore", "TLSFiles", "shared_backend", "tls_files"]

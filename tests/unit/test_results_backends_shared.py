@@ -252,3 +252,22 @@ async def test_memcached_refusing_a_large_value_is_counted_too_large(
     assert await backend.get(key) is None
     assert (errors("memcached", "too_large"), errors("memcached", "error")) == (before[0] + 1, before[1])
     await round_trip(backend)
+
+
+async def test_rotated_client_certificate_is_used_without_a_restart(
+    memcached_tls_server: CacheServer, pki: Pki, opened: Any, tmp_path: Path
+) -> None:
+    """A client certificate swapped on disk (a Secret update) is used by the next connections."""
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    cert.write_bytes(pki.other_client_cert.read_bytes())  # from a CA memcached does not trust
+    key.write_bytes(pki.other_client_key.read_bytes())
+    flags = tls_flags(pki) | {"cache_tls_cert": str(cert), "cache_tls_key": str(key)}
+    backend = opened(memcached_settings(memcached_tls_server, cert_reload_interval="10ms", **flags))
+    assert await backend.get(FULL_KEY) is None  # refused: no connection
+    fresh_key, fresh_cert = tmp_path / "new.key", tmp_path / "new.crt"
+    fresh_key.write_bytes(pki.client_key.read_bytes())
+    fresh_cert.write_bytes(pki.client_cert.read_bytes())
+    fresh_key.replace(key)  # new inodes, as Kubernetes' symlink swap gives
+    fresh_cert.replace(cert)
+    await asyncio.sleep(0.05)
+    await round_trip(backend)
