@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import pstats
 import secrets
+import signal
 import ssl
 import time
 from collections import Counter
@@ -28,6 +31,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -61,7 +65,7 @@ class Served:
     pid: int
 
 
-Serve = Callable[..., AbstractContextManager[Served]]  # (prom, kc_url, logfile, **env) -> Served
+Serve = Callable[..., AbstractContextManager[Served]]  # (prom, kc_url, logfile, profile, **env)
 
 
 @dataclass
@@ -82,8 +86,12 @@ async def replay(
     ctx: ssl.SSLContext | None,
     prom: PrometheusServer,
     proxy: Served | None = None,
+    profile: bool = False,
 ) -> Run:
-    """The load and `REFRESHES` refreshes, the last window ending at the current step."""
+    """The load and `REFRESHES` refreshes, the last window ending at the current step.
+
+    `profile`: SIGUSR1 to the proxy after the first load (bench/cprofile_proxy.py starts profiling).
+    """
     prom_proc = psutil.Process(prom.pid)
     proxy_proc = psutil.Process(proxy.pid) if proxy else None
     first_end = (int(time.time()) // STEP - REFRESHES) * STEP
@@ -99,11 +107,16 @@ async def replay(
             if proxy:
                 run.proxy_cpu.append(cpu_seconds(proxy_proc) - cpu[1])
                 run.outcomes.append(await outcomes(proxy.metrics_url) - seen)
+                if profile and i == 0:
+                    os.kill(proxy.pid, signal.SIGUSR1)
     return run
 
 
-def run(workdir: Path, log: Callable[[str], None], serve: Serve) -> str:
-    """Generate the data, start Prometheus, the emulator and memcached, replay every target."""
+def run(workdir: Path, log: Callable[[str], None], serve: Serve, profile: bool = False) -> str:
+    """Generate the data, start Prometheus, the emulator and memcached, replay every target.
+
+    `profile`: the cache=memory proxy runs under cProfile for the refreshes; its top functions follow.
+    """
     binaries = ensure_prometheus()
     workdir = workdir / "dashboard"
     prom_dir = workdir / "prometheus"
@@ -115,6 +128,7 @@ def run(workdir: Path, log: Callable[[str], None], serve: Serve) -> str:
     log(f"dashboard: {written.series} series, {written.samples} samples in {time.monotonic() - began:.0f} s")
     prom = PrometheusServer(prom_dir, Pki(workdir / "pki"), [], rules=None)
     runs: list[Run] = []
+    stats = workdir / "proxy-memory.prof" if profile else None
     with contextlib.ExitStack() as stack:
         prom.start()
         stack.callback(prom.stop)
@@ -137,9 +151,38 @@ def run(workdir: Path, log: Callable[[str], None], serve: Serve) -> str:
                 if env["PROXY_CACHE"] == "memcached":
                     env = {**env, "PROXY_CACHE_ADDRESS": inner.enter_context(memcached())}
                 logfile = workdir / f"{name.replace(' ', '-').replace('=', '-')}.log"
-                served = inner.enter_context(serve(prom, kc_url, logfile, **DEFAULT_LIMITS, **env))
-                runs.append(asyncio.run(replay(name, served.url, tokens, None, prom, served)))
-    return render(runs, written)
+                profiled = stats if env["PROXY_CACHE"] == "memory" else None
+                served = inner.enter_context(serve(prom, kc_url, logfile, profiled, **DEFAULT_LIMITS, **env))
+                runs.append(
+                    asyncio.run(replay(name, served.url, tokens, None, prom, served, profiled is not None))
+                )
+    text = render(runs, written)
+    if stats is not None:
+        text += "\n\n" + profile_summary(stats, USERS * len(PANELS) * REFRESHES)
+    return text
+
+
+def profile_summary(path: Path, requests: int) -> str:
+    """The profiled proxy's top functions by own CPU time and by cumulative time (proxy/ only)."""
+    raw: dict[Any, Any] = pstats.Stats(str(path)).stats  # type: ignore[attr-defined]
+    total = sum(v[2] for v in raw.values()) or 1e-9
+
+    def name(key: tuple[str, int, str]) -> str:
+        where = key[0].split("/proxy/", 1)[-1] if "/proxy/" in key[0] else Path(key[0]).name
+        return f"{where}:{key[2]}" if key[0] != "~" else key[2]
+
+    lines = [
+        f"cProfile (CPU clock, inflated for Python-heavy code) of the cache=memory proxy over the"
+        f" {REFRESHES} refreshes ({requests} requests): {1e3 * total / requests:.1f} ms CPU per request",
+        "  own time:",
+    ]
+    for key, v in sorted(raw.items(), key=lambda kv: -kv[1][2])[:12]:
+        lines.append(f"    {100 * v[2] / total:5.1f} %  {1e3 * v[2] / requests:6.2f} ms/req  {name(key)}")
+    lines.append("  cumulative, proxy/ functions:")
+    ours = [(k, v) for k, v in raw.items() if "/proxy/" in k[0] and "/site-packages/" not in k[0]]
+    for key, v in sorted(ours, key=lambda kv: -kv[1][3])[:14]:
+        lines.append(f"    {100 * v[3] / total:5.1f} %  {1e3 * v[3] / requests:6.2f} ms/req  {name(key)}")
+    return "\n".join(lines)
 
 
 async def _prime(replayer: Replayer, prom: PrometheusServer) -> None:

@@ -812,6 +812,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="also run the warm proxy under cProfile (CPU clock), panel c=16, for SECONDS",
     )
     parser.add_argument("--no-promql", action="store_true", help="skip bench/promql_bench.py")
+    parser.add_argument(
+        "--dashboard-profile",
+        action="store_true",
+        help="dashboard replay: the proxy with cache=memory under cProfile (CPU clock) for the refreshes",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--shapes", default="", help="comma-separated shapes to run (default: all)")
     parser.add_argument(
@@ -829,7 +834,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_before = os.getloadavg()
     if only == {DASHBOARD}:  # needs none of the shared services: its own data, Prometheus and realm
         try:
-            text = dashboard.run(workdir, log, _serve(args.proxy_src))
+            text = dashboard.run(workdir, log, _serve(args.proxy_src), args.dashboard_profile)
         finally:
             if not args.keep:
                 shutil.rmtree(workdir, ignore_errors=True)
@@ -1048,7 +1053,7 @@ def run_all(
             workdir, log, lambda kc, logfile: _proxy_at(prom, kc, logfile)
         )
     if want(DASHBOARD):
-        bench.dashboard_text = dashboard.run(workdir, log, _serve(args.proxy_src))
+        bench.dashboard_text = dashboard.run(workdir, log, _serve(args.proxy_src), args.dashboard_profile)
     return bench
 
 
@@ -1061,12 +1066,18 @@ def _proxy_at(prom: PrometheusServer, kc_url: str, logfile: Path) -> Iterator[st
 
 @contextlib.contextmanager
 def _proxy_process(
-    prom: PrometheusServer, kc_url: str, logfile: Path, **extra: str
+    prom: PrometheusServer, kc_url: str, logfile: Path, profile: Path | None = None, **extra: str
 ) -> Iterator[dashboard.Served]:
-    """The proxy with the bench settings and `extra` against another Keycloak: URLs and pid."""
+    """The proxy with the bench settings and `extra` against another Keycloak: URLs and pid.
+
+    With `profile`, under `bench/cprofile_proxy.py` (SIGUSR1 starts it, stats written there on exit).
+    """
     port, mport = free_port(), free_port()
     env = proxy_env(prom, kc_url, port, mport, **extra)
-    with started([str(PROXY_BIN), "serve"], f"http://127.0.0.1:{mport}/readyz", logfile, env) as proc:
+    cmd = [str(PROXY_BIN), "serve"]
+    if profile is not None:
+        cmd = [sys.executable, str(BENCH / "cprofile_proxy.py"), str(profile)]
+    with started(cmd, f"http://127.0.0.1:{mport}/readyz", logfile, env) as proc:
         yield dashboard.Served(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{mport}/metrics", proc.pid)
 
 
@@ -1075,9 +1086,9 @@ def _serve(proxy_src: Path | None) -> dashboard.Serve:
     src = {} if proxy_src is None else {"PYTHONPATH": str(proxy_src.resolve())}
 
     def serve(
-        prom: PrometheusServer, kc_url: str, logfile: Path, **extra: str
+        prom: PrometheusServer, kc_url: str, logfile: Path, profile: Path | None = None, **extra: str
     ) -> contextlib.AbstractContextManager[dashboard.Served]:
-        return _proxy_process(prom, kc_url, logfile, **src, **extra)
+        return _proxy_process(prom, kc_url, logfile, profile, **src, **extra)
 
     return serve
 
