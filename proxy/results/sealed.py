@@ -26,7 +26,7 @@ from typing import Protocol
 import structlog
 from prometheus_client import Counter
 
-from proxy.results.backends import Counts, compress, decompress
+from proxy.results.backends import Counts, pack, unpack
 
 log = structlog.get_logger(__name__)
 
@@ -130,7 +130,7 @@ class SharedBackend:
         if stored is None:
             return None
         sealed = unseal(self._secret, key, stored)
-        payload = decompress(sealed) if sealed is not None else None
+        payload = await unpack(sealed) if sealed is not None else None
         if payload is None:
             self.counts.forged.inc()
             self._log.warning("results_cache_forged_entry", backend=self.name)
@@ -138,7 +138,7 @@ class SharedBackend:
 
     async def set(self, key: bytes, value: bytes) -> None:
         """Store `value` for the full `key` (compressed and sealed); failures are counted only."""
-        stored = seal(self._secret, key, compress(value))
+        stored = seal(self._secret, key, await pack(value))
         if len(stored) > self._max_value_bytes:
             self.counts.too_large.inc()
             return

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import threading
 import zlib
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 
 from proxy import metrics
 from proxy.config import ConfigError, load_settings
-from proxy.results import sealed
+from proxy.results import backends, sealed
 from proxy.results.backends import ENTRY_OVERHEAD, MemoryBackend, build_backend
 from proxy.results.sealed import SharedBackend, seal, stored_key, unseal
 from tests.support.cacheservers import REQUIRED_ENV, cache_settings
@@ -249,3 +250,29 @@ def test_unauthenticated_shared_cache_is_warned_about(environ: dict[str, str], w
     load_settings({}, REQUIRED_ENV | given, warn=heard.append)
     assert [w for w in heard if "read cached answers" in w] == ([] if warned is None else heard[-1:])
     assert warned is None or warned in heard[-1]
+
+
+async def test_large_payloads_are_compressed_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A payload over 256 KiB is (de)compressed on a worker thread, a small one inline; both round-trip."""
+    threads: list[int] = []
+    real_compress, real_decompress = backends.compress, backends.decompress
+
+    def compress(payload: bytes) -> bytes:
+        threads.append(threading.get_ident())
+        return real_compress(payload)
+
+    def decompress(stored: bytes) -> bytes | None:
+        threads.append(threading.get_ident())
+        return real_decompress(stored)
+
+    monkeypatch.setattr(backends, "compress", compress)
+    monkeypatch.setattr(backends, "decompress", decompress)
+    backend = MemoryBackend(8 * MIB, 60)
+    small, large = answer(100), os.urandom(300_000) + answer(20_000)
+    await backend.set(b"small", small)
+    assert await backend.get(b"small") == small
+    assert threads == [threading.get_ident()] * 2
+    threads.clear()
+    await backend.set(b"large", large)
+    assert await backend.get(b"large") == large
+    assert len(threads) == 2 and threading.get_ident() not in threads
