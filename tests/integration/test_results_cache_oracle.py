@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -314,3 +315,22 @@ def test_hits_are_encoded_as_each_caller_accepts(
     assert delta(before, outcomes(cache_proxy))["hit"] == 1
     assert plain.status_code == 200 and plain.headers.get("Content-Encoding", "identity") == "identity"
     assert plain.json()["data"] == gzip.json()["data"] == checker.same("alice", query, RANGE, params)
+
+
+def test_form_posted_ranges_are_cached_and_exact(
+    cache_series: CacheData, cache_proxy: ProxyServer, checker: Checker, token_for: TokenFor
+) -> None:
+    """A form-POSTed query_range (Grafana's default) is a miss then a hit, both equal to the upstream."""
+    query = f"sum by (cluster) (rate({COUNTER}[15m]))"
+    start = (int(cache_series.built_at * 1000) - 2 * DAY_MS - 7 * HOUR_MS) // 900_000 * 900_000
+    params = Window(start, start + 26 * HOUR_MS, "15m").params(query)
+    auth = auth_header("researcher-team-a", token_for)
+    expected = checker.same("researcher-team-a", query, RANGE, params)  # GET: warms nothing POST uses
+    got = []
+    for outcome in ("miss", "hit"):
+        before = outcomes(cache_proxy)
+        r = requests.post(f"{cache_proxy.base_url}{RANGE}", data=params, headers=auth, timeout=60)
+        assert r.status_code == 200, r.text
+        assert delta(before, outcomes(cache_proxy))[outcome] == 1, outcome
+        got.append(r.json()["data"])
+    assert got[0] == got[1] == expected

@@ -572,3 +572,103 @@ def test_tampered_entries_are_ignored(
         got = _data(ask(proxy, auth, RANGE, params))
         assert relay.count() > sent, f"{round_}: a tampered entry was served"
         assert [i["metric"] for i in got["result"]] == [i["metric"] for i in first["result"]]
+
+
+# ------------------------------------------------------------------ parameters that change answers
+
+VARIANTS = (
+    ("lookback_delta", "1m", "3m"),
+    ("partial_response", "true", "false"),
+    ("dedup", "true", "false"),
+    ("max_source_resolution", "5m", "1h"),
+    ("engine", "thanos", "prometheus"),
+    ("x_unknown", "a", "b"),
+)
+
+
+@pytest.mark.parametrize(("name", "one", "other"), VARIANTS)
+def test_forwarded_parameters_split_entries(
+    cache_series: CacheData,
+    relayed: Callable[..., tuple[ProxyServer, Any]],
+    token_for: TokenFor,
+    name: str,
+    one: str,
+    other: str,
+) -> None:
+    """A forwarded parameter that may change the answer (Thanos', lookback_delta, unknown) keys the entry."""
+    proxy, relay = relayed({"rewrite": _counting()})
+    auth = auth_header("alice", token_for)
+    params = {"query": GAUGE, **_old_window(cache_series.built_at)}
+    first = _data(ask(proxy, auth, RANGE, {**params, name: one}))
+    assert all(f"{name}={one}" in s.query for s in relay.seen if s.path == RANGE), "forwarded as sent"
+    sent = relay.count()
+    assert _data(ask(proxy, auth, RANGE, {**params, name: one})) == first
+    assert relay.count() == sent, "the same parameters are a hit"
+    changed = _data(ask(proxy, auth, RANGE, {**params, name: other}))
+    assert relay.count() > sent and not _versions(changed) & _versions(first), "another value, another entry"
+    without = _data(ask(proxy, auth, RANGE, params))
+    assert not _versions(without) & _versions(first), "an answer with the parameter served without it"
+
+
+def test_upstream_credentials_split_shared_entries(
+    cache_series: CacheData,
+    cache_prometheus: PrometheusServer,
+    relay_factory: RelayFactory,
+    proxy_factory: ProxyFactory,
+    token_for: TokenFor,
+    shared_cache: SharedCache,
+) -> None:
+    """Replicas sharing a cache share entries only when they send the upstream the same credentials."""
+    relay = relay_factory(cache_prometheus, rewrite=_counting())
+    env = {**GENEROUS, **relay.env(), "PROXY_CACHE": shared_cache.kind, "PROXY_CACHE_HMAC_KEY": "h" * 32}
+    env["PROXY_CACHE_ADDRESS"] = shared_cache.address
+    tenant_a = proxy_factory(cache_prometheus, **env, PROXY_PROMETHEUS_TOKEN="tenant-a-token")
+    replica_a = proxy_factory(cache_prometheus, **env, PROXY_PROMETHEUS_TOKEN="tenant-a-token")
+    tenant_b = proxy_factory(cache_prometheus, **env, PROXY_PROMETHEUS_TOKEN="tenant-b-token")
+    auth = auth_header("carol", token_for)
+    start = int(cache_series.built_at * 1000) // DAY_MS * DAY_MS - 2 * DAY_MS + 3 * HOUR_MS
+    params = {"query": GAUGE, "start": seconds(start), "end": seconds(start + 5 * HOUR_MS), "step": "120"}
+    first = _data(ask(tenant_a, auth, RANGE, params))
+    assert {s.headers.get("Authorization") for s in relay.seen} == {"Bearer tenant-a-token"}
+    sent = relay.count()
+    assert _stored(shared_cache)
+    assert _data(ask(replica_a, auth, RANGE, params)) == first, "the same credentials share the entry"
+    assert relay.count() == sent
+    other = _data(ask(tenant_b, auth, RANGE, params))
+    assert relay.count() > sent and not _versions(other) & _versions(first), "another credential's entry"
+
+
+@pytest.mark.parametrize("cache", ["off", "memory"])
+def test_concurrent_scopes_never_share_a_flight(
+    cache_series: CacheData,
+    cache_prometheus: PrometheusServer,
+    relayed: Callable[..., tuple[ProxyServer, Any]],
+    token_for: TokenFor,
+    cache: str,
+) -> None:
+    """Four scopes asking one query at the same moment (twice each) share flights only within a scope."""
+    proxy, relay = relayed({"delay": 0.5}, PROXY_CACHE=cache)
+    query = f"sum by (cluster, namespace) (rate({COUNTER}[5m]))"
+    params = {"query": query, **_old_window(cache_series.built_at, 600_000)}
+    auths = {who: auth_header(who, token_for) for who in SCOPED}
+    texts = {who: forwarded(proxy, auths[who], query)[0] for who in SCOPED}
+    assert len(set(texts.values())) == len(SCOPED)
+    answers: dict[tuple[str, int], requests.Response] = {}
+    gate = threading.Barrier(2 * len(SCOPED))
+
+    def one(who: str, i: int) -> None:
+        gate.wait(timeout=30)
+        answers[(who, i)] = ask(proxy, auths[who], RANGE, params)
+
+    threads = [threading.Thread(target=one, args=(who, i)) for who in SCOPED for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(answers) == len(threads)
+    for (who, _), r in answers.items():
+        status, expected = direct(cache_prometheus, RANGE, {**params, "query": texts[who]})
+        assert status == 200
+        _assert_same(_data(r), expected["data"], who)
+    if cache == "off":  # (with the cache, how many pieces one ask fetches is the cache's business)
+        assert relay.count() == len(SCOPED), "each scope's two concurrent asks were sent once"
