@@ -11,6 +11,7 @@ the upstream (and replacing its answers), and the outcome counter on the metrics
 from __future__ import annotations
 
 import json
+import secrets
 import socket
 import threading
 import time
@@ -527,8 +528,8 @@ def test_entries_sealed_with_another_key_are_ignored(
         "PROXY_CACHE": shared_cache.kind,
         "PROXY_CACHE_ADDRESS": shared_cache.address,
     }
-    mine = proxy_factory(cache_prometheus, **common, PROXY_CACHE_HMAC_KEY="k" * 32)
-    theirs = proxy_factory(cache_prometheus, **common, PROXY_CACHE_HMAC_KEY="x" * 32)
+    mine = proxy_factory(cache_prometheus, **common, PROXY_CACHE_HMAC_KEY=secrets.token_hex(24))
+    theirs = proxy_factory(cache_prometheus, **common, PROXY_CACHE_HMAC_KEY=secrets.token_hex(24))
     auth = auth_header("alice", token_for)
     params = {"query": GAUGE, **_old_window(cache_series.built_at)}
     first = _data(ask(mine, auth, RANGE, params))
@@ -556,7 +557,10 @@ def test_tampered_entries_are_ignored(
     relay = relay_factory(cache_prometheus, rewrite=_counting())
     env = {**GENEROUS, **relay.env(), "PROXY_CACHE": shared_cache.kind}
     proxy = proxy_factory(
-        cache_prometheus, **env, PROXY_CACHE_ADDRESS=shared_cache.address, PROXY_CACHE_HMAC_KEY="k" * 32
+        cache_prometheus,
+        **env,
+        PROXY_CACHE_ADDRESS=shared_cache.address,
+        PROXY_CACHE_HMAC_KEY=secrets.token_hex(24),
     )
     auth = auth_header("bob", token_for)
     params = {"query": f"sum by (namespace) (rate({COUNTER}[5m]))", **_old_window(cache_series.built_at)}
@@ -620,7 +624,12 @@ def test_upstream_credentials_split_shared_entries(
 ) -> None:
     """Replicas sharing a cache share entries only when they send the upstream the same credentials."""
     relay = relay_factory(cache_prometheus, rewrite=_counting())
-    env = {**GENEROUS, **relay.env(), "PROXY_CACHE": shared_cache.kind, "PROXY_CACHE_HMAC_KEY": "h" * 32}
+    env = {
+        **GENEROUS,
+        **relay.env(),
+        "PROXY_CACHE": shared_cache.kind,
+        "PROXY_CACHE_HMAC_KEY": secrets.token_hex(24),
+    }
     env["PROXY_CACHE_ADDRESS"] = shared_cache.address
     tenant_a = proxy_factory(cache_prometheus, **env, PROXY_PROMETHEUS_TOKEN="tenant-a-token")
     replica_a = proxy_factory(cache_prometheus, **env, PROXY_PROMETHEUS_TOKEN="tenant-a-token")
