@@ -7,7 +7,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 DURATION ?= 10m
 
-.PHONY: setup system-deps demo test lint typecheck unit bench soak lock clean image-deps image image-test
+.PHONY: setup system-deps cache-servers demo test lint typecheck unit bench soak lock clean image-deps image image-test
 
 $(STAMP): requirements.lock pyproject.toml emulator/pyproject.toml demo/pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -16,18 +16,20 @@ $(STAMP): requirements.lock pyproject.toml emulator/pyproject.toml demo/pyprojec
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e . -e ./emulator -e ./demo
 	touch $(STAMP)
 
-# Prometheus for the real upstream; memcached and Redis for the shared results-cache backends' tests.
-SYSTEM_PACKAGES := prometheus memcached redis-server
-
 system-deps:
-	@command -v prometheus >/dev/null && command -v promtool >/dev/null && \
-	  command -v memcached >/dev/null && command -v redis-server >/dev/null || \
-	  { $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES); }
-	@# the Debian packages start system services (Prometheus on :9090, memcached on :11211, Redis
-	@# on :6379); the project never uses them: tests start their own on free loopback ports
-	@-$(SUDO) systemctl stop prometheus memcached redis-server >/dev/null 2>&1 || true
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || \
+	  { $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus; }
+	@# the Debian package starts a system Prometheus on :9090; the project never uses it
+	@-$(SUDO) systemctl stop prometheus >/dev/null 2>&1 || true
 
-setup: system-deps $(STAMP)
+# memcached and Redis for the shared results-cache backends' tests (not needed by the demo).
+cache-servers:
+	@command -v memcached >/dev/null && command -v redis-server >/dev/null || \
+	  { $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq memcached redis-server; }
+	@# the packages start system services on :11211 and :6379; tests start their own on free ports
+	@-$(SUDO) systemctl stop memcached redis-server >/dev/null 2>&1 || true
+
+setup: system-deps cache-servers $(STAMP)
 
 # The demo gets its own small virtualenv: the runtime lock plus trustme and setuptools
 # (requirements-demo.lock), never the development lock with Helm and Kubernetes validators.
