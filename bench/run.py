@@ -818,6 +818,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="dashboard replay: the proxy with cache=memory under cProfile (CPU clock) for the refreshes",
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--proxy-env",
+        action="append",
+        default=[],
+        metavar="PROXY_X=V",
+        help="an extra setting of the wrk-loaded proxy targets (repeatable), e.g. PROXY_COALESCE=false",
+    )
     parser.add_argument("--shapes", default="", help="comma-separated shapes to run (default: all)")
     parser.add_argument(
         "--proxy-src",
@@ -973,6 +980,7 @@ def run_all(
             env = hubs_env(env, prom, hubs, workdir / f"{name}-hubs.yaml")
         if args.proxy_src is not None:
             env["PYTHONPATH"] = str(args.proxy_src.resolve())
+        env.update(_pairs(args.proxy_env))
         plan = Plan(
             [s for s in plan.shapes if s in chosen],
             plan.concs,
@@ -1079,6 +1087,15 @@ def _proxy_process(
         cmd = [sys.executable, str(BENCH / "cprofile_proxy.py"), str(profile)]
     with started(cmd, f"http://127.0.0.1:{mport}/readyz", logfile, env) as proc:
         yield dashboard.Served(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{mport}/metrics", proc.pid)
+
+
+def _pairs(settings: Sequence[str]) -> dict[str, str]:
+    """`NAME=VALUE` texts as a mapping (only PROXY_* names: the proxy's own settings)."""
+    out = dict(text.split("=", 1) for text in settings)
+    wrong = [k for k in out if not k.startswith("PROXY_")]
+    if wrong:
+        sys.exit(f"--proxy-env takes PROXY_* settings only: {wrong}")
+    return out
 
 
 def _serve(proxy_src: Path | None) -> dashboard.Serve:
