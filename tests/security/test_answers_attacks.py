@@ -43,15 +43,16 @@ def _attacks(t: int) -> list[str]:
     """Fan-out, absent and regex shapes that name unheld projects/clusters or probe existence."""
     return [
         # fan-out of top-level range selectors with offset/@/parens/regex naming unheld projects;
-        # rule outputs (ALERTS) are kept out of name-regex rows: they exist only since each server
-        # started, so the upstream and a fresh oracle differ by construction (docs/testing.md)
+        # rule outputs (ALERTS, recorded `a:b` series) are kept out of name-regex rows: they exist
+        # only since each server started, so the upstream and a fresh oracle differ by
+        # construction (docs/testing.md)
         f'{S}{{exported_namespace=~"team-a|team-b"}}[5m]',
         f'{S}{{exported_namespace=~"team-.*"}}[5m] offset 1m',
         f'((({S}{{exported_namespace!="team-a"}}[5m] @ {t})))',
         f'({S}{{cluster=~".+"}}[5m] offset 2m @ {t})',
         f'{C}{{namespace=~"team-b|team-a",cluster=~"{PROD}|{TEST}"}}[5m]',
         '{__name__=~"DCGM_FI_DEV_GPU_UTIL|vllm:request_success_total"}[5m]',
-        '{__name__=~".+",__name__!~"ALERTS.*",exported_namespace="team-b"}[1m]',
+        '{__name__=~".+",__name__!~"ALERTS.*|.*:.*",exported_namespace="team-b"}[1m]',
         f'{S}{{namespace="team-a",exported_namespace="team-b"}}[5m]',
         f'{S}{{exported_namespace=~"(?i)TEAM-B"}}[5m]',
         # absent over label sets crafted to reveal another tenant's series
@@ -68,7 +69,7 @@ def _attacks(t: int) -> list[str]:
         f'absent({S}{{exported_namespace="team-b"}} * 2)',
         f'absent({S}{{exported_namespace="team-b"}}) * on() group_left vector(1)',
         f'absent(label_replace({S}{{exported_namespace="team-b"}}, "x", "1", "", ""))',
-        'absent({__name__=~".+",__name__!~"ALERTS.*",exported_namespace="team-b"})',
+        'absent({__name__=~".+",__name__!~"ALERTS.*|.*:.*",exported_namespace="team-b"})',
         f'absent(nonexistent_metric{{namespace="team-b"}}) or absent({S}{{exported_namespace="team-b"}})',
         f'absent_over_time({S}{{exported_namespace="team-b"}}[10m:1m])',
         f'absent(absent({S}{{exported_namespace="team-b"}}))',
@@ -212,7 +213,7 @@ def _matches() -> list[str]:
         f'{S}{{exported_namespace=~"(?i)TEAM-B"}}',
         f'{C}{{namespace!="team-a"}}',
         "kube_pod_info",
-        '{__name__=~".+",__name__!~"ALERTS.*",cluster=~".+"}',
+        '{__name__=~".+",__name__!~"ALERTS.*|.*:.*",cluster=~".+"}',
     ]
     return base + base[::-1] + base[:3]
 
@@ -306,7 +307,7 @@ def test_trusted_project_label_rows_equal_oracle(
     t = _at()
     rows = [
         *_attacks(t),
-        '{__name__=~".+",__name__!~"ALERTS.*",exported_namespace="team-a"}[5m]',
+        '{__name__=~".+",__name__!~"ALERTS.*|.*:.*",exported_namespace="team-a"}[5m]',
         '{__name__=~"vllm.*|DCGM.*",exported_namespace=~"team-a|team-b"}[5m]',
         f'absent({C}{{exported_namespace="team-a"}})',
         'absent({__name__=~"vllm.*",exported_namespace="team-a"})',
