@@ -88,10 +88,10 @@ def _seen(stub: StubUpstream, endpoint: str) -> int:
 
 
 async def _together(
-    url: str, calls: Calls, params: dict[str, str], cancel_after: float = 0.0
+    url: str, calls: Calls, params: dict[str, str], hang_up: Callable[[], bool] | None = None
 ) -> list[Reply | None]:
-    """One GET per (token, extra headers), all at once; with `cancel_after`, every caller hangs
-    up after that many seconds (None for those)."""
+    """One GET per (token, extra headers), all at once; with `hang_up`, every caller hangs up as
+    soon as it returns true (None for those)."""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
 
         async def one(token: str, extra: dict[str, str]) -> Reply:
@@ -100,8 +100,8 @@ async def _together(
                 return r.status, await r.read()
 
         tasks = [asyncio.create_task(one(token, extra)) for token, extra in calls]
-        if cancel_after:
-            await asyncio.sleep(cancel_after)
+        if hang_up is not None:
+            await _until(hang_up)
             for task in tasks:
                 task.cancel()
         done = await asyncio.gather(*tasks, return_exceptions=True)
@@ -114,10 +114,18 @@ def _burst(
     count: int,
     params: dict[str, str] = SCOPED,
     path: str = QUERY,
-    cancel_after: float = 0.0,
+    hang_up: Callable[[], bool] | None = None,
 ) -> list[Reply | None]:
     """`count` identical GETs of one caller at once."""
-    return asyncio.run(_together(proxy.base_url + path, [(token, {})] * count, params, cancel_after))
+    return asyncio.run(_together(proxy.base_url + path, [(token, {})] * count, params, hang_up))
+
+
+async def _until(ready: Callable[[], bool]) -> None:
+    """Poll until `ready()` (the test fails after 20 s)."""
+    deadline = time.monotonic() + 20.0
+    while not ready():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
 
 
 def _metric(proxy: ProxyServer, name: str, labels: dict[str, str]) -> float:
@@ -247,21 +255,25 @@ def test_overflow_makes_followers_send_their_own_and_everyone_gets_the_whole_ans
 
 
 def test_the_leader_hanging_up_leaves_the_followers_their_answer(
-    stub: StubUpstream, proxies: Proxies, hubs_token_for: TokenFor
+    stubs: Stubs, proxies: Proxies, hubs_token_for: TokenFor
 ) -> None:
-    """The first caller disconnects mid-flight: the upstream request is not abandoned and the
-    caller who joined it gets the answer, from that one upstream request."""
+    """The first caller disconnects mid-flight, after a second joined it: the upstream request is
+    not abandoned and the second caller gets the answer, from that one upstream request."""
+    stub = stubs(delay=3.0)
     proxy = proxies(stub)
     url = proxy.base_url + QUERY
     token = hubs_token_for("alice")
     _warm(proxy, token)
+    joined = asyncio.Event()
 
     async def run() -> Reply | None:
-        leader = asyncio.create_task(_together(url, [(token, {})], SCOPED, cancel_after=DELAY / 2))
-        await asyncio.sleep(DELAY / 4)
-        follower = await _together(url, [(token, {})], SCOPED)
+        leader = asyncio.create_task(_together(url, [(token, {})], SCOPED, hang_up=joined.is_set))
+        await _until(lambda: _seen(stub, "query") == 2)  # the leader's request is upstream
+        follower = asyncio.create_task(_together(url, [(token, {})], SCOPED))
+        await asyncio.sleep(1.0)  # the follower joins the flight (the upstream answers at 3 s)
+        joined.set()
         assert await leader == [None]
-        return follower[0]
+        return (await follower)[0]
 
     reply = asyncio.run(run())
     assert reply is not None and reply[0] == 200
@@ -269,15 +281,17 @@ def test_the_leader_hanging_up_leaves_the_followers_their_answer(
 
 
 def test_the_upstream_request_is_abandoned_when_every_caller_hung_up(
-    stub: StubUpstream, proxies: Proxies, hubs_token_for: TokenFor
+    stubs: Stubs, proxies: Proxies, hubs_token_for: TokenFor
 ) -> None:
-    """Three identical callers all disconnect: their one upstream request is cancelled (the
-    proxy closes its connection before the answer)."""
+    """Three identical callers all disconnect once their request is upstream: that one upstream
+    request is cancelled (the proxy closes its connection before the answer)."""
+    stub = stubs(delay=1.5)
     proxy = proxies(stub)
     token = hubs_token_for("alice")
     _warm(proxy, token)
-    assert _burst(proxy, token, 3, cancel_after=DELAY / 3) == [None] * 3
-    time.sleep(DELAY)
+    replies = _burst(proxy, token, 3, hang_up=lambda: _seen(stub, "query") == 2)
+    assert replies == [None] * 3
+    asyncio.run(_until(lambda: stub.abandoned > 0))
     assert _seen(stub, "query") == 2 and stub.abandoned == 1
 
 
