@@ -59,6 +59,8 @@ CACHED_SHAPES = (
     f"sum by (cluster) ({GAUGE}) - sum by (cluster) ({GAUGE} offset 1d)",
     f"max_over_time({GAUGE}[30m:5m])",
     f"histogram_quantile(0.9, sum by (le, namespace) (rate({HISTOGRAM}_bucket[15m])))",
+    "time()",  # no selector at all: a matrix of one series without labels
+    f"scalar(sum({GAUGE}))",
 )
 BYPASS_SHAPES = (
     f"{GAUGE} @ {{at}}",

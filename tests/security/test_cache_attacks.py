@@ -302,6 +302,24 @@ def test_errors_and_warnings_are_never_cached(
     assert _data(ask(proxy, auth, RANGE, params)) == second and relay.count() == sent  # the good one is
 
 
+def test_answers_over_the_item_limit_are_never_kept(
+    cache_series: CacheData, relayed: Callable[..., tuple[ProxyServer, Any]], token_for: TokenFor
+) -> None:
+    """An answer larger than `PROXY_CACHE_MAX_ITEM_BYTES` is answered whole from the upstream every time."""
+    proxy, relay = relayed({"rewrite": _counting()}, PROXY_CACHE_MAX_ITEM_BYTES="1024")
+    auth = auth_header("dave", token_for)
+    params = {"query": GAUGE, **_old_window(cache_series.built_at)}
+    before = outcomes(proxy)
+    shapes = []
+    for _ in range(2):
+        sent = relay.count()
+        got = _data(ask(proxy, auth, RANGE, params))
+        assert relay.count() > sent and len(json.dumps(got)) > 1024
+        shapes.append([(i["metric"], [t for t, _ in i["values"]]) for i in got["result"]])
+    assert shapes[0] == shapes[1] and len(shapes[0]) == 6  # every project's series, every point
+    assert delta(before, outcomes(proxy))["hit"] == 0
+
+
 def test_fresh_points_come_from_the_upstream(
     relayed: Callable[..., tuple[ProxyServer, Any]], token_for: TokenFor
 ) -> None:
