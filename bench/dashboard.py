@@ -4,7 +4,8 @@
 time, then refresh it three times, each refresh moving the window by 30 s (Grafana's refresh,
 without the 30 s wait; the last window ends at the current step). Run directly against Prometheus
 and through the proxy with the results cache in process, in memcached (Debian `memcached` on
-loopback, the tests' server) and off; printed side by side: requests Prometheus served (its own
+loopback, the tests' server), off (coalescing only) and off without coalescing (the proxy before
+both); printed side by side: requests Prometheus served (its own
 `prometheus_http_requests_total`, nothing else queries it), end-to-end p50/p99 per load, the
 ratios to direct, Prometheus' and the proxy's CPU seconds, the proxy's cache outcomes (its metrics
 port) and whether every panel's answer has direct's shape. The Keycloak emulator runs in its own
@@ -144,6 +145,8 @@ def run(workdir: Path, log: Callable[[str], None], serve: Serve, profile: bool =
             ("proxy cache=memory", {"PROXY_CACHE": "memory"}),
             ("proxy cache=memcached", {"PROXY_CACHE": "memcached", "PROXY_CACHE_HMAC_KEY": hmac_key}),
             ("proxy cache=off", {"PROXY_CACHE": "off"}),
+            # the proxy before results caching and coalescing
+            ("proxy cache=off coalesce=off", {"PROXY_CACHE": "off", "PROXY_COALESCE": "false"}),
         ]
         for name, env in configs:
             log(f"dashboard: {name}")
@@ -203,7 +206,7 @@ def render(runs: list[Run], written: Written) -> str:
         " ×dir = ratio to direct at the same load; CPU = CPU seconds of Prometheus / the proxy;"
         " outcomes = the proxy's results-cache outcomes, coalesced requests and cache errors",
         "",
-        f"{'target':22} {'load':9} {'upstream':>8} {'×dir':>6} {'p50 ms':>8} {'×dir':>6} {'p99 ms':>8}"
+        f"{'target':26} {'load':9} {'upstream':>8} {'×dir':>6} {'p50 ms':>8} {'×dir':>6} {'p99 ms':>8}"
         f" {'×dir':>6} {'wall s':>7} {'prom CPU':>8} {'prx CPU':>7} {'err':>4}  outcomes",
     ]
     lines.append("-" * len(lines[-1]))
@@ -211,7 +214,7 @@ def render(runs: list[Run], written: Written) -> str:
         for i, load in enumerate(run.loads):
             d = direct.loads[i]
             lines.append(
-                f"{run.name if i == 0 else '':22} {load.label:9} {load.upstream:8d}"
+                f"{run.name if i == 0 else '':26} {load.label:9} {load.upstream:8d}"
                 f" {_ratio(load.upstream, d.upstream)} {load.p50:8.1f} {_ratio(load.p50, d.p50)}"
                 f" {load.p(0.99):8.1f} {_ratio(load.p(0.99), d.p(0.99))} {load.wall:7.2f}"
                 f" {run.prom_cpu[i]:8.2f} {_at(run.proxy_cpu, i)} {len(load.failures):4d}"
@@ -222,13 +225,13 @@ def render(runs: list[Run], written: Written) -> str:
     for run in runs:
         warm = _warm(run)
         lines.append(
-            f"  {run.name:22} upstream {warm.upstream:5d} ({_pct(warm.upstream, warm_direct.upstream)} of"
+            f"  {run.name:26} upstream {warm.upstream:5d} ({_pct(warm.upstream, warm_direct.upstream)} of"
             f" direct's)  p50 {warm.p50:7.1f} ms ({_ratio(warm.p50, warm_direct.p50).strip()}×)"
             f"  p99 {warm.p(0.99):7.1f} ms ({_ratio(warm.p(0.99), warm_direct.p(0.99)).strip()}×)"
         )
     lines += ["", "answers (first user, every load): series and points per panel as direct's:"]
     for run in runs[1:]:
-        lines.append(f"  {run.name:22} {_compare(run, direct)}")
+        lines.append(f"  {run.name:26} {_compare(run, direct)}")
     failures = [f"{run.name} {load.label}: {f}" for run in runs for load in run.loads for f in load.failures]
     if failures:
         lines += ["failures (first 10):", *(f"  {f}" for f in failures[:10])]

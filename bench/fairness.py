@@ -44,8 +44,10 @@ def lag_buckets(metrics_url: str) -> dict[str, dict[str, float]]:
     """The proxy's cumulative event-loop lag and blocked histograms (name → le → count)."""
     with urllib.request.urlopen(f"{metrics_url}/metrics", timeout=10) as r:  # noqa: S310 - loopback
         text = r.read().decode()
-    return {name: {le: float(v) for le, v in pattern.findall(text)}
-            for name, pattern in (("lag", LAG), ("blocked", BLOCKED))}
+    return {
+        name: {le: float(v) for le, v in pattern.findall(text)}
+        for name, pattern in (("lag", LAG), ("blocked", BLOCKED))
+    }
 
 
 @dataclass
