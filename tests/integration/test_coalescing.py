@@ -34,7 +34,7 @@ HUB = "moc"
 GPU = "DCGM_FI_DEV_GPU_UTIL"
 SCOPED = {"query": f'{GPU}{{cluster="nerc-ocp-prod",exported_namespace="team-a"}}'}
 QUERY = "/api/v1/query"
-DELAY = 0.6
+DELAY = 1.0  # every burst reaches the proxy well within it, even on a loaded machine
 Reply = tuple[int, bytes]
 Calls = list[tuple[str, dict[str, str]]]
 Stubs = Callable[..., StubUpstream]
