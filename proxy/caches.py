@@ -128,6 +128,10 @@ TRUST_PATTERN.source = _info_of(trust_pattern)
 # Measured with bench/ab.py and dropped for no gain: decoded request fields, log strings known
 # to be clean, the log redactor's per-field-name kinds, memoised metric label children.
 QUOTED = _declare("quoted", "1,024 percent-encoded upstream parameter values")
+# Upstream answers (docs/caching.md): the results cache's lookups, on its configured backend.
+RESULTS = _declare(
+    "results", "PROXY_CACHE_MAX_BYTES stored bytes in memory (or the shared backend), PROXY_CACHE_TTL"
+)
 
 
 class MetricNames:

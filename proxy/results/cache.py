@@ -21,7 +21,7 @@ import structlog
 from aiohttp import web
 from multidict import CIMultiDict
 
-from proxy import caps, context, errors, lookback, metrics
+from proxy import caches, caps, context, errors, lookback, metrics
 from proxy.audit import hook as audit
 from proxy.bodies import read_bounded
 from proxy.coalesce import Admission, Whole
@@ -53,6 +53,8 @@ RANGE_BOUNDS = frozenset({"start", "end"})
 UNSHARED = frozenset({"stats"})
 # Missing stretches of one request fetched at once (one admission holds them all).
 FETCH_CONCURRENCY = 4
+# Writes to a shared cache still in flight (beyond: skipped).
+MAX_PENDING_WRITES = 64
 
 
 class Uncacheable(Exception):
@@ -112,14 +114,30 @@ class ResultsCache:
         """`backend` stores the entries (identical upstream fetches are shared by the upstream's
         coalescer)."""
         self._backend = backend
+        self._writes: set[asyncio.Future[None]] = set()
         self._freshness_ms = round(settings.cache_max_freshness * 1000)
         self._split_ms = round(settings.cache_split_interval * 1000)
         self._max_item = settings.cache_max_item_bytes
         self.clock: Callable[[], float] = time.time
 
     async def close(self) -> None:
-        """Close the backend's connections."""
+        """Let pending writes finish (each is bounded by the backend's timeout), then close."""
+        if self._writes:
+            await asyncio.wait(set(self._writes))
         await self._backend.close()
+
+    async def _write(self, key: bytes, value: bytes) -> None:
+        """Store an entry: in memory at once; in a shared cache after the answer has gone (a slow
+        cache must not delay the caller), at most MAX_PENDING_WRITES at a time (beyond: skipped,
+        the next request stores it)."""
+        if self._backend.name == "memory":
+            await self._backend.set(key, value)
+            return
+        if len(self._writes) >= MAX_PENDING_WRITES:
+            return
+        task = asyncio.ensure_future(self._backend.set(key, value))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
 
     def applies(self, built: UpstreamRequest, lookup: Lookup) -> str | None:
         """Why this request is not answered from the cache (None: it is)."""
@@ -221,6 +239,7 @@ class ResultsCache:
 
     async def _extents(self, key: bytes) -> list[Extent]:
         raw = await self._backend.get(key)
+        caches.RESULTS.lookup(raw is not None)
         if raw is None:
             return []
         try:
@@ -310,7 +329,7 @@ class ResultsCache:
                 if (lo := max(e.first_ms, piece.first_ms)) <= (hi := min(e.last_ms, last))
             ]
             if new:
-                await self._backend.set(key, encode_extents(union([*have, *new])))
+                await self._write(key, encode_extents(union([*have, *new])))
 
     # ------------------------------------------------------------------ instant queries
 
@@ -324,6 +343,7 @@ class ResultsCache:
     ) -> tuple[dict[str, Any], str]:
         key = request_key(upstream, built, {})
         raw = await self._backend.get(key)
+        caches.RESULTS.lookup(raw is not None)
         if raw is not None:
             try:
                 doc = json.loads(raw)
@@ -332,7 +352,7 @@ class ResultsCache:
             except ValueError:
                 log.warning("results_cache_entry_unreadable")
         doc = await self._fetch(request, upstream, built, admission)
-        await self._backend.set(key, json.dumps(doc, separators=(",", ":")).encode("utf-8"))
+        await self._write(key, json.dumps(doc, separators=(",", ":")).encode("utf-8"))
         return doc, "miss"
 
 

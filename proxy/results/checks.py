@@ -59,13 +59,13 @@ def cache_warnings(settings: Settings) -> list[str]:
     """What an operator should hear about a valid but weakly protected shared cache."""
     if settings.cache == "memcached" and not settings.cache_tls_cert:
         return [
-            "PROXY_CACHE=memcached without a client certificate: anyone who reaches memcached can read"
-            " cached answers (forged entries are still refused)"
+            "PROXY_CACHE=memcached without a client certificate: anyone who reaches memcached can fill"
+            " or empty the cache (entries stay encrypted and forged ones are refused)"
         ]
     if settings.cache == "redis" and not (settings.cache_password or settings.cache_tls_cert):
         return [
             "PROXY_CACHE=redis without a password or client certificate: anyone who reaches Redis can"
-            " read cached answers (forged entries are still refused)"
+            " fill or empty the cache (entries stay encrypted and forged ones are refused)"
         ]
     return []
 

@@ -1,14 +1,17 @@
-"""Entries in a shared results cache (memcached, Redis): hashed keys, stored full keys, HMAC.
+"""Entries in a shared results cache (memcached, Redis): hashed keys, stored full keys, HMAC,
+encrypted values.
 
 Anyone who can write to a shared cache could otherwise serve any answer to every tenant, and two
 full keys could share a stored key (a hash collision, or a key truncated by the store). So
 (docs/caching.md#backends):
 
 - the stored key is `pkp1:` + sha256(full key) in hex (memcached keys are at most 250 bytes);
-- the stored value is `HMAC-SHA256(cache_hmac_key, len ‖ full key ‖ payload) ‖ len ‖ full key ‖
-  payload`, `len` the full key's length in 4 bytes, `payload` the zlib-compressed answer;
-- on read the HMAC is checked first (constant time), then the full key: any mismatch is a miss,
-  counted as `forged` and logged at most once a minute.
+- the stored value is `HMAC-SHA256(mac key, nonce ‖ sealed) ‖ nonce ‖ sealed`, where `sealed` is
+  AES-256-GCM (enc key, nonce) over `len ‖ full key ‖ payload`, `len` the full key's length in 4
+  bytes and `payload` the zlib-compressed answer; the MAC and encryption keys are derived from
+  `cache_hmac_key`. Whoever reaches the store reads neither the answers nor the queries in its keys;
+- on read the HMAC is checked first (constant time), then the decryption, then the full key: any
+  mismatch is a miss, counted as `forged` and logged at most once a minute.
 
 Every store call is bounded by `cache_timeout`; a timeout or an error is a miss (or a skipped
 write), counted, and never reaches the request.
@@ -19,11 +22,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import os
 import struct
 import time
 from typing import Protocol
 
 import structlog
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from prometheus_client import Counter
 
 from proxy.results.backends import Counts, pack, unpack
@@ -32,6 +38,7 @@ log = structlog.get_logger(__name__)
 
 PREFIX = b"pkp1:"
 MAC_BYTES = 32
+NONCE_BYTES = 12
 _LEN = struct.Struct(">I")
 LOG_INTERVAL = 60.0
 
@@ -61,24 +68,41 @@ def stored_key(full_key: bytes) -> bytes:
     return PREFIX + hashlib.sha256(full_key).hexdigest().encode()
 
 
+def _keys(secret: bytes) -> tuple[bytes, AESGCM]:
+    """The MAC key and the cipher derived from the configured secret (one secret, two uses;
+    a few microseconds, derived per entry)."""
+    mac_key = hmac.digest(secret, b"prom-keycloak-proxy results mac", "sha256")
+    enc_key = hmac.digest(secret, b"prom-keycloak-proxy results enc", "sha256")
+    return mac_key, AESGCM(enc_key)
+
+
 def seal(secret: bytes, full_key: bytes, payload: bytes) -> bytes:
-    """The stored value: HMAC ‖ len ‖ full key ‖ payload."""
-    body = _LEN.pack(len(full_key)) + full_key + payload
-    return hmac.digest(secret, body, "sha256") + body
+    """The stored value: HMAC ‖ nonce ‖ AES-GCM(len ‖ full key ‖ payload)."""
+    mac_key, cipher = _keys(secret)
+    nonce = os.urandom(NONCE_BYTES)
+    body = nonce + cipher.encrypt(nonce, _LEN.pack(len(full_key)) + full_key + payload, None)
+    return hmac.digest(mac_key, body, "sha256") + body
 
 
 def unseal(secret: bytes, full_key: bytes, stored: bytes) -> bytes | None:
-    """The payload of a stored value when its HMAC and full key check out, else None."""
-    if len(stored) < MAC_BYTES + _LEN.size:
+    """The payload of a stored value when its HMAC, encryption and full key check out, else None."""
+    if len(stored) < MAC_BYTES + NONCE_BYTES + _LEN.size:
         return None
+    mac_key, cipher = _keys(secret)
     body = memoryview(stored)[MAC_BYTES:]
-    if not hmac.compare_digest(hmac.digest(secret, body, "sha256"), stored[:MAC_BYTES]):
+    if not hmac.compare_digest(hmac.digest(mac_key, body, "sha256"), stored[:MAC_BYTES]):
         return None
-    (length,) = _LEN.unpack_from(body)
+    try:
+        plain = cipher.decrypt(bytes(body[:NONCE_BYTES]), bytes(body[NONCE_BYTES:]), None)
+    except InvalidTag:
+        return None
+    if len(plain) < _LEN.size:
+        return None
+    (length,) = _LEN.unpack_from(plain)
     start = _LEN.size + length
-    if length != len(full_key) or body[_LEN.size : start] != full_key:
+    if length != len(full_key) or plain[_LEN.size : start] != full_key:
         return None  # authentic, but written for another full key under the same stored key
-    return bytes(body[start:])
+    return plain[start:]
 
 
 class _Throttled:

@@ -95,11 +95,12 @@ def test_build_backend_follows_the_cache_option() -> None:
 
 
 def test_seal_round_trip_and_layout() -> None:
-    """A sealed value is HMAC ‖ len ‖ full key ‖ payload and opens only for its own full key."""
+    """A sealed value opens only for its own full key, and shows neither the key nor the payload."""
     full = b"v1\x00hub-a\x00https://prom/\x00GET /api/v1/query_range\x00query=up"
-    stored = seal(SECRET, full, b"payload")
-    assert stored[32:36] == len(full).to_bytes(4, "big") and stored[36:].startswith(full)
-    assert unseal(SECRET, full, stored) == b"payload"
+    stored = seal(SECRET, full, b"payload of team-a")
+    assert full not in stored and b"team-a" not in stored and b"query=up" not in stored
+    assert unseal(SECRET, full, stored) == b"payload of team-a"
+    assert seal(SECRET, full, b"payload of team-a") != stored  # a fresh nonce every time
     assert stored_key(full) == b"pkp1:" + hashlib.sha256(full).hexdigest().encode()
     assert len(stored_key(full)) < 250  # memcached's key limit
 
@@ -244,11 +245,11 @@ def test_cache_tls_files_are_loaded_at_start(tmp_path: Path) -> None:
     ],
 )
 def test_unauthenticated_shared_cache_is_warned_about(environ: dict[str, str], warned: str | None) -> None:
-    """A shared cache anyone can read is allowed (entries stay sealed) but warned about at start."""
+    """A shared cache anyone can reach is allowed (entries stay sealed) but warned about at start."""
     heard: list[str] = []
     given = {"PROXY_CACHE_ADDRESS": "127.0.0.1:6379", "PROXY_CACHE_HMAC_KEY": "k" * 32} | environ
     load_settings({}, REQUIRED_ENV | given, warn=heard.append)
-    assert [w for w in heard if "read cached answers" in w] == ([] if warned is None else heard[-1:])
+    assert [w for w in heard if "fill or empty the cache" in w] == ([] if warned is None else heard[-1:])
     assert warned is None or warned in heard[-1]
 
 
