@@ -15,6 +15,7 @@ equal (to 1e-9: Prometheus sums some range expressions in map order). The outcom
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from hypothesis import strategies as st
 from keycloak_emulator import ThreadedEmulatorServer
 from proxy_demo.prometheus import PrometheusServer
 from tests.support.cachedata import COUNTER, GAUGE, HISTOGRAM
+from tests.support.cacheservers import REDIS_PASSWORD, REDIS_USER, CacheServer
 from tests.support.cachestack import (
     GENEROUS,
     INSTANT,
@@ -67,23 +69,29 @@ BYPASS_SHAPES = (
     f"rate({COUNTER}[5m] @ end())",
     f"{GAUGE} offset -10m",
 )
-STEPS_S = (15, 30, 45, 60, 120, 300, 420, 900, 1800, 3600, 7200)  # 420 s: midnights fall between points
+# 420 s: midnights fall between points; 25 h and 2 d: steps longer than a split (pieces of one point)
+STEPS_S = (15, 30, 45, 60, 120, 300, 420, 900, 1800, 3600, 7200, 90000, 172800)
 
 
-@pytest.fixture(scope="module", params=["1d", "3h"], ids=["split-1d", "split-3h"])
+@pytest.fixture(scope="module", params=["memory-1d", "memory-3h", "redis-1d"])
 def cache_proxy(
     request: pytest.FixtureRequest,
     cache_prometheus: PrometheusServer,
     emulator_server: ThreadedEmulatorServer,
 ) -> Iterator[ProxyServer]:
-    """The proxy with the in-process results cache, split by day (default) or every 3 h (many pieces)."""
+    """The proxy with the results cache: in-process split by day (default) or every 3 h, or Redis."""
+    backend, split = request.param.split("-")
     env = proxy_environ(
         cache_prometheus,
         emulator_server.base_url,
-        PROXY_CACHE="memory",
-        PROXY_CACHE_SPLIT_INTERVAL=request.param,
+        PROXY_CACHE=backend,
+        PROXY_CACHE_SPLIT_INTERVAL=split,
         **GENEROUS,
     )
+    if backend == "redis":  # the shared backend: entries sealed, compressed, sent over the wire
+        redis: CacheServer = request.getfixturevalue("redis_server")
+        env |= {"PROXY_CACHE_ADDRESS": redis.address, "PROXY_CACHE_HMAC_KEY": secrets.token_hex(24)}
+        env |= {"PROXY_CACHE_USERNAME": REDIS_USER, "PROXY_CACHE_PASSWORD": REDIS_PASSWORD}
     server = ProxyServer(make_settings(env)).start()
     yield server
     server.stop()
@@ -131,7 +139,7 @@ def windows(draw: st.DrawFn, built_at: float) -> list[Window]:
         base -= base % step_ms
     else:
         base = base - base % step_ms + draw(st.integers(1, step_ms - 1))
-    most = min(1200, 2 * DAY_MS // step_ms)
+    most = max(4, min(1200, 2 * DAY_MS // step_ms))
     out = []
     n = draw(st.integers(0, most))
     start = base
@@ -202,7 +210,7 @@ def test_cached_ranges_equal_the_upstream(
     shapes = _shapes(cache_series.built_at)
 
     @settings(
-        max_examples=30,
+        max_examples=150,
         deadline=None,
         derandomize=True,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
@@ -282,7 +290,7 @@ def test_cached_instants_equal_the_upstream(
     shapes = _shapes(cache_series.built_at)
 
     @settings(
-        max_examples=20,
+        max_examples=60,
         deadline=None,
         derandomize=True,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
