@@ -43,6 +43,7 @@ from proxy.results.extents import (
     union,
 )
 from proxy.results.key import request_key
+from proxy.splice import WarningSplicer
 from proxy.upstream import Upstream, UpstreamRequest
 
 log = structlog.get_logger(__name__)
@@ -170,23 +171,48 @@ class ResultsCache:
         """The answer from the cache (and the upstream for what it lacks); None when the request
         must be forwarded as it is (an answer the cache may not use)."""
         audit.note_forwarding()
+        # Callers asking the same forwarded request at once (a dashboard opened by a department)
+        # share one assembly: reading pieces, fetching, merging and encoding happen once.
+        key = request_key(upstream, built, {}, extra=["answer"])
+
+        async def assemble_once() -> Whole:
+            return await self._assembled(request, upstream, built, lookup, admission)
+
         try:
-            if lookup.endpoint == "query_range":
-                doc, outcome = await self._range(request, upstream, built, lookup, admission)
-            else:
-                doc, outcome = await self._instant(request, upstream, built, lookup, admission)
+            whole = await upstream.coalescer.whole(key, assemble_once)
         except Uncacheable as exc:
             log.debug("results_cache_uncacheable", reason=str(exc))
             return None
-        note_outcome(outcome)
+        ctx = context.current()
+        if ctx is not None and ctx.result_cache == "coalesced":
+            metrics.RESULTS_CACHE_REQUESTS.labels(ctx.hub, "coalesced").inc()
+        body = whole.body
         if warnings:
-            doc = {**doc, "warnings": [*doc.get("warnings", ()), *warnings]}
-        body = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+            splicer = WarningSplicer(warnings)
+            body = splicer.feed(body) + splicer.finish()
         out = web.Response(body=body, content_type="application/json")
         if len(body) > 1024:
             out.enable_compression()  # as the caller accepts (Accept-Encoding)
         audit.note_bytes(len(body))
         return out
+
+    async def _assembled(
+        self,
+        request: web.Request,
+        upstream: Upstream,
+        built: UpstreamRequest,
+        lookup: Lookup,
+        admission: Admission,
+    ) -> Whole:
+        """The answer from stored pieces and the upstream, encoded once (the outcome is noted on
+        the request that assembled it)."""
+        if lookup.endpoint == "query_range":
+            doc, outcome = await self._range(request, upstream, built, lookup, admission)
+        else:
+            doc, outcome = await self._instant(request, upstream, built, lookup, admission)
+        note_outcome(outcome)
+        body = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        return Whole(200, CIMultiDict(), body)
 
     # ------------------------------------------------------------------ range queries
 
