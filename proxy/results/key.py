@@ -38,7 +38,9 @@ def request_key(
 ) -> bytes:
     """The key of `built` sent to `upstream` with `headers`; `drop` removes parameters the caller
     varies itself (a range's start/end), `extra` adds parts (a piece's bucket)."""
-    params = normalised((*built.query, *(built.form or ())), drop)
+    # URL and body parameters stay apart: the upstream reads a name's body values first (Go's
+    # FormValue), so the same pairs split otherwise between the two may ask something else
+    params = [normalised(built.query, drop), normalised(built.form or (), drop)]
     parts = [
         SCHEMA,
         upstream.hub.name,

@@ -699,3 +699,30 @@ def test_concurrent_scopes_never_share_a_flight(
         _assert_same(_data(r), expected["data"], who)
     if cache == "off":  # (with the cache, how many pieces one ask fetches is the cache's business)
         assert relay.count() == len(SCOPED), "each scope's two concurrent asks were sent once"
+
+
+def _effective(name: str) -> Callable[[Seen, int, bytes], tuple[int, bytes]]:
+    """A relay rewrite: range values become `name`'s value as the upstream reads it (body first)."""
+
+    def rewrite(seen: Seen, status: int, body: bytes) -> tuple[int, bytes]:
+        if seen.path != RANGE:
+            return status, body
+        form = urllib.parse.parse_qs(seen.body.decode()) if seen.body else {}
+        url = urllib.parse.parse_qs(seen.query)
+        return versioned(seen, status, body, int((form.get(name) or url.get(name) or ["0"])[0]))
+
+    return rewrite
+
+
+def test_url_and_body_parameters_never_share_an_entry(
+    cache_series: CacheData, relayed: Callable[..., tuple[ProxyServer, Any]], token_for: TokenFor
+) -> None:
+    """URL `x=1` with body `x=2` (the upstream reads 2) and URL `x=1&x=2` (it reads 1) are two entries."""
+    proxy, _ = relayed({"rewrite": _effective("x_unknown")})
+    auth = auth_header("alice", token_for)
+    form = {"query": GAUGE, **_old_window(cache_series.built_at)}
+    url = f"{proxy.base_url}{RANGE}"
+    split = requests.post(f"{url}?x_unknown=1", data={**form, "x_unknown": "2"}, headers=auth, timeout=60)
+    assert _versions(_data(split)) == {2}
+    in_url = requests.post(f"{url}?x_unknown=1&x_unknown=2", data=form, headers=auth, timeout=60)
+    assert _versions(_data(in_url)) == {1}, "an answer to another parameter placement was served"

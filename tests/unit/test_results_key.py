@@ -72,6 +72,14 @@ def test_every_parameter_method_and_answer_header_counts() -> None:
     assert request_key(upstream(), shuffled, {}) == base
 
 
+def test_url_and_body_parameters_never_merge() -> None:
+    """URL `x=1` with body `x=2` (the upstream reads 2) is not URL `x=1&x=2` (it reads 1): two keys."""
+    form = tuple(RANGE.form or ())
+    split = UpstreamRequest(RANGE.method, RANGE.path, (("dedup", "true"),), (*form, ("dedup", "false")))
+    in_url = UpstreamRequest(RANGE.method, RANGE.path, (("dedup", "true"), ("dedup", "false")), form)
+    assert request_key(upstream(), split, {}) != request_key(upstream(), in_url, {})
+
+
 def test_dropped_parameters_and_extra_parts() -> None:
     """A range's start/end can be left out of the key; a piece's bucket goes in."""
     moved = UpstreamRequest(
