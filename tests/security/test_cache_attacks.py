@@ -31,6 +31,7 @@ from tests.support.cachedata import COUNTER, GAUGE
 from tests.support.cacheservers import CacheServer, memcached
 from tests.support.cachestack import (
     GENEROUS,
+    INSTANT,
     RANGE,
     CacheData,
     RelayFactory,
@@ -336,6 +337,27 @@ def test_fresh_points_come_from_the_upstream(
     fresh = [int(v) for item in second["result"] for t, v in item["values"] if t * 1000 > now - FRESHNESS_MS]
     assert fresh and min(fresh) > sent_first, "fresh points were re-read from the upstream"
     assert first["result"]
+
+
+def test_fresh_instants_always_reach_the_upstream(
+    cache_series: CacheData, relayed: Callable[..., tuple[ProxyServer, Any]], token_for: TokenFor
+) -> None:
+    """Instants reading the last 10 min (or without `time`) go upstream every time; old ones once."""
+    proxy, relay = relayed()
+    auth = auth_header("bob", token_for)
+    now = time.time()
+    old = {"query": f"{GAUGE} offset 1h", "time": seconds(int((now - 3600) * 1000))}
+    rows = (
+        ({"query": GAUGE, "time": seconds(int((now - 60) * 1000))}, 2),
+        ({"query": GAUGE}, 2),
+        ({"query": f"max_over_time({GAUGE}[1h])", "time": seconds(int((now - 900) * 1000))}, 1),
+        (old, 1),
+    )
+    for params, upstream_asks in rows:
+        sent = relay.count(INSTANT)
+        for _ in range(2):
+            assert _data(ask(proxy, auth, INSTANT, params))["result"]
+        assert relay.count(INSTANT) - sent == upstream_asks, params
 
 
 # ------------------------------------------------------- filters after a shared upstream answer
