@@ -88,6 +88,7 @@ async def replay(
     prom: PrometheusServer,
     proxy: Served | None = None,
     profile: bool = False,
+    stagger: float = 0.0,
 ) -> Run:
     """The load and `REFRESHES` refreshes, the last window ending at the current step.
 
@@ -98,7 +99,7 @@ async def replay(
     first_end = (int(time.time()) // STEP - REFRESHES) * STEP
     run = Run(name)
     count = Upstream(prom)
-    async with Replayer(base_url, tokens, ctx) as replayer:
+    async with Replayer(base_url, tokens, ctx, stagger) as replayer:
         for i in range(REFRESHES + 1):
             cpu = cpu_seconds(prom_proc), cpu_seconds(proxy_proc)
             seen = await outcomes(proxy.metrics_url) if proxy else Counter[str]()
@@ -113,10 +114,13 @@ async def replay(
     return run
 
 
-def run(workdir: Path, log: Callable[[str], None], serve: Serve, profile: bool = False) -> str:
+def run(
+    workdir: Path, log: Callable[[str], None], serve: Serve, profile: bool = False, stagger: float = 0.0
+) -> str:
     """Generate the data, start Prometheus, the emulator and memcached, replay every target.
 
     `profile`: the cache=memory proxy runs under cProfile for the refreshes; its top functions follow.
+    `stagger`: users start spread over that many seconds instead of together (`Replayer.load`).
     """
     binaries = ensure_prometheus()
     workdir = workdir / "dashboard"
@@ -139,7 +143,9 @@ def run(workdir: Path, log: Callable[[str], None], serve: Serve, profile: bool =
         log("dashboard: priming Prometheus (one user's dashboard, not measured)")
         asyncio.run(_prime(Replayer(prom.base_url, [None], direct_ctx), prom))
         log("dashboard: direct")
-        runs.append(asyncio.run(replay("direct", prom.base_url, [None] * USERS, direct_ctx, prom)))
+        runs.append(
+            asyncio.run(replay("direct", prom.base_url, [None] * USERS, direct_ctx, prom, stagger=stagger))
+        )
         hmac_key = secrets.token_hex(32)
         configs: list[tuple[str, dict[str, str]]] = [
             ("proxy cache=memory", {"PROXY_CACHE": "memory"}),
@@ -157,9 +163,11 @@ def run(workdir: Path, log: Callable[[str], None], serve: Serve, profile: bool =
                 profiled = stats if env["PROXY_CACHE"] == "memory" else None
                 served = inner.enter_context(serve(prom, kc_url, logfile, profiled, **DEFAULT_LIMITS, **env))
                 runs.append(
-                    asyncio.run(replay(name, served.url, tokens, None, prom, served, profiled is not None))
+                    asyncio.run(
+                        replay(name, served.url, tokens, None, prom, served, profiled is not None, stagger)
+                    )
                 )
-    text = render(runs, written)
+    text = render(runs, written, stagger)
     if stats is not None:
         text += "\n\n" + profile_summary(stats, USERS * len(PANELS) * REFRESHES)
     return text
@@ -194,13 +202,14 @@ async def _prime(replayer: Replayer, prom: PrometheusServer) -> None:
         await replayer.load("prime", (int(time.time()) // STEP - REFRESHES) * STEP, Upstream(prom))
 
 
-def render(runs: list[Run], written: Written) -> str:
+def render(runs: list[Run], written: Written, stagger: float = 0.0) -> str:
     """The side-by-side table, the answers' check and the issue's targets."""
     direct = runs[0]
     lines = [
         f"dashboard replay: {USERS} users × {len(PANELS)} panels of one project, {RANGE // 3600} h range at"
-        f" step {STEP} s ({RANGE // STEP + 1} points), ≤ {PER_USER} panels in flight per user, all users at"
-        f" once; a load, then {REFRESHES} refreshes (window +{STEP} s each)",
+        f" step {STEP} s ({RANGE // STEP + 1} points), ≤ {PER_USER} panels in flight per user,"
+        + (f" users starting over {stagger:g} s;" if stagger else " all users at once;")
+        + f" a load, then {REFRESHES} refreshes (window +{STEP} s each)",
         f"data: {written.series} series, {written.samples / 1e6:.2f} M samples (30 s grid,"
         f" {(written.last - written.first) / 3600:.1f} h); upstream = queries Prometheus served;"
         " ×dir = ratio to direct at the same load; CPU = CPU seconds of Prometheus / the proxy;"
@@ -224,10 +233,12 @@ def render(runs: list[Run], written: Written) -> str:
     warm_direct = _warm(direct)
     for run in runs:
         warm = _warm(run)
+        cpu = sum(run.prom_cpu[1:])
         lines.append(
             f"  {run.name:26} upstream {warm.upstream:5d} ({_pct(warm.upstream, warm_direct.upstream)} of"
             f" direct's)  p50 {warm.p50:7.1f} ms ({_ratio(warm.p50, warm_direct.p50).strip()}×)"
             f"  p99 {warm.p(0.99):7.1f} ms ({_ratio(warm.p(0.99), warm_direct.p(0.99)).strip()}×)"
+            f"  prom CPU {cpu:5.1f} s ({_pct(cpu, sum(direct.prom_cpu[1:]))})"
         )
     lines += ["", "answers (first user, every load): series and points per panel as direct's:"]
     for run in runs[1:]:

@@ -121,8 +121,11 @@ def shape_of(body: bytes, encoding: str | None) -> tuple[int, int]:
 class Replayer:
     """Users with their own sessions loading the dashboard against one base URL."""
 
-    def __init__(self, base_url: str, tokens: Sequence[str | None], ctx: ssl.SSLContext | None) -> None:
-        """`tokens`: one per user (None: no Authorization, e.g. direct); `ctx`: client TLS."""
+    def __init__(
+        self, base_url: str, tokens: Sequence[str | None], ctx: ssl.SSLContext | None, stagger: float = 0.0
+    ) -> None:
+        """`tokens`: one per user (None: no Authorization); `ctx`: client TLS; `stagger`: see `load`."""
+        self.stagger = stagger
         self.base_url = base_url
         self.tokens = list(tokens)
         self.ctx = ctx
@@ -147,7 +150,10 @@ class Replayer:
             await session.close()
 
     async def load(self, label: str, end: int, upstream: Callable[[], Awaitable[int]]) -> Load:
-        """Every user loads every panel of the window ending at `end`; `upstream()` counts requests."""
+        """Every user loads every panel of the window ending at `end`; `upstream()` counts requests.
+
+        Users start together, or with `stagger` seconds spread evenly between the first and the last.
+        """
         out = Load(label)
         before = await upstream()
         began = time.perf_counter()
@@ -161,6 +167,8 @@ class Replayer:
 
     async def _user(self, user: int, end: int, out: Load) -> None:
         """One user's dashboard: all panels, `PER_USER` at a time (the browser's limit)."""
+        if self.stagger and len(self.tokens) > 1:
+            await asyncio.sleep(self.stagger * user / (len(self.tokens) - 1))
         slots = asyncio.Semaphore(PER_USER)
         group = str(uuid.uuid4())
 

@@ -817,6 +817,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="dashboard replay: the proxy with cache=memory under cProfile (CPU clock) for the refreshes",
     )
+    parser.add_argument(
+        "--dashboard-stagger",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="dashboard replay: users start spread over SECONDS (default 0: together, as the issue asks)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument(
         "--proxy-env",
@@ -841,7 +848,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_before = os.getloadavg()
     if only == {DASHBOARD}:  # needs none of the shared services: its own data, Prometheus and realm
         try:
-            text = dashboard.run(workdir, log, _serve(args.proxy_src), args.dashboard_profile)
+            text = dashboard.run(
+                workdir, log, _serve(args.proxy_src), args.dashboard_profile, args.dashboard_stagger
+            )
         finally:
             if not args.keep:
                 shutil.rmtree(workdir, ignore_errors=True)
@@ -1061,7 +1070,9 @@ def run_all(
             workdir, log, lambda kc, logfile: _proxy_at(prom, kc, logfile)
         )
     if want(DASHBOARD):
-        bench.dashboard_text = dashboard.run(workdir, log, _serve(args.proxy_src), args.dashboard_profile)
+        bench.dashboard_text = dashboard.run(
+            workdir, log, _serve(args.proxy_src), args.dashboard_profile, args.dashboard_stagger
+        )
     return bench
 
 
