@@ -132,6 +132,8 @@ QUOTED = _declare("quoted", "1,024 percent-encoded upstream parameter values")
 RESULTS = _declare(
     "results", "PROXY_CACHE_MAX_BYTES stored bytes in memory (or the shared backend), PROXY_CACHE_TTL"
 )
+# The same entries decoded, by key and checksum (reading a piece decoded it on every refresh).
+RESULTS_DECODED = _declare("results_decoded", "1,024 entries and PROXY_CACHE_MAX_BYTES / 8 of their bytes")
 
 
 class MetricNames:

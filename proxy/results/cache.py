@@ -10,8 +10,10 @@ Anything else — or any doubt — forwards the caller's request unchanged, unca
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import time
+import zlib
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ from proxy.bodies import read_bounded
 from proxy.coalesce import Admission, Whole
 from proxy.config import Settings
 from proxy.promql import nodes as n
+from proxy.promql.cache import BoundedLRU
 from proxy.results.backends import Backend
 from proxy.results.extents import (
     Extent,
@@ -54,8 +57,30 @@ RANGE_BOUNDS = frozenset({"start", "end"})
 UNSHARED = frozenset({"stats"})
 # Missing stretches of one request fetched at once (one admission holds them all).
 FETCH_CONCURRENCY = 4
+# Answers over GZIP_FROM bytes are compressed once per assembly (over THREAD_FROM: off the loop).
+GZIP_FROM = 1024
+THREAD_FROM = 256 * 1024
+GZIP_HEADERS = {"Content-Type": "application/json", "Content-Encoding": "gzip", "Vary": "Accept-Encoding"}
+# A stored piece is rewritten once it would gain this much (or one step, if longer).
+STORE_EVERY_MS = 300_000
 # Writes to a shared cache still in flight (beyond: skipped).
 MAX_PENDING_WRITES = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Assembled(Whole):
+    """An answer the cache assembled, with its gzip form (empty: too small to compress)."""
+
+    gzipped: bytes
+
+
+def accepts_gzip(request: web.Request) -> bool:
+    """The caller's Accept-Encoding admits gzip (`gzip;q=0` refuses it)."""
+    for item in request.headers.get("Accept-Encoding", "").lower().split(","):
+        name, _, params = item.strip().partition(";")
+        if name.strip() in ("gzip", "*"):
+            return params.replace(" ", "") not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+    return False
 
 
 class Uncacheable(Exception):
@@ -116,6 +141,17 @@ class ResultsCache:
         coalescer)."""
         self._backend = backend
         self._writes: set[asyncio.Future[None]] = set()
+        # Decoded entries by key and stored bytes' checksum: a dashboard's pieces are read on
+        # every refresh and decoding dominated (docs/caching.md#cost); bounded by stored bytes
+        # (decoded objects take several times more).
+        self._decoded: BoundedLRU[tuple[int, list[Extent]]] = BoundedLRU(
+            max_entries=1024, max_weight=max(settings.cache_max_bytes // 8, 1 << 20)
+        )
+        caches.RESULTS_DECODED.source = lambda: (
+            self._decoded.hits,
+            self._decoded.misses,
+            len(self._decoded),
+        )
         self._freshness_ms = round(settings.cache_max_freshness * 1000)
         self._split_ms = round(settings.cache_split_interval * 1000)
         self._max_item = settings.cache_max_item_bytes
@@ -190,9 +226,14 @@ class ResultsCache:
         if warnings:
             splicer = WarningSplicer(warnings)
             body = splicer.feed(body) + splicer.finish()
-        out = web.Response(body=body, content_type="application/json")
-        if len(body) > 1024:
+            out = web.Response(body=body, content_type="application/json")
             out.enable_compression()  # as the caller accepts (Accept-Encoding)
+        elif isinstance(whole, Assembled) and whole.gzipped and accepts_gzip(request):
+            # compressed once for every caller of this assembly, not once per caller
+            body = whole.gzipped
+            out = web.Response(body=body, headers=GZIP_HEADERS)
+        else:
+            out = web.Response(body=body, content_type="application/json")
         audit.note_bytes(len(body))
         return out
 
@@ -212,7 +253,11 @@ class ResultsCache:
             doc, outcome = await self._instant(request, upstream, built, lookup, admission)
         note_outcome(outcome)
         body = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        return Whole(200, CIMultiDict(), body)
+        if len(body) <= GZIP_FROM:
+            return Assembled(200, CIMultiDict(), body, b"")
+        if len(body) < THREAD_FROM:
+            return Assembled(200, CIMultiDict(), body, gzip.compress(body, 1, mtime=0))
+        return Assembled(200, CIMultiDict(), body, await asyncio.to_thread(gzip.compress, body, 1, mtime=0))
 
     # ------------------------------------------------------------------ range queries
 
@@ -268,11 +313,17 @@ class ResultsCache:
         caches.RESULTS.lookup(raw is not None)
         if raw is None:
             return []
+        checksum = zlib.crc32(raw) ^ (len(raw) << 32)
+        known = self._decoded.get(key)
+        if known is not None and known[0] == checksum:
+            return known[1]
         try:
-            return decode_extents(raw)
+            extents = decode_extents(raw)
         except ValueError:
             log.warning("results_cache_entry_unreadable")
             return []
+        self._decoded.put(key, (checksum, extents), len(raw))
+        return extents
 
     async def _fetch_all(
         self,
@@ -347,15 +398,24 @@ class ResultsCache:
         if not fetched:
             return
         until = self._storable_until(lookup, step_ms) // step_ms * step_ms  # onto the (aligned) grid
+        # A refresh adds a step or two: re-encoding a whole piece for that would cost more than
+        # fetching a few more points next time, so a piece is rewritten once it gains STORE_EVERY.
+        every = max(1, STORE_EVERY_MS // step_ms)
         for piece, key, have in zip(parts, keys, stored, strict=True):
             last = min(piece.last_ms, until)
             new = [
-                extent_from_answer(lo, hi, step_ms, trimmed(e, lo, hi))
+                Extent(lo, hi, step_ms, trimmed(e, lo, hi))  # checked when fetched
                 for e in fetched
                 if (lo := max(e.first_ms, piece.first_ms)) <= (hi := min(e.last_ms, last))
             ]
-            if new:
-                await self._write(key, encode_extents(union([*have, *new])))
+            if not new:
+                continue
+            merged = union([*have, *new])
+            if have and _only_a_short_tail(have, merged, every):
+                continue
+            raw = encode_extents(merged)
+            self._decoded.put(key, (zlib.crc32(raw) ^ (len(raw) << 32), merged), len(raw))
+            await self._write(key, raw)
 
     # ------------------------------------------------------------------ instant queries
 
@@ -410,6 +470,19 @@ class SharedAdmission:
                 await self._stack.enter_async_context(self._admission())
                 self._held = True
         yield
+
+
+def _points(extents: Sequence[Extent]) -> int:
+    """Grid points the extents cover."""
+    return sum((e.last_ms - e.first_ms) // e.step_ms + 1 for e in extents)
+
+
+def _only_a_short_tail(have: Sequence[Extent], merged: Sequence[Extent], every: int) -> bool:
+    """True when `merged` adds to `have` only fewer than `every` points after its end (a
+    refresh's step or two); anything earlier, or a longer tail, is worth rewriting the entry."""
+    step = merged[0].step_ms
+    tail = (max(e.last_ms for e in merged) - max(e.last_ms for e in have)) // step
+    return _points(merged) - _points(have) == tail < every
 
 
 def _outcome(fetches: int, held: int) -> str:

@@ -23,6 +23,7 @@ BUILT_IN = {
     "authn/basic.py": {"basic"},
     "authn/introspect.py": {"introspect"},
     "authz/decisions.py": {"allow", "deny", "holdings"},
+    "results/cache.py": {"results_decoded"},
 }
 # Not request-path result caches: Basic-auth failure memory and guessing windows, per-subject
 # windows of cold Keycloak decisions (rate state, not answers), the secret method learned per

@@ -145,9 +145,9 @@ async def test_redis_tls_with_an_untrusted_server_cert_is_a_miss(
     redis_server: CacheServer, pki: Pki, opened: Any, tmp_path: Path
 ) -> None:
     """The server's certificate must chain to `cache_ca_cert`: another CA → no connection, a miss."""
-    s = redis_settings(
-        redis_server, cache_address=redis_server.tls_address, **tls_flags(pki)
-    ).model_copy(update={"cache_ca_cert": pki.other_ca_cert})
+    s = redis_settings(redis_server, cache_address=redis_server.tls_address, **tls_flags(pki)).model_copy(
+        update={"cache_ca_cert": pki.other_ca_cert}
+    )
     before = errors("redis", "error")
     assert await opened(s).get(FULL_KEY) is None
     assert errors("redis", "error") == before + 1

@@ -10,6 +10,7 @@ missing stretch.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -280,3 +281,36 @@ async def test_concurrent_identical_misses_fetch_once(harness: Harness, syntheti
     answers = await asyncio.gather(*(harness.ask("up", start, end) for _ in range(20)))
     assert all(doc == expected(start, end) for doc, _ in answers)
     assert len(synthetic.asked) == 1
+
+
+async def test_a_piece_is_rewritten_once_its_tail_gains_five_minutes(
+    harness: Harness, synthetic: Synthetic
+) -> None:
+    """Refreshes one step apart re-fetch the short unstored tail; ten steps later it is stored."""
+    start, end = MIDNIGHT + 3600, MIDNIGHT + 4 * 3600
+    await harness.ask("up", start, end)
+    for k in range(1, 11):
+        doc, _ = await harness.ask("up", start + 30 * k, end + 30 * k)
+        assert doc == expected(start + 30 * k, end + 30 * k)
+        assert synthetic.asked[-1]["start"] == str(end + 30)  # nothing after `end` was stored yet
+    await harness.ask("up", start + 330, end + 330)
+    assert synthetic.asked[-1]["start"] == str(end + 330)  # the ten-step tail was stored
+
+
+async def test_a_large_answer_is_compressed_once_for_every_caller(harness: Harness) -> None:
+    """Callers accepting gzip share one gzip body; others get the JSON as it is."""
+    start, end = MIDNIGHT, MIDNIGHT + 6 * 3600
+    built = UpstreamRequest(
+        "GET",
+        "/api/v1/query_range",
+        (("query", "up"), ("start", str(start)), ("end", str(end)), ("step", "30")),
+    )
+    lookup = harness.lookup("up")
+    gz = make_mocked_request("GET", "/api/v1/query_range", headers={"Accept-Encoding": "gzip"})
+    plain = make_mocked_request("GET", "/api/v1/query_range")
+    first = await harness.cache.answer(gz, harness.upstream, built, lookup, (), no_admission)
+    second = await harness.cache.answer(plain, harness.upstream, built, lookup, (), no_admission)
+    assert isinstance(first, web.Response) and first.headers["Content-Encoding"] == "gzip"
+    assert isinstance(first.body, bytes) and json.loads(gzip.decompress(first.body)) == expected(start, end)
+    assert second is not None and "Content-Encoding" not in second.headers
+    assert body_of(second) == expected(start, end)

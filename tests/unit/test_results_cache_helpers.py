@@ -69,3 +69,22 @@ def test_times_to_milliseconds(value: str, ms: int | None) -> None:
     from proxy import caps
 
     assert cache._ms(value, caps.parse_time) == ms
+
+
+@pytest.mark.parametrize(
+    ("value", "gzip"),
+    [
+        ("gzip", True),
+        ("deflate, gzip;q=1.0", True),
+        ("*", True),
+        ("gzip;q=0", False),
+        ("identity", False),
+        ("", False),
+    ],
+)
+def test_accept_encoding_gzip(value: str, gzip: bool) -> None:
+    """A cached answer goes out gzipped only to callers that accept gzip."""
+    from aiohttp.test_utils import make_mocked_request
+
+    request = make_mocked_request("GET", "/", headers={"Accept-Encoding": value} if value else {})
+    assert cache.accepts_gzip(request) is gzip
