@@ -321,6 +321,29 @@ def test_answers_over_the_item_limit_are_never_kept(
     assert delta(before, outcomes(proxy))["hit"] == 0
 
 
+def _asked(seen: Seen) -> tuple[float, float]:
+    """The start and end a range request sent upstream asked for (seconds)."""
+    params = {**urllib.parse.parse_qs(seen.query), **urllib.parse.parse_qs(seen.body.decode())}
+    return float(params["start"][0]), float(params["end"][0])
+
+
+def test_partial_hits_fetch_only_what_is_missing(
+    cache_series: CacheData, relayed: Callable[..., tuple[ProxyServer, Any]], token_for: TokenFor
+) -> None:
+    """A window overlapping a stored one asks the upstream only for the stretch not stored yet."""
+    proxy, relay = relayed()
+    auth = auth_header("carol", token_for)
+    start = (int(cache_series.built_at) // 86400 - 2) * 86400 + 2 * 3600  # seconds, on the 5 min grid
+    window = {"query": f"rate({COUNTER}[5m])", "step": "300"}
+    _data(ask(proxy, auth, RANGE, {**window, "start": str(start), "end": str(start + 10 * 3600)}))
+    sent = relay.count()
+    _data(ask(proxy, auth, RANGE, {**window, "start": str(start + 5 * 3600), "end": str(start + 15 * 3600)}))
+    fetched = [_asked(s) for s in relay.seen if s.path == RANGE][sent:]
+    assert fetched, "the stretch not stored was fetched"
+    for first, last in fetched:
+        assert start + 10 * 3600 < first <= last <= start + 15 * 3600, (first, last)
+
+
 def test_fresh_points_come_from_the_upstream(
     relayed: Callable[..., tuple[ProxyServer, Any]], token_for: TokenFor
 ) -> None:
