@@ -103,6 +103,16 @@ class Relay(LoopbackServer):
     def __post_init__(self) -> None:
         LoopbackServer.__init__(self)
 
+    async def _start(self) -> None:
+        # port 0: the kernel picks a port no other worker can take between choosing and binding
+        app = web.Application()
+        self.add_routes(app)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.1)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.ssl_context()).start()
+        self.port = int(self._runner.addresses[0][1])
+        self.base_url = f"{self.scheme}://127.0.0.1:{self.port}"
+
     def add_routes(self, app: web.Application) -> None:
         """Every path is relayed."""
         app.router.add_route("*", "/{tail:.*}", self._handle)
