@@ -17,6 +17,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from tests.support.cachestack import (
     INSTANT,
     RANGE,
     CacheData,
+    Relay,
     RelayFactory,
     ask,
     delta,
@@ -556,6 +558,34 @@ def shared_cache(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sha
     server.stop()
 
 
+@dataclass
+class Sharing:
+    """A numbering relay to the cache dataset and a maker of proxies sharing one cache through it."""
+
+    relay: Relay
+    proxy: Callable[..., ProxyServer]  # `PROXY_*` overrides; a fresh HMAC key unless given
+
+
+@pytest.fixture
+def sharing(
+    cache_prometheus: PrometheusServer,
+    relay_factory: RelayFactory,
+    proxy_factory: ProxyFactory,
+    shared_cache: SharedCache,
+) -> Sharing:
+    """Proxies in front of one relay, all using `shared_cache`."""
+    relay = relay_factory(cache_prometheus, rewrite=_counting())
+    common = {**GENEROUS, **relay.env(), "PROXY_CACHE": shared_cache.kind}
+    common["PROXY_CACHE_ADDRESS"] = shared_cache.address
+
+    def make(**env: str) -> ProxyServer:
+        return proxy_factory(
+            cache_prometheus, **{**common, "PROXY_CACHE_HMAC_KEY": secrets.token_hex(24), **env}
+        )
+
+    return Sharing(relay, make)
+
+
 def _stored(cache: SharedCache) -> list[bytes]:
     """The shared cache's keys, waiting briefly for a write that may finish after the answer."""
     deadline = time.monotonic() + 3
@@ -576,23 +606,10 @@ def _forged_count(proxy: ProxyServer, backend: str) -> float:
 
 
 def test_entries_sealed_with_another_key_are_ignored(
-    cache_series: CacheData,
-    cache_prometheus: PrometheusServer,
-    relay_factory: RelayFactory,
-    proxy_factory: ProxyFactory,
-    token_for: TokenFor,
-    shared_cache: SharedCache,
+    cache_series: CacheData, sharing: Sharing, shared_cache: SharedCache, token_for: TokenFor
 ) -> None:
     """Proxies sharing a cache under different HMAC keys never serve each other's entries (forged)."""
-    relay = relay_factory(cache_prometheus, rewrite=_counting())
-    common = {
-        **GENEROUS,
-        **relay.env(),
-        "PROXY_CACHE": shared_cache.kind,
-        "PROXY_CACHE_ADDRESS": shared_cache.address,
-    }
-    mine = proxy_factory(cache_prometheus, **common, PROXY_CACHE_HMAC_KEY=secrets.token_hex(24))
-    theirs = proxy_factory(cache_prometheus, **common, PROXY_CACHE_HMAC_KEY=secrets.token_hex(24))
+    relay, mine, theirs = sharing.relay, sharing.proxy(), sharing.proxy()  # two HMAC keys
     auth = auth_header("alice", token_for)
     params = {"query": GAUGE, **_old_window(cache_series.built_at)}
     first = _data(ask(mine, auth, RANGE, params))
@@ -609,22 +626,10 @@ def test_entries_sealed_with_another_key_are_ignored(
 
 
 def test_tampered_entries_are_ignored(
-    cache_series: CacheData,
-    cache_prometheus: PrometheusServer,
-    relay_factory: RelayFactory,
-    proxy_factory: ProxyFactory,
-    token_for: TokenFor,
-    shared_cache: SharedCache,
+    cache_series: CacheData, sharing: Sharing, shared_cache: SharedCache, token_for: TokenFor
 ) -> None:
     """Stored values altered in place (one byte, or garbage) are misses: the upstream answers again."""
-    relay = relay_factory(cache_prometheus, rewrite=_counting())
-    env = {**GENEROUS, **relay.env(), "PROXY_CACHE": shared_cache.kind}
-    proxy = proxy_factory(
-        cache_prometheus,
-        **env,
-        PROXY_CACHE_ADDRESS=shared_cache.address,
-        PROXY_CACHE_HMAC_KEY=secrets.token_hex(24),
-    )
+    relay, proxy = sharing.relay, sharing.proxy()
     auth = auth_header("bob", token_for)
     params = {"query": f"sum by (namespace) (rate({COUNTER}[5m]))", **_old_window(cache_series.built_at)}
     first = _data(ask(proxy, auth, RANGE, params))
@@ -678,25 +683,13 @@ def test_forwarded_parameters_split_entries(
 
 
 def test_upstream_credentials_split_shared_entries(
-    cache_series: CacheData,
-    cache_prometheus: PrometheusServer,
-    relay_factory: RelayFactory,
-    proxy_factory: ProxyFactory,
-    token_for: TokenFor,
-    shared_cache: SharedCache,
+    cache_series: CacheData, sharing: Sharing, shared_cache: SharedCache, token_for: TokenFor
 ) -> None:
     """Replicas sharing a cache share entries only when they send the upstream the same credentials."""
-    relay = relay_factory(cache_prometheus, rewrite=_counting())
-    env = {
-        **GENEROUS,
-        **relay.env(),
-        "PROXY_CACHE": shared_cache.kind,
-        "PROXY_CACHE_HMAC_KEY": secrets.token_hex(24),
-    }
-    env["PROXY_CACHE_ADDRESS"] = shared_cache.address
-    tenant_a = proxy_factory(cache_prometheus, **env, PROXY_PROMETHEUS_TOKEN="tenant-a-token")
-    replica_a = proxy_factory(cache_prometheus, **env, PROXY_PROMETHEUS_TOKEN="tenant-a-token")
-    tenant_b = proxy_factory(cache_prometheus, **env, PROXY_PROMETHEUS_TOKEN="tenant-b-token")
+    relay, key = sharing.relay, secrets.token_hex(24)  # one HMAC key: the replicas of one deployment
+    tenant_a = sharing.proxy(PROXY_CACHE_HMAC_KEY=key, PROXY_PROMETHEUS_TOKEN="tenant-a-token")
+    replica_a = sharing.proxy(PROXY_CACHE_HMAC_KEY=key, PROXY_PROMETHEUS_TOKEN="tenant-a-token")
+    tenant_b = sharing.proxy(PROXY_CACHE_HMAC_KEY=key, PROXY_PROMETHEUS_TOKEN="tenant-b-token")
     auth = auth_header("carol", token_for)
     start = int(cache_series.built_at * 1000) // DAY_MS * DAY_MS - 2 * DAY_MS + 3 * HOUR_MS
     params = {"query": GAUGE, "start": seconds(start), "end": seconds(start + 5 * HOUR_MS), "step": "120"}
