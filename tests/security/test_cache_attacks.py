@@ -28,7 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from keycloak_emulator import ThreadedEmulatorServer
 from proxy_demo.dataset import Series
 from proxy_demo.prometheus import PrometheusServer
-from tests.support.cachedata import COUNTER, GAUGE
+from tests.support.cachedata import COUNTER, GAUGE, HISTOGRAM
 from tests.support.cacheservers import CacheServer, memcached
 from tests.support.cachestack import (
     GENEROUS,
@@ -643,6 +643,26 @@ def test_tampered_entries_are_ignored(
         sent = relay.count()
         got = _data(ask(proxy, auth, RANGE, params))
         assert relay.count() > sent, f"{round_}: a tampered entry was served"
+        assert [i["metric"] for i in got["result"]] == [i["metric"] for i in first["result"]]
+
+
+def test_a_shared_cache_going_down_costs_only_upstream_asks(
+    cache_series: CacheData, sharing: Sharing, shared_cache: SharedCache, token_for: TokenFor
+) -> None:
+    """With memcached/Redis stopped after a hit, asks are still answered (from the upstream), quickly."""
+    relay, proxy = sharing.relay, sharing.proxy()
+    auth = auth_header("researcher-team-a", token_for)
+    params = {
+        "query": f"histogram_quantile(0.5, rate({HISTOGRAM}_bucket[10m]))",
+        **_old_window(cache_series.built_at),
+    }
+    first = _data(ask(proxy, auth, RANGE, params))
+    assert _stored(shared_cache)
+    shared_cache.stop()
+    for _ in range(2):
+        sent, began = relay.count(), time.monotonic()
+        got = _data(ask(proxy, auth, RANGE, params))
+        assert relay.count() > sent and time.monotonic() - began < 10
         assert [i["metric"] for i in got["result"]] == [i["metric"] for i in first["result"]]
 
 
