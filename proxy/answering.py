@@ -16,8 +16,9 @@ from proxy.audit import hook as audit
 from proxy.bodies import CHUNK
 from proxy.coalesce import Answer
 from proxy.fanout import BranchAnswer, merge, run_branches
-from proxy.results.cache import Lookup, ResultsCache, caller_refuses_cache, note_outcome
+from proxy.results.cache import Lookup, ResultsCache, note_outcome
 from proxy.results.key import request_key
+from proxy.results.request import caller_refuses_cache
 from proxy.splice import WarningSplicer
 from proxy.upstream import Upstream, UpstreamRequest
 

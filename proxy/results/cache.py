@@ -14,8 +14,7 @@ import gzip
 import json
 import time
 import zlib
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +29,7 @@ from proxy.coalesce import Admission, Whole
 from proxy.config import Settings
 from proxy.promql import nodes as n
 from proxy.promql.cache import BoundedLRU
+from proxy.results.admission import SharedAdmission
 from proxy.results.backends import Backend
 from proxy.results.extents import (
     Extent,
@@ -46,6 +46,8 @@ from proxy.results.extents import (
     union,
 )
 from proxy.results.key import request_key
+from proxy.results.request import accepts_gzip, ms, param, with_bounds
+from proxy.results.stretches import consecutive, joined, only_a_short_tail, outcome_of
 from proxy.splice import WarningSplicer
 from proxy.upstream import Upstream, UpstreamRequest
 
@@ -74,15 +76,6 @@ class Assembled(Whole):
     gzipped: bytes
 
 
-def accepts_gzip(request: web.Request) -> bool:
-    """The caller's Accept-Encoding admits gzip (`gzip;q=0` refuses it)."""
-    for item in request.headers.get("Accept-Encoding", "").lower().split(","):
-        name, _, params = item.strip().partition(";")
-        if name.strip() in ("gzip", "*"):
-            return params.replace(" ", "") not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
-    return False
-
-
 class Uncacheable(Exception):
     """An upstream answer the cache may not store or assemble from: forward the request as is."""
 
@@ -93,44 +86,6 @@ class Lookup:
 
     trees: tuple[n.Expr, ...]
     endpoint: str  # "query" | "query_range"
-
-
-def _ms(value: str | None, parse: Callable[[str], float | None]) -> int | None:
-    if value is None:
-        return None
-    seconds = parse(value)
-    if seconds is None or seconds != seconds or abs(seconds) > 1e13:  # NaN, absurd
-        return None
-    ms = round(seconds * 1000)
-    # Prometheus truncates below a millisecond; such a request is not cached rather than guessed.
-    return ms if abs(seconds * 1000 - ms) < 1e-3 else None
-
-
-def _param(built: UpstreamRequest, name: str) -> str | None:
-    values = [v for k, v in (*built.query, *(built.form or ())) if k == name]
-    return values[0] if len(values) == 1 else None
-
-
-def _with_bounds(built: UpstreamRequest, first_ms: int, last_ms: int) -> UpstreamRequest:
-    """`built` asking for the grid points [first, last] only (start/end where they were sent)."""
-
-    def swap(pairs: Iterable[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
-        values = {"start": _seconds(first_ms), "end": _seconds(last_ms)}
-        return tuple((k, values.get(k, v)) for k, v in pairs)
-
-    form = swap(built.form) if built.form is not None else None
-    return UpstreamRequest(built.method, built.path, swap(built.query), form)
-
-
-def _seconds(ms: int) -> str:
-    whole, frac = divmod(ms, 1000)
-    return f"{whole}.{frac:03d}" if frac else str(whole)
-
-
-def caller_refuses_cache(request: web.Request) -> bool:
-    """`Cache-Control: no-cache` (or `no-store`) from the caller: answer from the upstream."""
-    value = request.headers.get("Cache-Control", "").lower()
-    return "no-cache" in value or "no-store" in value
 
 
 class ResultsCache:
@@ -178,7 +133,7 @@ class ResultsCache:
 
     def applies(self, built: UpstreamRequest, lookup: Lookup) -> str | None:
         """Why this request is not answered from the cache (None: it is)."""
-        if any(_param(built, name) is not None for name in UNSHARED):
+        if any(param(built, name) is not None for name in UNSHARED):
             return "stats"
         reason = lookback.cache_bypass(lookup.trees)
         if reason is not None:
@@ -190,7 +145,7 @@ class ResultsCache:
             if self._storable_until(lookup, grid.step_ms) < grid.start_ms:
                 return "fresh"
             return None
-        at = _ms(_param(built, "time"), caps.parse_time)
+        at = ms(param(built, "time"), caps.parse_time)
         if at is None or lookback.newest_touch_ms(lookup.trees, at) > self._now_ms() - self._freshness_ms:
             return "fresh"
         return None
@@ -265,9 +220,9 @@ class ResultsCache:
         return round(self.clock() * 1000)
 
     def _grid(self, built: UpstreamRequest) -> Grid | None:
-        start = _ms(_param(built, "start"), caps.parse_time)
-        end = _ms(_param(built, "end"), caps.parse_time)
-        step = _ms(_param(built, "step"), caps.parse_step)
+        start = ms(param(built, "start"), caps.parse_time)
+        end = ms(param(built, "end"), caps.parse_time)
+        step = ms(param(built, "step"), caps.parse_step)
         if start is None or end is None or step is None:
             return None
         return grid_of(start, end, step)
@@ -297,16 +252,19 @@ class ResultsCache:
         wanted = [
             (piece, missing(piece, grid.step_ms, have)) for piece, have in zip(parts, stored, strict=True)
         ]
-        stretches = _joined([gap for _, gaps in wanted for gap in gaps], grid.step_ms)
+        stretches = joined([gap for _, gaps in wanted for gap in gaps], grid.step_ms)
         fetched: list[Extent] = []
         if stretches:
             async with SharedAdmission(admission) as shared:
                 fetched = await self._fetch_all(request, upstream, built, stretches, shared.take)
         await self._store(parts, keys, stored, fetched, lookup, grid.step_ms)
         held = [extent for have in stored for extent in have]
-        series = assemble(_consecutive([*held, *fetched], grid))
+        parts_in_order = consecutive([*held, *fetched], grid)
+        if parts_in_order is None:
+            raise Uncacheable("a stretch was not covered")
+        series = assemble(parts_in_order)
         doc = {"status": "success", "data": {"resultType": "matrix", "result": series}}
-        return doc, _outcome(len(stretches), len(held))
+        return doc, outcome_of(len(stretches), len(held))
 
     async def _extents(self, key: bytes) -> list[Extent]:
         raw = await self._backend.get(key)
@@ -334,11 +292,11 @@ class ResultsCache:
         admission: Admission,
     ) -> list[Extent]:
         gate = asyncio.Semaphore(FETCH_CONCURRENCY)
-        step = _ms(_param(built, "step"), caps.parse_step) or 0
+        step = ms(param(built, "step"), caps.parse_step) or 0
 
         async def one(first: int, last: int) -> Extent:
             async with gate:
-                doc = await self._fetch(request, upstream, _with_bounds(built, first, last), admission)
+                doc = await self._fetch(request, upstream, with_bounds(built, first, last), admission)
             data = doc.get("data")
             if not isinstance(data, dict) or data.get("resultType") != "matrix":
                 raise Uncacheable("not a matrix")
@@ -411,7 +369,7 @@ class ResultsCache:
             if not new:
                 continue
             merged = union([*have, *new])
-            if have and _only_a_short_tail(have, merged, every):
+            if have and only_a_short_tail(have, merged, every):
                 continue
             raw = encode_extents(merged)
             self._decoded.put(key, (zlib.crc32(raw) ^ (len(raw) << 32), merged), len(raw))
@@ -440,84 +398,6 @@ class ResultsCache:
         doc = await self._fetch(request, upstream, built, admission)
         await self._write(key, json.dumps(doc, separators=(",", ":")).encode("utf-8"))
         return doc, "miss"
-
-
-class SharedAdmission:
-    """The request's one admission, taken when its first fetch that is not a coalesced follower
-    needs it and held until every fetch of the request is done (concurrent fetches of one request
-    never take two)."""
-
-    def __init__(self, admission: Admission) -> None:
-        """Share `admission` between the fetches of one request."""
-        self._admission = admission
-        self._stack = AsyncExitStack()
-        self._lock = asyncio.Lock()
-        self._held = False
-
-    async def __aenter__(self) -> SharedAdmission:
-        """Nothing is taken yet."""
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        """Give the admission back, if it was taken."""
-        await self._stack.aclose()
-
-    @asynccontextmanager
-    async def take(self) -> AsyncIterator[None]:
-        """Hold the shared admission for a block (taking it the first time)."""
-        async with self._lock:
-            if not self._held:
-                await self._stack.enter_async_context(self._admission())
-                self._held = True
-        yield
-
-
-def _points(extents: Sequence[Extent]) -> int:
-    """Grid points the extents cover."""
-    return sum((e.last_ms - e.first_ms) // e.step_ms + 1 for e in extents)
-
-
-def _only_a_short_tail(have: Sequence[Extent], merged: Sequence[Extent], every: int) -> bool:
-    """True when `merged` adds to `have` only fewer than `every` points after its end (a
-    refresh's step or two); anything earlier, or a longer tail, is worth rewriting the entry."""
-    step = merged[0].step_ms
-    tail = (max(e.last_ms for e in merged) - max(e.last_ms for e in have)) // step
-    return _points(merged) - _points(have) == tail < every
-
-
-def _outcome(fetches: int, held: int) -> str:
-    if not fetches:
-        return "hit"
-    return "partial" if held else "miss"
-
-
-def _joined(gaps: Sequence[tuple[int, int]], step_ms: int) -> list[tuple[int, int]]:
-    """Missing stretches in time order, adjacent ones (across piece boundaries) asked at once."""
-    out: list[tuple[int, int]] = []
-    for first, last in sorted(gaps):
-        if out and first <= out[-1][1] + step_ms:
-            out[-1] = (out[-1][0], max(out[-1][1], last))
-        else:
-            out.append((first, last))
-    return out
-
-
-def _consecutive(extents: Sequence[Extent], grid: Grid) -> list[list[dict[str, Any]]]:
-    """The request's grid points, each taken once, from extents that may overlap."""
-    parts: list[list[dict[str, Any]]] = []
-    covered = grid.start_ms - grid.step_ms
-    for extent in sorted(extents, key=lambda e: (e.first_ms, -e.last_ms)):
-        first = max(extent.first_ms, covered + grid.step_ms)
-        last = min(extent.last_ms, grid.end_ms)
-        if first > last:
-            continue
-        if first > covered + grid.step_ms:
-            raise Uncacheable("a stretch was not covered")  # never expected: fall back, never guess
-        parts.append(trimmed(extent, first, last))
-        covered = last
-    if covered < grid.end_ms:
-        raise Uncacheable("a stretch was not covered")  # never expected: fall back, never guess
-    return parts
 
 
 def note_outcome(outcome: str) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.results import cache
+from proxy.results.request import accepts_gzip, caller_refuses_cache, ms, seconds, with_bounds
+from proxy.results.stretches import joined
 from proxy.upstream import UpstreamRequest
 
 
@@ -13,16 +14,16 @@ def test_bounds_are_replaced_where_they_were_sent() -> None:
     form = UpstreamRequest(
         "POST", "/q", (("dedup", "true"),), (("query", "up"), ("start", "1"), ("end", "9"))
     )
-    swapped = cache._with_bounds(form, 30_000, 60_500)
+    swapped = with_bounds(form, 30_000, 60_500)
     assert swapped.form == (("query", "up"), ("start", "30"), ("end", "60.500"))
     assert swapped.query == (("dedup", "true"),)
     url = UpstreamRequest("GET", "/q", (("start", "1"), ("end", "9"), ("step", "30")))
-    assert cache._with_bounds(url, 0, 90_000).query == (("start", "0"), ("end", "90"), ("step", "30"))
+    assert with_bounds(url, 0, 90_000).query == (("start", "0"), ("end", "90"), ("step", "30"))
 
 
 def test_adjacent_missing_stretches_are_asked_at_once() -> None:
     """Stretches one step apart (across a day boundary) become one upstream request."""
-    assert cache._joined([(60, 90), (0, 30), (200, 230)], 30) == [(0, 90), (200, 230)]
+    assert joined([(60, 90), (0, 30), (200, 230)], 30) == [(0, 90), (200, 230)]
 
 
 @pytest.mark.parametrize(
@@ -40,12 +41,12 @@ def test_cache_control_from_the_caller(value: str, refused: bool) -> None:
     from aiohttp.test_utils import make_mocked_request
 
     request = make_mocked_request("GET", "/", headers={"Cache-Control": value} if value else {})
-    assert cache.caller_refuses_cache(request) is refused
+    assert caller_refuses_cache(request) is refused
 
 
 def test_seconds_are_printed_exactly() -> None:
     """Milliseconds print as Prometheus reads them back, never rounded."""
-    assert [cache._seconds(ms) for ms in (0, 1_000, 1_500, 1_700_000_000_001)] == [
+    assert [seconds(ms) for ms in (0, 1_000, 1_500, 1_700_000_000_001)] == [
         "0",
         "1",
         "1.500",
@@ -54,7 +55,7 @@ def test_seconds_are_printed_exactly() -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "ms"),
+    ("value", "expected"),
     [
         ("1700000000", 1_700_000_000_000),
         ("1.5", 1_500),
@@ -64,11 +65,11 @@ def test_seconds_are_printed_exactly() -> None:
         ("NaN", None),
     ],
 )
-def test_times_to_milliseconds(value: str, ms: int | None) -> None:
+def test_times_to_milliseconds(value: str, expected: int | None) -> None:
     """Times become whole milliseconds; sub-millisecond or unreadable times are not cached."""
     from proxy import caps
 
-    assert cache._ms(value, caps.parse_time) == ms
+    assert ms(value, caps.parse_time) == expected
 
 
 @pytest.mark.parametrize(
@@ -87,4 +88,4 @@ def test_accept_encoding_gzip(value: str, gzip: bool) -> None:
     from aiohttp.test_utils import make_mocked_request
 
     request = make_mocked_request("GET", "/", headers={"Accept-Encoding": value} if value else {})
-    assert cache.accepts_gzip(request) is gzip
+    assert accepts_gzip(request) is gzip
