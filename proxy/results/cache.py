@@ -88,6 +88,18 @@ class Lookup:
     endpoint: str  # "query" | "query_range"
 
 
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """One request the cache answers: the caller's request (its headers go upstream), its hub's
+    upstream, the built request, what the cache knows of the query, the caller's admission."""
+
+    request: web.Request
+    upstream: Upstream
+    built: UpstreamRequest
+    lookup: Lookup
+    admission: Admission
+
+
 class ResultsCache:
     """Answers cacheable queries from the backend and the upstream together (docs/caching.md)."""
 
@@ -166,8 +178,10 @@ class ResultsCache:
         # share one assembly: reading pieces, fetching, merging and encoding happen once.
         key = request_key(upstream, built, {}, extra=["answer"])
 
+        ask = Ask(request, upstream, built, lookup, admission)
+
         async def assemble_once() -> Whole:
-            return await self._assembled(request, upstream, built, lookup, admission)
+            return await self._assembled(ask)
 
         try:
             whole = await upstream.coalescer.whole(key, assemble_once)
@@ -192,20 +206,13 @@ class ResultsCache:
         audit.note_bytes(len(body))
         return out
 
-    async def _assembled(
-        self,
-        request: web.Request,
-        upstream: Upstream,
-        built: UpstreamRequest,
-        lookup: Lookup,
-        admission: Admission,
-    ) -> Whole:
+    async def _assembled(self, ask: Ask) -> Whole:
         """The answer from stored pieces and the upstream, encoded once (the outcome is noted on
         the request that assembled it)."""
-        if lookup.endpoint == "query_range":
-            doc, outcome = await self._range(request, upstream, built, lookup, admission)
+        if ask.lookup.endpoint == "query_range":
+            doc, outcome = await self._range(ask)
         else:
-            doc, outcome = await self._instant(request, upstream, built, lookup, admission)
+            doc, outcome = await self._instant(ask)
         note_outcome(outcome)
         body = json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         if len(body) <= GZIP_FROM:
@@ -234,18 +241,12 @@ class ResultsCache:
         lag = -lookback.newest_touch_ms(lookup.trees, 0)
         return bound + max(lag, 0)
 
-    async def _range(
-        self,
-        request: web.Request,
-        upstream: Upstream,
-        built: UpstreamRequest,
-        lookup: Lookup,
-        admission: Admission,
-    ) -> tuple[dict[str, Any], str]:
+    async def _range(self, ask: Ask) -> tuple[dict[str, Any], str]:
+        built = ask.built
         grid = self._grid(built)
         if grid is None:
             raise Uncacheable("not step-aligned")
-        base = request_key(upstream, built, {}, drop=RANGE_BOUNDS)
+        base = request_key(ask.upstream, built, {}, drop=RANGE_BOUNDS)
         parts = pieces(grid, self._split_ms)
         keys = [base + b"|" + str(piece.bucket).encode() for piece in parts]
         stored = await asyncio.gather(*(self._extents(key) for key in keys))
@@ -255,9 +256,9 @@ class ResultsCache:
         stretches = joined([gap for _, gaps in wanted for gap in gaps], grid.step_ms)
         fetched: list[Extent] = []
         if stretches:
-            async with SharedAdmission(admission) as shared:
-                fetched = await self._fetch_all(request, upstream, built, stretches, shared.take)
-        await self._store(parts, keys, stored, fetched, lookup, grid.step_ms)
+            async with SharedAdmission(ask.admission) as shared:
+                fetched = await self._fetch_all(ask, stretches, shared.take)
+        await self._store(parts, keys, stored, fetched, ask.lookup, grid.step_ms)
         held = [extent for have in stored for extent in have]
         parts_in_order = consecutive([*held, *fetched], grid)
         if parts_in_order is None:
@@ -284,19 +285,14 @@ class ResultsCache:
         return extents
 
     async def _fetch_all(
-        self,
-        request: web.Request,
-        upstream: Upstream,
-        built: UpstreamRequest,
-        stretches: Sequence[tuple[int, int]],
-        admission: Admission,
+        self, ask: Ask, stretches: Sequence[tuple[int, int]], admission: Admission
     ) -> list[Extent]:
         gate = asyncio.Semaphore(FETCH_CONCURRENCY)
-        step = ms(param(built, "step"), caps.parse_step) or 0
+        step = ms(param(ask.built, "step"), caps.parse_step) or 0
 
         async def one(first: int, last: int) -> Extent:
             async with gate:
-                doc = await self._fetch(request, upstream, with_bounds(built, first, last), admission)
+                doc = await self._fetch(ask, with_bounds(ask.built, first, last), admission)
             data = doc.get("data")
             if not isinstance(data, dict) or data.get("resultType") != "matrix":
                 raise Uncacheable("not a matrix")
@@ -310,12 +306,11 @@ class ResultsCache:
 
         return list(await asyncio.gather(*(one(first, last) for first, last in stretches)))
 
-    async def _fetch(
-        self, request: web.Request, upstream: Upstream, built: UpstreamRequest, admission: Admission
-    ) -> dict[str, Any]:
+    async def _fetch(self, ask: Ask, built: UpstreamRequest, admission: Admission) -> dict[str, Any]:
         """One upstream answer the cache may use (coalesced with identical ones in flight: a
         follower takes no admission)."""
-        headers: CIMultiDict[str] = upstream.headers_for(request, built.form is not None)
+        upstream = ask.upstream
+        headers: CIMultiDict[str] = upstream.headers_for(ask.request, built.form is not None)
         headers.popall("Accept", None)
         headers.popall("Accept-Encoding", None)
         headers["Accept-Encoding"] = "identity"
@@ -377,15 +372,8 @@ class ResultsCache:
 
     # ------------------------------------------------------------------ instant queries
 
-    async def _instant(
-        self,
-        request: web.Request,
-        upstream: Upstream,
-        built: UpstreamRequest,
-        lookup: Lookup,
-        admission: Admission,
-    ) -> tuple[dict[str, Any], str]:
-        key = request_key(upstream, built, {})
+    async def _instant(self, ask: Ask) -> tuple[dict[str, Any], str]:
+        key = request_key(ask.upstream, ask.built, {})
         raw = await self._backend.get(key)
         caches.RESULTS.lookup(raw is not None)
         if raw is not None:
@@ -395,7 +383,7 @@ class ResultsCache:
                     return doc, "hit"
             except ValueError:
                 log.warning("results_cache_entry_unreadable")
-        doc = await self._fetch(request, upstream, built, admission)
+        doc = await self._fetch(ask, ask.built, ask.admission)
         await self._write(key, json.dumps(doc, separators=(",", ":")).encode("utf-8"))
         return doc, "miss"
 
