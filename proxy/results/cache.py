@@ -267,12 +267,17 @@ class ResultsCache:
         doc = {"status": "success", "data": {"resultType": "matrix", "result": series}}
         return doc, outcome_of(len(stretches), len(held))
 
-    async def _extents(self, key: bytes) -> list[Extent]:
+    async def _read(self, key: bytes) -> bytes | None:
+        """The stored entry under `key` (None: a miss), counted in the cache inventory."""
         raw = await self._backend.get(key)
         caches.RESULTS.lookup(raw is not None)
+        return raw
+
+    async def _extents(self, key: bytes) -> list[Extent]:
+        raw = await self._read(key)
         if raw is None:
             return []
-        checksum = zlib.crc32(raw) ^ (len(raw) << 32)
+        checksum = _checksum(raw)
         known = self._decoded.get(key)
         if known is not None and known[0] == checksum:
             return known[1]
@@ -367,15 +372,14 @@ class ResultsCache:
             if have and only_a_short_tail(have, merged, every):
                 continue
             raw = encode_extents(merged)
-            self._decoded.put(key, (zlib.crc32(raw) ^ (len(raw) << 32), merged), len(raw))
+            self._decoded.put(key, (_checksum(raw), merged), len(raw))
             await self._write(key, raw)
 
     # ------------------------------------------------------------------ instant queries
 
     async def _instant(self, ask: Ask) -> tuple[dict[str, Any], str]:
         key = request_key(ask.upstream, ask.built, {})
-        raw = await self._backend.get(key)
-        caches.RESULTS.lookup(raw is not None)
+        raw = await self._read(key)
         if raw is not None:
             try:
                 doc = json.loads(raw)
@@ -386,6 +390,11 @@ class ResultsCache:
         doc = await self._fetch(ask, ask.built, ask.admission)
         await self._write(key, json.dumps(doc, separators=(",", ":")).encode("utf-8"))
         return doc, "miss"
+
+
+def _checksum(raw: bytes) -> int:
+    """What tells a stored entry from another under the same key (its decoded form is reused)."""
+    return zlib.crc32(raw) ^ (len(raw) << 32)
 
 
 def note_outcome(outcome: str) -> None:
