@@ -19,10 +19,10 @@ import requests
 
 from keycloak_emulator import ThreadedEmulatorServer
 from proxy_demo.prometheus import PrometheusServer
-from tests.support.hubs import FIRST_HUB, SECOND_HUB, hub_entry, hubs_config, hubs_environ
+from tests.support.hubs import FIRST_HUB, SECOND_HUB, two_hubs_proxy
 from tests.support.oracle import Grant, assert_same_result
 from tests.support.prometheus import OraclePrometheusFactory
-from tests.support.proxy_server import ProxyServer, make_settings
+from tests.support.proxy_server import ProxyServer
 
 pytestmark = pytest.mark.prometheus
 
@@ -62,12 +62,9 @@ def two_hubs(
     hubs_emulator_server: ThreadedEmulatorServer,
 ) -> Iterator[ProxyServer]:
     """One proxy serving moc (default) and innabox-dev, each with its own CA and client certificate."""
-    config = hubs_config(
-        tmp_path_factory.mktemp("two-hubs"),
-        [hub_entry(MOC, prometheus), hub_entry(INNABOX, second_hub_prometheus)],
-        default_hub=MOC,
+    server = two_hubs_proxy(
+        tmp_path_factory.mktemp("two-hubs"), prometheus, second_hub_prometheus, hubs_emulator_server.base_url
     )
-    server = ProxyServer(make_settings(hubs_environ(hubs_emulator_server.base_url, config))).start()
     yield server
     server.stop()
 

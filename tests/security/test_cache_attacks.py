@@ -45,10 +45,10 @@ from tests.support.cachestack import (
     seconds,
     versioned,
 )
-from tests.support.hubs import FIRST_HUB, SECOND_HUB, hub_entry, hubs_config, hubs_environ
+from tests.support.hubs import FIRST_HUB, SECOND_HUB, two_hubs_proxy
 from tests.support.identities import GRANTS, auth_header
 from tests.support.oracle import Grant, diff_results, visible, visible_series
-from tests.support.proxy_server import ProxyServer, free_port, make_settings
+from tests.support.proxy_server import ProxyServer, free_port
 from tests.support.stack import ProxyFactory, TokenFor
 from tests.support.stub_upstream import Seen
 
@@ -130,13 +130,13 @@ def hubs_cache_proxy(
     hubs_emulator_server: ThreadedEmulatorServer,
 ) -> Iterator[ProxyServer]:
     """One proxy with the in-process cache serving moc and innabox-dev (both have a `nerc-ocp-prod`)."""
-    config = hubs_config(
+    server = two_hubs_proxy(
         tmp_path_factory.mktemp("cache-hubs"),
-        [hub_entry(FIRST_HUB, prometheus), hub_entry(SECOND_HUB, second_hub_prometheus)],
-        default_hub=FIRST_HUB,
+        prometheus,
+        second_hub_prometheus,
+        hubs_emulator_server.base_url,
+        PROXY_CACHE="memory",
     )
-    env = hubs_environ(hubs_emulator_server.base_url, config, PROXY_CACHE="memory")
-    server = ProxyServer(make_settings(env)).start()
     yield server
     server.stop()
 

@@ -14,10 +14,10 @@ import requests
 
 from keycloak_emulator import ThreadedEmulatorServer
 from proxy_demo.prometheus import PrometheusServer
-from tests.support.hubs import FIRST_HUB, SECOND_HUB, hub_entry, hubs_config, hubs_environ
+from tests.support.hubs import FIRST_HUB, SECOND_HUB, two_hubs_proxy
 from tests.support.oracle import Grant
 from tests.support.prometheus import OraclePrometheusFactory
-from tests.support.proxy_server import ProxyServer, make_settings
+from tests.support.proxy_server import ProxyServer
 
 pytestmark = pytest.mark.prometheus
 
@@ -37,13 +37,14 @@ def hubs_proxy(
     hubs_emulator_server: ThreadedEmulatorServer,
 ) -> Iterator[ProxyServer]:
     """moc (default) and innabox-dev behind one proxy; once more with one cold decision a minute."""
-    config = hubs_config(
-        tmp_path_factory.mktemp("hub-attacks"),
-        [hub_entry(MOC, prometheus), hub_entry(INNABOX, second_hub_prometheus)],
-        default_hub=MOC,
-    )
     extra = {"PROXY_AUTH_COLD_DECISIONS_PER_MINUTE": request.param} if request.param else {}
-    server = ProxyServer(make_settings(hubs_environ(hubs_emulator_server.base_url, config, **extra))).start()
+    server = two_hubs_proxy(
+        tmp_path_factory.mktemp("hub-attacks"),
+        prometheus,
+        second_hub_prometheus,
+        hubs_emulator_server.base_url,
+        **extra,
+    )
     yield server
     server.stop()
 

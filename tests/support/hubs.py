@@ -25,6 +25,7 @@ from proxy_demo.dataset import SECOND_HUB, SECOND_HUB_CLUSTERS, SECOND_HUB_SEED,
 from proxy_demo.policy import HUB_POLICIES, merged_realm
 from proxy_demo.prometheus import Binaries, PrometheusServer
 from tests.support.prometheus import OraclePrometheusFactory
+from tests.support.proxy_server import ProxyServer, make_settings
 from tests.support.stack import CLIENT_SECRETS, POLICY, REALM
 
 FIRST_HUB: str = POLICY["hub"]
@@ -62,6 +63,17 @@ def hubs_config(
     path = directory / "hubs.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     return path
+
+
+def two_hubs_proxy(
+    directory: Path, first: PrometheusServer, second: PrometheusServer, keycloak_url: str, **extra: str
+) -> ProxyServer:
+    """A started proxy serving FIRST_HUB (the default, on `first`) and SECOND_HUB (on `second`),
+    `extra` as further `PROXY_*` settings."""
+    config = hubs_config(
+        directory, [hub_entry(FIRST_HUB, first), hub_entry(SECOND_HUB, second)], default_hub=FIRST_HUB
+    )
+    return ProxyServer(make_settings(hubs_environ(keycloak_url, config, **extra))).start()
 
 
 def hubs_environ(keycloak_url: str, config: Path, **extra: str) -> dict[str, str]:
